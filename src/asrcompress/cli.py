@@ -1,0 +1,146 @@
+"""Command-line interface. Bad input prints one line naming the bad item and exits with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Search layer-wise compression policies for speech acoustic models.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _command_line() -> str:
+    return "asrcompress " + " ".join(sys.argv[1:])
+
+
+@app.command()
+def corpus(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write audio and manifests into")],
+    seed: Annotated[int, typer.Option(help="Seed for sentences, voices and augmentation")] = 0,
+    size: Annotated[str, typer.Option(help="small (tests, demos) or default (>= 10k training utterances)")] = "default",
+    workers: Annotated[int, typer.Option(help="Synthesis processes; 0 = all cores")] = 0,
+) -> None:
+    """Synthesise the built-in benchmark corpus (espeak-ng + flite) with train/dev/test manifests."""
+    from .data import SIZES, build_corpus
+
+    if size not in SIZES:
+        raise UserError(f"--size {size!r} is not one of {', '.join(SIZES)}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(split: str, done: int, total: int) -> None:
+            if split not in tasks:
+                tasks[split] = progress.add_task(f"synthesising {split}", total=total)
+            progress.update(tasks[split], completed=done)
+
+        summary = build_corpus(out_dir, seed=seed, size=size, workers=workers or None, progress=update)
+    out.print(json.dumps(summary, indent=2))
+
+
+@app.command()
+def train(
+    corpus_dir: Annotated[Path, typer.Option("--corpus", help="Corpus folder with train/dev/test.jsonl")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write (resumes if it has a checkpoint)")],
+    epochs: Annotated[int, typer.Option(help="Training epochs")] = 60,
+    max_minutes: Annotated[float, typer.Option(help="Stop (resumably) after this much wall time")] = 170.0,
+    batch_seconds: Annotated[float, typer.Option(help="Audio seconds per batch")] = 320.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    workers: Annotated[int, typer.Option(help="Audio-loading processes; 0 = all cores")] = 0,
+    finalize_after: Annotated[bool, typer.Option("--finalize/--no-finalize",
+                                                 help="Build LM + lexicon, tune decoder, score, write card")] = True,
+) -> None:
+    """Train the Conformer-CTC base model from scratch (checkpoints and resumes)."""
+    import torch
+
+    from .models import ModelConfig
+    from .models._card import finalize
+    from .models._train import TrainConfig
+    from .models._train import train as run_train
+
+    for name in ("train", "dev"):
+        if not (corpus_dir / f"{name}.jsonl").is_file():
+            raise UserError(f"{corpus_dir / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, batch_seconds=batch_seconds, workers=workers)
+    summary = run_train(corpus_dir, out_dir, ModelConfig(), cfg, dev, log=err.print)
+    summary["hardware"] = torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    summary["command"] = _command_line()
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not summary["finished"]:
+        raise typer.Exit(3)
+    if finalize_after:
+        card = finalize(out_dir, corpus_dir, summary, _command_line(), log=err.print)
+        out.print(json.dumps({k: card[k] for k in ("parameters", "wer", "cer", "greedy_wer")}, indent=2))
+
+
+@app.command()
+def finalize(
+    model_dir: Annotated[Path, typer.Option("--model", help="Trained model folder")],
+    corpus_dir: Annotated[Path, typer.Option("--corpus", help="The corpus it was trained on")],
+) -> None:
+    """Build the LM and lexicon from training text, tune the decoder on dev, score dev/test, write the card."""
+    from .models._card import finalize as run_finalize
+
+    summary_path = model_dir / "train_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    card = run_finalize(model_dir, corpus_dir, summary, summary.get("command", _command_line()), log=err.print)
+    out.print(json.dumps({k: card[k] for k in ("parameters", "wer", "cer", "greedy_wer")}, indent=2))
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder")],
+    manifest: Annotated[Path, typer.Option(help="JSONL manifest or LibriSpeech folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    decoder: Annotated[Optional[str], typer.Option(help="greedy or beam_lm (default: the model's setting)")] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on the first bad entry instead of skipping it")] = False,
+    workers: Annotated[int, typer.Option(help="Decoding processes; 0 = all cores")] = 0,
+) -> None:
+    """WER, CER, utterance count and real-time factor of a model on a dataset."""
+    from .data import load_dataset
+    from .models import load_model, read_config
+    from .objectives import DecoderConfig, evaluate as run_eval
+
+    model = load_model(model_dir)
+    cfg = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
+    if decoder:
+        cfg = cfg.with_(kind=decoder)
+        DecoderConfig.from_dict(cfg.to_dict())
+    utts, report = load_dataset(manifest, strict=strict)
+    if report.n_skipped:
+        err.print(f"[yellow]warning:[/] {report.summary()}")
+    with err.status(f"decoding {len(utts)} utterances ({cfg.kind})"):
+        result = run_eval(model, model_dir, utts, cfg, workers)
+    result["skipped"] = report.n_skipped
+    if as_json:
+        print(json.dumps({k: result[k] for k in ("wer", "cer", "utterances", "rtf", "decoder", "skipped")}))
+    else:
+        out.print(f"WER {result['wer']:.2%}  CER {result['cer']:.2%}  utterances {result['utterances']}  "
+                  f"RTF {result['rtf']:.3f}  decoder {result['decoder']}  skipped {report.n_skipped}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; completed work is kept")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

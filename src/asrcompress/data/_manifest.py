@@ -1,0 +1,162 @@
+"""Loading user speech data: JSONL manifests (NeMo style) and LibriSpeech folders.
+
+Bad entries are either skipped and counted by reason (the default, reported to the user)
+or, with ``strict=True``, raised as a UserError naming the file. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import UserError
+from ._synth import SAMPLE_RATE, _resample
+from ._text import normalize_text
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio_filepath: Path
+    text: str
+    duration: float
+
+
+@dataclass
+class LoadReport:
+    source: str
+    loaded: int = 0
+    skipped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def summary(self) -> str:
+        s = f"{self.source}: {self.loaded} utterances loaded"
+        if self.n_skipped:
+            reasons = ", ".join(f"{k}: {len(v)} (e.g. {v[0]})" for k, v in sorted(self.skipped.items()))
+            s += f", {self.n_skipped} skipped ({reasons})"
+        return s
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "loaded": self.loaded, "skipped": {k: list(v) for k, v in self.skipped.items()}}
+
+
+def clean_transcript(text: str) -> str:
+    """Strip accents (café -> cafe), lower-case, keep [a-z' ]."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return normalize_text(ascii_text)
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """Mono float32 at 16 kHz. Other rates are resampled and stereo is averaged to mono."""
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise UserError(f"{path}: unreadable or corrupt audio ({e})") from None
+    if x.shape[0] == 0:
+        raise UserError(f"{path}: audio has no samples")
+    x = x.mean(axis=1)
+    if not np.isfinite(x).all():
+        raise UserError(f"{path}: audio contains NaN or infinite samples")
+    return _resample(x, sr, SAMPLE_RATE).astype(np.float32)
+
+
+def _check_entry(report: LoadReport, uid: str, audio: Path, raw_text: object, strict: bool) -> Utterance | None:
+    def bad(reason: str) -> None:
+        if strict:
+            raise UserError(f"{audio}: {reason}")
+        report.skipped[reason].append(str(audio))
+
+    if not audio.is_file():
+        return bad("missing audio file")
+    if not isinstance(raw_text, str) or not raw_text.strip():
+        return bad("empty transcript")
+    text = clean_transcript(raw_text)
+    if not text:
+        return bad("transcript has no usable characters")
+    try:
+        info = sf.info(str(audio))
+    except (sf.LibsndfileError, RuntimeError):
+        return bad("unreadable or corrupt audio")
+    if info.frames == 0:
+        return bad("audio has no samples")
+    report.loaded += 1
+    return Utterance(uid, audio, text, info.frames / info.samplerate)
+
+
+def load_manifest(path: Path, strict: bool = False) -> tuple[list[Utterance], LoadReport]:
+    """JSONL lines with `audio_filepath` (absolute or relative to the manifest) and `text`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: manifest not found")
+    root = path.parent
+    report = LoadReport(str(path))
+    out: list[Utterance] = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: manifest is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or "audio_filepath" not in row or "text" not in row:
+            raise UserError(f"{path}:{lineno}: each line needs the fields 'audio_filepath' and 'text'")
+        audio = Path(row["audio_filepath"])
+        audio = audio if audio.is_absolute() else root / audio
+        u = _check_entry(report, f"{path.stem}:{lineno}", audio, row["text"], strict)
+        if u:
+            out.append(u)
+    return out, report
+
+
+def load_librispeech(root: Path, strict: bool = False) -> tuple[list[Utterance], LoadReport]:
+    """LibriSpeech layout: speaker/chapter/{speaker}-{chapter}.trans.txt beside the audio."""
+    root = Path(root)
+    report = LoadReport(str(root))
+    out: list[Utterance] = []
+    trans_files = sorted(root.rglob("*.trans.txt"))
+    if not trans_files:
+        raise UserError(f"{root}: no *.trans.txt transcript files found (not a LibriSpeech folder)")
+    transcribed: set[Path] = set()
+    for tf in trans_files:
+        for lineno, line in enumerate(tf.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            uid, _, text = line.partition(" ")
+            audio = next((tf.parent / (uid + s) for s in AUDIO_SUFFIXES if (tf.parent / (uid + s)).exists()),
+                         tf.parent / (uid + ".flac"))
+            transcribed.add(audio)
+            u = _check_entry(report, uid, audio, text, strict)
+            if u:
+                out.append(u)
+    for audio in sorted(p for s in AUDIO_SUFFIXES for p in root.rglob("*" + s)):
+        if audio not in transcribed:
+            if strict:
+                raise UserError(f"{audio}: audio file has no transcript line in its chapter's .trans.txt")
+            report.skipped["no transcript"].append(str(audio))
+    return out, report
+
+
+def load_dataset(path: Path, strict: bool = False) -> tuple[list[Utterance], LoadReport]:
+    """A JSONL manifest file, or a LibriSpeech-style folder."""
+    path = Path(path)
+    if path.is_dir():
+        return load_librispeech(path, strict)
+    if not path.exists():
+        raise UserError(f"{path}: no such manifest file or LibriSpeech folder")
+    return load_manifest(path, strict)

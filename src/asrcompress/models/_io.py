@@ -1,0 +1,73 @@
+"""Model folders: model.safetensors + config.json (+ model_card.json, lexicon, LM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+from ._conformer_ctc import ConformerCTC, ModelConfig
+from ._tokens import TOKENS
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "model_card.json"
+FORMAT_VERSION = 1
+
+
+def save_model(model: ConformerCTC, out: Path, decoder: dict | None = None) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(out / WEIGHTS)
+    cfg = {"format_version": FORMAT_VERSION, "architecture": "conformer_ctc",
+           "model": model.cfg.to_dict(), "tokens": list(TOKENS), "sample_rate": 16_000}
+    if decoder is not None:
+        cfg["decoder"] = decoder
+    elif (out / CONFIG).exists():
+        cfg["decoder"] = read_config(out).get("decoder")
+    (out / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def read_config(model_dir: Path) -> dict:
+    path = Path(model_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{path}: not found; a model folder needs {CONFIG} and {WEIGHTS}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def load_model(model_dir: Path) -> ConformerCTC:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: model folder not found")
+    cfg = read_config(model_dir)
+    if cfg.get("architecture") != "conformer_ctc":
+        raise UserError(f"{model_dir / CONFIG}: field 'architecture' must be 'conformer_ctc'")
+    if list(cfg.get("tokens", [])) != list(TOKENS):
+        raise UserError(f"{model_dir / CONFIG}: field 'tokens' does not match this version's vocabulary")
+    try:
+        model = ConformerCTC(ModelConfig.from_dict(cfg["model"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{model_dir / CONFIG}: bad field 'model' ({e})") from None
+    path = model_dir / WEIGHTS
+    if not path.is_file():
+        raise UserError(f"{path}: weights not found")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: not a valid safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise UserError(f"{path}: weights do not fit the model in {CONFIG}: {first}") from None
+    return model.eval()

@@ -1,0 +1,204 @@
+"""CTC training of the base model, with checkpoint/resume so training can span sessions."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from ..data._manifest import Utterance, load_manifest, read_audio
+from ..objectives._wer import cer, wer
+from ._conformer_ctc import ConformerCTC, ModelConfig
+from ._io import save_model
+from ._tokens import encode, greedy_decode
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_seconds: float = 320.0  # audio seconds per batch (padded)
+    peak_lr: float = 2e-3
+    warmup_steps: int = 800
+    weight_decay: float = 1e-3
+    max_minutes: float = 170.0
+    seed: int = 0
+    workers: int = 0  # audio-loading processes; 0 = all cores
+
+
+def _load_waves(utts: list[Utterance], workers: int) -> list[np.ndarray]:
+    paths = [u.audio_filepath for u in utts]
+    with get_context("fork").Pool(workers) as pool:
+        waves = pool.map(_read_int16, paths, chunksize=64)
+    return waves
+
+
+def _read_int16(path: Path) -> np.ndarray:
+    # int16 halves the memory of a 12k-utterance corpus kept in RAM.
+    return (np.clip(read_audio(path), -1, 1) * 32767).astype(np.int16)
+
+
+def make_batches(durations: list[float], batch_seconds: float) -> list[list[int]]:
+    """Group indices of similar length so padded audio per batch stays under budget."""
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    batches, cur = [], []
+    for i in order:
+        if cur and durations[i] * (len(cur) + 1) > batch_seconds:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _collate(waves: list[np.ndarray], idx: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([waves[i].size for i in idx])
+    batch = torch.zeros(len(idx), int(lens.max()))
+    for row, i in enumerate(idx):
+        batch[row, : waves[i].size] = torch.from_numpy(waves[i].astype(np.float32) / 32767)
+    return batch.to(device), lens.to(device)
+
+
+class _SpecAugment(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.freq = torchaudio.transforms.FrequencyMasking(15)
+        self.time = torchaudio.transforms.TimeMasking(30, p=0.1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = feats.transpose(1, 2)  # (N, T, F) -> (N, F, T) as torchaudio's masks expect
+        for _ in range(2):
+            x = self.time(self.freq(x))
+        return x.transpose(1, 2)
+
+
+@torch.no_grad()
+def greedy_eval(model: ConformerCTC, waves: list[np.ndarray], texts: list[str], device: torch.device,
+                batch_seconds: float = 200.0) -> dict:
+    model.eval()
+    hyps = [""] * len(waves)
+    for idx in make_batches([w.size / 16000 for w in waves], batch_seconds):
+        wave, lens = _collate(waves, idx, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            lp, out_lens = model.transcribe_logits(wave, lens)
+        for i, h in zip(idx, greedy_decode(lp.float(), out_lens)):
+            hyps[i] = h
+    model.train()
+    return {"wer": wer(texts, hyps), "cer": cer(texts, hyps)}
+
+
+def train(
+    corpus: Path,
+    out: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train (or resume) into `out`; returns a summary with timing and greedy dev WER."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    workers = cfg.workers or os.cpu_count() or 1
+    train_utts, rep = load_manifest(corpus / "train.jsonl")
+    dev_utts, dev_rep = load_manifest(corpus / "dev.jsonl")
+    log(rep.summary())
+    log(dev_rep.summary())
+    t0 = time.time()
+    train_waves = _load_waves(train_utts, workers)
+    dev_waves = _load_waves(dev_utts, workers)
+    log(f"loaded audio in {time.time() - t0:.0f}s")
+    targets = [torch.tensor(encode(u.text)) for u in train_utts]
+    dev_texts = [u.text for u in dev_utts]
+    batches = make_batches([u.duration for u in train_utts], cfg.batch_seconds)
+    total_steps = cfg.epochs * len(batches)
+
+    model = ConformerCTC(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.peak_lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    state = {"epoch": 0, "step": 0, "best_wer": float("inf"), "train_seconds": 0.0, "history": []}
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        state = json.loads(saved["state"])
+        log(f"resumed from {ckpt} at epoch {state['epoch']}, step {state['step']}")
+
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    spec_aug = _SpecAugment().to(device)
+    session_start = time.time()
+    model.train()
+    stopped_early = False
+    while state["epoch"] < cfg.epochs:
+        epoch_start = time.time()
+        rng = random.Random(cfg.seed * 1000 + state["epoch"])
+        order = list(range(len(batches)))
+        rng.shuffle(order)
+        losses = []
+        for b in order:
+            idx = batches[b]
+            wave, lens = _collate(train_waves, idx, device)
+            tgt = [targets[i] for i in idx]
+            tgt_lens = torch.tensor([t.numel() for t in tgt])
+            with torch.no_grad():
+                feats, frames = model.features(wave, lens)
+                feats = spec_aug(feats)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                lp, out_lens = model(feats, frames)
+            loss = ctc(lp.float().transpose(0, 1), torch.cat(tgt), out_lens.cpu(), tgt_lens)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            state["step"] += 1
+            losses.append(loss.item())
+            if (time.time() - session_start) / 60 > cfg.max_minutes:
+                stopped_early = True
+                break
+        state["train_seconds"] += time.time() - epoch_start
+        if stopped_early:
+            break
+        state["epoch"] += 1
+        dev = greedy_eval(model, dev_waves, dev_texts, device)
+        state["history"].append({"epoch": state["epoch"], "loss": float(np.mean(losses)), **dev})
+        log(f"epoch {state['epoch']}/{cfg.epochs} loss {np.mean(losses):.3f} dev greedy WER {dev['wer']:.3f} "
+            f"CER {dev['cer']:.3f} ({time.time() - epoch_start:.0f}s)")
+        if dev["wer"] < state["best_wer"]:
+            state["best_wer"] = dev["wer"]
+            save_model(model, out)
+        tmp = out / (CHECKPOINT + ".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "state": json.dumps(state)}, tmp)
+        tmp.replace(ckpt)
+    if stopped_early:
+        tmp = out / (CHECKPOINT + ".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "state": json.dumps(state)}, tmp)
+        tmp.replace(ckpt)
+        log(f"time budget of {cfg.max_minutes} min reached; run the same command again to resume")
+    return {"finished": not stopped_early, "train_config": asdict(cfg), "steps": state["step"],
+            "epochs": state["epoch"], "train_seconds": round(state["train_seconds"], 1),
+            "best_dev_greedy_wer": state["best_wer"], "history": state["history"],
+            "batches_per_epoch": len(batches), "train_utterances": len(train_utts)}

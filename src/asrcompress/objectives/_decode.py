@@ -1,0 +1,132 @@
+"""CTC decoders: greedy (fast path) and lexicon-constrained beam search with a word n-gram LM.
+
+The beam search is flashlight-text's LexiconDecoder (through torchaudio's pure-Python
+wrapper); the LM is our ARPA reader plugged in as a custom CTCDecoderLM, because the
+flashlight-text wheel ships without KenLM.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..models._tokens import BLANK, SEP, TOKENS, greedy_decode
+from ._lm import NgramLM
+
+LEXICON_FILE = "lexicon.txt"
+LM_FILE = "lm.arpa"
+UNK = "<unk>"
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    kind: str = "beam_lm"  # "greedy" or "beam_lm"
+    beam_size: int = 32
+    beam_threshold: float = 25.0
+    lm_weight: float = 1.0
+    word_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("greedy", "beam_lm"):
+            raise UserError(f"decoder kind {self.kind!r} is not one of 'greedy', 'beam_lm'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecoderConfig":
+        known = {f.name for f in fields(cls)}
+        bad = set(d) - known
+        if bad:
+            raise UserError(f"decoder config: unknown fields {sorted(bad)}")
+        return cls(**d)
+
+    def with_(self, **kw: object) -> "DecoderConfig":
+        return replace(self, **kw)
+
+
+def write_lexicon(words: set[str], path: Path) -> None:
+    """One line per word: `word w o r d |` (the trailing separator ends the word)."""
+    lines = []
+    for w in sorted(words):
+        if w and all(c in TOKENS for c in w):
+            lines.append(f"{w}\t{' '.join(w)} {SEP}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _make_lm(ngram: NgramLM, word_list: list[str]):
+    from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
+
+    class _FlashlightNgram(CTCDecoderLM):
+        def __init__(self) -> None:
+            CTCDecoderLM.__init__(self)
+            self.words = word_list
+            self.states: dict = {}
+
+        def start(self, start_with_nothing: bool):
+            self.states = {}
+            state = CTCDecoderLMState()
+            self.states[state] = ("<s>",)
+            return state
+
+        def score(self, state, usr_token_idx: int):
+            child = state.child(usr_token_idx)
+            ctx = self.states[state]
+            word = self.words[usr_token_idx]
+            if child not in self.states:
+                self.states[child] = (*ctx, word)[-(ngram.order - 1):]
+            return child, ngram.score(ctx, word)
+
+        def finish(self, state):
+            return state, ngram.score(self.states[state], "</s>")
+
+    return _FlashlightNgram()
+
+
+def build_decoder(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor], str]:
+    """A function from one utterance's (T', V) log-probabilities to its transcript."""
+    if cfg.kind == "greedy":
+        def greedy(lp: torch.Tensor) -> str:
+            return greedy_decode(lp[None], torch.tensor([lp.shape[0]]))[0]
+        return greedy
+
+    from torchaudio.models.decoder import ctc_decoder
+
+    lexicon = Path(model_dir) / LEXICON_FILE
+    if not lexicon.is_file():
+        raise UserError(f"{lexicon}: the beam_lm decoder needs a lexicon file in the model folder")
+    ngram = NgramLM(Path(model_dir) / LM_FILE)
+    lex_words = [line.split("\t", 1)[0] for line in lexicon.read_text().splitlines() if line.strip()]
+    word_list = [UNK, *lex_words]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(word_list) + "\n")
+        lm_dict = f.name
+    lm = _make_lm(ngram, word_list)
+    dec = ctc_decoder(
+        lexicon=str(lexicon),
+        tokens=list(TOKENS),
+        lm=lm,
+        lm_dict=lm_dict,
+        beam_size=cfg.beam_size,
+        beam_threshold=cfg.beam_threshold,
+        lm_weight=cfg.lm_weight,
+        word_score=cfg.word_score,
+        sil_score=0.0,
+        blank_token=BLANK,
+        sil_token=SEP,
+        unk_word=UNK,
+    )
+    Path(lm_dict).unlink()
+
+    def beam(lp: torch.Tensor) -> str:
+        hyps = dec(lp.float().contiguous().cpu()[None])
+        return " ".join(hyps[0][0].words) if hyps and hyps[0] else ""
+
+    beam.decoder = dec  # keep the LM alive as long as the decoder (pybind lifetime)
+    beam.lm = lm
+    return beam
