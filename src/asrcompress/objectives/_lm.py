@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-import os
 import re
 from pathlib import Path
 
@@ -17,17 +17,18 @@ OOV_LOG10 = -7.0
 
 def estimate_arpa(sentences: list[str], out: Path, order: int = 4) -> None:
     """Kneser-Ney ARPA model from training sentences only (never dev or test text)."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # kaldingram draws progress bars per n-gram order
     from kaldingram.train import NgramCounts
 
-    counts = NgramCounts(order)
-    for s in sentences:
-        counts.add_raw_counts_from_line(s)
-    counts.cal_discounting_constants()
-    counts.cal_f()
-    counts.cal_bow()
     buf = io.StringIO()
-    counts.print_as_arpa(fout=buf)
+    # kaldingram draws tqdm bars on stderr for every n-gram order; keep the console clean.
+    with contextlib.redirect_stderr(io.StringIO()):
+        counts = NgramCounts(order)
+        for s in sentences:
+            counts.add_raw_counts_from_line(s)
+        counts.cal_discounting_constants()
+        counts.cal_f()
+        counts.cal_bow()
+        counts.print_as_arpa(fout=buf)
     Path(out).write_text(buf.getvalue())
 
 
