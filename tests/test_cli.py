@@ -44,6 +44,8 @@ def test_manifest_with_no_usable_entries(tmp_path):
 def test_bad_options(tmp_path):
     assert_one_line_error(run("corpus", "--out", str(tmp_path / "c"), "--size", "huge"), "--size", "huge")
     assert_one_line_error(run("train", "--corpus", str(tmp_path), "--out", str(tmp_path / "m")), "train.jsonl")
+    assert_one_line_error(run("train", "--corpus", str(tmp_path), "--out", str(tmp_path / "m"), "--device", "tpu"),
+                          "--device", "tpu")
     m = tmp_path / "m.jsonl"
     m.write_text("")
     assert_one_line_error(run("evaluate", "--model", str(BASE_MODEL), "--manifest", str(m), "--decoder", "magic"),

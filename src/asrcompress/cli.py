@@ -68,13 +68,25 @@ def train(
     from .models._train import TrainConfig
     from .models._train import train as run_train
 
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available on this machine")
     for name in ("train", "dev"):
         if not (corpus_dir / f"{name}.jsonl").is_file():
             raise UserError(f"{corpus_dir / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, batch_seconds=batch_seconds, workers=workers)
-    summary = run_train(corpus_dir, out_dir, ModelConfig(), cfg, dev, log=err.print)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("training steps", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(task, completed=step, total=total)
+
+        summary = run_train(corpus_dir, out_dir, ModelConfig(), cfg, dev, log=progress.console.print,
+                            on_step=on_step)
     summary["hardware"] = torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}"
     summary["command"] = _command_line()
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -106,6 +106,7 @@ def train(
     cfg: TrainConfig,
     device: torch.device,
     log: Callable[[str], None] = print,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Train (or resume) into `out`; returns a summary with timing and greedy dev WER."""
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +175,8 @@ def train(
             sched.step()
             state["step"] += 1
             losses.append(loss.item())
+            if on_step:
+                on_step(state["step"], total_steps)
             if (time.time() - session_start) / 60 > cfg.max_minutes:
                 stopped_early = True
                 break
