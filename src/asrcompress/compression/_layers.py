@@ -1,0 +1,112 @@
+"""Discover the compressible weight tensors of any PyTorch acoustic model.
+
+A "layer" is one 2-D-viewable weight: a Linear/Conv weight (named by its module), the packed
+q/k/v projection of nn.MultiheadAttention (`<module>.in_proj`), or an LSTM gate matrix
+(`<module>.weight_ih_l0`). Modules under a parametrization (weight norm) are skipped: their
+weight is derived, not stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("Linear", "Conv1d", "Conv2d", "MultiheadAttention", "LSTM")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str
+    module_name: str
+    param_name: str
+    shape: tuple[int, ...]
+
+    @property
+    def params(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def out_features(self) -> int:
+        return self.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        """Columns of the (out, in * kernel) matrix view used by every method."""
+        return self.params // self.shape[0]
+
+
+class LowRankLinear(nn.Module):
+    """(N, *, in) -> (N, *, r) -> (N, *, out)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool) -> None:
+        super().__init__()
+        self.first = nn.Linear(in_features, rank, bias=False)
+        self.second = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+class LowRankConv1d(nn.Module):
+    """Pointwise conv split in two: (N, in, T) -> (N, r, T) -> (N, out, T)."""
+
+    def __init__(self, in_channels: int, out_channels: int, rank: int, bias: bool) -> None:
+        super().__init__()
+        self.first = nn.Conv1d(in_channels, rank, 1, bias=False)
+        self.second = nn.Conv1d(rank, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.Linear):
+        return "Linear"
+    if isinstance(module, nn.Conv1d):
+        return "Conv1d"
+    if isinstance(module, nn.Conv2d):
+        return "Conv2d"
+    if isinstance(module, nn.MultiheadAttention):
+        return "MultiheadAttention"
+    if isinstance(module, nn.LSTM):
+        return "LSTM"
+    return None
+
+
+def discover_layers(model: nn.Module) -> list[LayerInfo]:
+    layers = []
+    factored: list[str] = []
+    for mname, module in model.named_modules():
+        if any(mname.startswith(f + ".") for f in factored):
+            continue  # the two factors of a low-rank layer are counted as that layer
+        if isinstance(module, (LowRankLinear, LowRankConv1d)):
+            factored.append(mname)
+            kind = "Linear" if isinstance(module, LowRankLinear) else "Conv1d"
+            shape = (module.second.weight.shape[0], module.first.weight.shape[1])
+            layers.append(LayerInfo(mname, kind, mname, "weight", shape))
+            continue
+        kind = _kind(module)
+        if kind is None or torch.nn.utils.parametrize.is_parametrized(module):
+            continue
+        if kind == "MultiheadAttention":
+            if module.in_proj_weight is not None:
+                layers.append(LayerInfo(f"{mname}.in_proj", kind, mname, "in_proj_weight",
+                                        tuple(module.in_proj_weight.shape)))
+            continue  # out_proj is an nn.Linear and is found on its own
+        if kind == "LSTM":
+            for pname, p in module.named_parameters(recurse=False):
+                if pname.startswith("weight_"):
+                    layers.append(LayerInfo(f"{mname}.{pname}", kind, mname, pname, tuple(p.shape)))
+            continue
+        layers.append(LayerInfo(mname, kind, mname, "weight", tuple(module.weight.shape)))
+    return layers
+
+
+def get_weight(model: nn.Module, layer: LayerInfo) -> torch.nn.Parameter:
+    return getattr(model.get_submodule(layer.module_name), layer.param_name)

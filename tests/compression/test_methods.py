@@ -1,0 +1,193 @@
+"""Contract suite run over every registered method, then one test class per method."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from asrcompress.compression import (
+    HANDLERS, ClusterConfig, ConfigError, LowRankConfig, MagnitudePruneConfig, Policy, QuantConfig,
+    compress_model, discover_layers, get_weight, size_report,
+)
+from asrcompress.compression._lowrank import LowRank
+from asrcompress.compression._prune import MagnitudePrune
+from asrcompress.compression._quant import linear_fake_quant, log_quant
+
+from .models import FAMILIES, run
+
+# One moderate setting per method key: the contract suite runs each on each model family.
+SETTINGS = {
+    "prune": {"sparsity": 0.5},
+    "quant": {"bits": 4},
+    "lowrank": {"rank_fraction": 0.5},
+    "cluster": {"clusters": 8},
+}
+
+
+def test_every_registered_method_is_in_the_contract_suite():
+    assert {cls.key for cls in HANDLERS} == set(SETTINGS)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("key", list(SETTINGS))
+class TestContract:
+    def policy(self, key):
+        return Policy.from_dict({"version": 1, "rules": [{"global": True, key: SETTINGS[key]}]})
+
+    def test_model_still_runs_with_same_output_shape(self, family, key):
+        model = FAMILIES[family]()
+        before = run(model)
+        compressed, states, _ = compress_model(model, self.policy(key))
+        after = run(compressed)
+        assert after.shape == before.shape and torch.isfinite(after).all()
+        assert states  # something was compressed
+        assert torch.equal(run(model), before)  # the input model is untouched
+
+    def test_deterministic(self, family, key):
+        a, _, _ = compress_model(FAMILIES[family](), self.policy(key))
+        b, _, _ = compress_model(FAMILIES[family](), self.policy(key))
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert ka == kb and torch.equal(va, vb)
+
+    def test_deployed_size_shrinks(self, family, key):
+        compressed, states, _ = compress_model(FAMILIES[family](), self.policy(key))
+        report = size_report(compressed, states)
+        assert report["total_bytes"] < report["fp32_bytes"]
+        assert report["fp32_bytes"] == size_report(FAMILIES[family]())["total_bytes"]
+
+
+class TestMagnitudePrune:
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 0.99))
+    def test_sparsity_is_exact(self, rows, cols, sparsity):
+        w = torch.randn(rows, cols)
+        keep = MagnitudePrune().compute(w, MagnitudePruneConfig(sparsity)).keep
+        assert int((~keep).sum()) == round(sparsity * rows * cols)
+
+    def test_keeps_the_largest_magnitudes(self):
+        w = torch.randn(30, 20)
+        keep = MagnitudePrune().compute(w, MagnitudePruneConfig(0.7)).keep
+        assert w[keep].abs().min() >= w[~keep].abs().max()
+
+    def test_sparsity_exact_after_compression(self):
+        model = FAMILIES["conformer"]()
+        p = Policy.from_dict({"version": 1, "rules": [{"type": "Linear", "prune": {"sparsity": 0.3}}]})
+        compressed, _, _ = compress_model(model, p)
+        for layer in discover_layers(compressed):
+            if layer.kind == "Linear":
+                w = get_weight(compressed, layer)
+                assert int((w == 0).sum()) == round(0.3 * w.numel())
+
+
+class TestLinearQuant:
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(1, 20), st.integers(2, 30), st.sampled_from([2, 3, 4, 5, 6, 8]))
+    def test_values_lie_on_the_grid_within_half_a_step(self, rows, cols, bits):
+        w = torch.randn(rows, cols)
+        q, scale = linear_fake_quant(w, bits)
+        codes = q / scale[:, None]
+        qmax = 2 ** (bits - 1) - 1
+        assert torch.allclose(codes, codes.round(), atol=1e-4)
+        assert codes.abs().max() <= qmax + 1e-4
+        assert ((w - q).abs() <= scale[:, None] / 2 + 1e-6).all()
+
+    def test_sqnr_rises_with_bits_and_meets_the_uniform_bound(self):
+        torch.manual_seed(0)
+        w = torch.randn(64, 256)
+        sqnr = []
+        for bits in (2, 3, 4, 5, 6, 8):
+            q, scale = linear_fake_quant(w, bits)
+            noise = ((w - q) ** 2).mean()
+            sqnr.append(10 * math.log10(float((w**2).mean() / noise)))
+            # Uniform rounding error has variance step^2 / 12 (allow 15% slack from finite samples)
+            assert noise <= 1.15 * (scale**2).mean() / 12
+        assert all(b > a for a, b in zip(sqnr, sqnr[1:]))
+        # Each extra bit buys about 6 dB once the grid is fine (6.02 dB/bit in theory)
+        assert sqnr[-1] - sqnr[-2] == pytest.approx(2 * 6.02, abs=1.5)
+
+
+class TestLogQuant:
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(1, 20), st.integers(2, 30), st.sampled_from([2, 3, 4, 5, 6, 8]))
+    def test_values_are_zero_or_signed_powers_of_two_within_range(self, rows, cols, bits):
+        w = torch.randn(rows, cols)
+        q, e_max = log_quant(w, bits)
+        nz = q != 0
+        e = torch.log2(q.abs()[nz])
+        assert torch.allclose(e, e.round())
+        levels = 2 ** (bits - 1) - 1
+        row_emax = e_max[:, None].expand_as(q)[nz]
+        assert (e <= row_emax).all() and (e >= row_emax - (levels - 1)).all()
+        assert (torch.sign(q[nz]) == torch.sign(w[nz])).all()
+
+    def test_sqnr_rises_with_bits(self):
+        torch.manual_seed(0)
+        w = torch.randn(64, 256)
+        sqnr = []
+        for bits in (2, 3, 4, 5, 6, 8):
+            q, _ = log_quant(w, bits)
+            sqnr.append(10 * math.log10(float((w**2).mean() / ((w - q) ** 2).mean())))
+        assert all(b >= a for a, b in zip(sqnr, sqnr[1:])) and sqnr[-1] > sqnr[0] + 5
+
+
+class TestLowRank:
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(2, 40), st.integers(2, 40), st.floats(0.05, 1.0))
+    def test_frobenius_error_equals_dropped_singular_values(self, rows, cols, frac):
+        w = torch.randn(rows, cols, dtype=torch.float64)
+        f = LowRank().compute(w, LowRankConfig(rank_fraction=frac))
+        r = f.first.shape[0]
+        assert f.first.shape == (r, cols) and f.second.shape == (rows, r)
+        s = torch.linalg.svdvals(w)
+        err = torch.linalg.norm(w - f.second @ f.first)
+        assert float(err) == pytest.approx(float(s[r:].pow(2).sum().sqrt()), abs=1e-8)
+
+    def test_energy_picks_the_smallest_sufficient_rank(self):
+        w = torch.diag(torch.tensor([3.0, 2.0, 1.0, 0.5]))
+        # energies: 9/14.25 = .63, 13/14.25 = .91, 14/14.25 = .98
+        assert LowRank().compute(w, LowRankConfig(energy=0.9)).first.shape[0] == 2
+        assert LowRank().compute(w, LowRankConfig(energy=0.95)).first.shape[0] == 3
+
+    def test_compressed_layer_has_formula_shapes_and_rank_is_checked(self):
+        model = FAMILIES["conformer"]()
+        name = "encoder.conformer_layers.0.ffn1.sequential.1"  # Linear 32 -> 64
+        p = Policy.from_dict({"version": 1, "rules": [{"name": name, "lowrank": {"rank": 8}}]})
+        compressed, states, _ = compress_model(model, p)
+        m = compressed.get_submodule(name)
+        assert m.first.weight.shape == (8, 32) and m.second.weight.shape == (64, 8)
+        assert states[name].rank == 8
+        bad = Policy.from_dict({"version": 1, "rules": [{"name": name, "lowrank": {"rank": 33}}]})
+        with pytest.raises(Exception, match="rank=33 is above min\\(in, out\\)=32"):
+            compress_model(model, bad)
+
+    def test_rank_config_needs_exactly_one_field(self):
+        with pytest.raises(ConfigError, match="exactly one"):
+            LowRankConfig(rank=4, energy=0.9)
+
+
+class TestCluster:
+    @settings(max_examples=15, deadline=None)
+    @given(st.integers(4, 30), st.integers(4, 30), st.integers(2, 16))
+    def test_exactly_k_distinct_values(self, rows, cols, k):
+        from asrcompress.compression._cluster import Cluster
+
+        w = torch.randn(rows, cols)
+        q = Cluster().compute(w, ClusterConfig(k)).weight
+        assert torch.unique(q).numel() == min(k, rows * cols)
+
+    def test_pruned_zeros_stay_zero_and_outside_the_codebook(self):
+        model = FAMILIES["conformer"]()
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"type": "Linear", "prune": {"sparsity": 0.5}, "cluster": {"clusters": 4}}]})
+        compressed, _, _ = compress_model(model, p)
+        for layer in discover_layers(compressed):
+            if layer.kind == "Linear":
+                w = get_weight(compressed, layer)
+                assert int((w == 0).sum()) == round(0.5 * w.numel())
+                assert torch.unique(w[w != 0]).numel() == 4
+
+
+def test_quant_config_rejects_unsupported_bits():
+    with pytest.raises(ConfigError, match="quant.bits=7"):
+        QuantConfig(bits=7)
