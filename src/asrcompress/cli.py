@@ -143,6 +143,82 @@ def evaluate(
                   f"RTF {result['rtf']:.3f}  decoder {result['decoder']}  skipped {report.n_skipped}")
 
 
+@app.command()
+def layers(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the compressible layers (Linear, Conv, attention projections) with shapes and sizes."""
+    from rich.table import Table
+
+    from .compression import discover_layers
+    from .models import load_model
+
+    found = discover_layers(load_model(model_dir))
+    if as_json:
+        print(json.dumps([{"name": l.name, "kind": l.kind, "shape": list(l.shape), "params": l.params}
+                          for l in found]))
+        return
+    table = Table("layer", "type", "shape", "params")
+    for l in found:
+        table.add_row(l.name, l.kind, "x".join(map(str, l.shape)), f"{l.params:,}")
+    out.print(table)
+    out.print(f"{len(found)} layers, {sum(l.params for l in found):,} parameters")
+
+
+@app.command()
+def inspect(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder (compressed or not)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Deployed bytes per layer in its smallest storage format, and the ratio to fp32."""
+    from rich.table import Table
+
+    from .compression import size_report
+    from .compression._io import read_states
+    from .models import load_model
+
+    report = size_report(load_model(model_dir), read_states(model_dir))
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table("layer", "params", "nonzeros", "bits", "rank", "clusters", "format", "bytes")
+    for l in report["layers"]:
+        table.add_row(l["name"], f"{l['params']:,}", f"{l['nonzeros']:,}", str(l["bits"]), str(l["rank"] or "-"),
+                      str(l["clusters"] or "-"), l["format"], f"{l['bytes']:,}")
+    out.print(table)
+    out.print(f"other tensors (biases, norms, feature buffers): {report['other_bytes']:,} bytes")
+    out.print(f"deployed {report['total_bytes']:,} bytes; fp32 {report['fp32_bytes']:,} bytes; "
+              f"ratio {report['ratio']:.2f}x")
+
+
+@app.command()
+def compress(
+    model_dir: Annotated[Path, typer.Option("--model", help="Uncompressed model folder (the KD teacher)")],
+    policy_path: Annotated[Path, typer.Option("--policy", help="Policy YAML or JSON")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Compressed model folder to write")],
+    finetune_steps: Annotated[Optional[int], typer.Option(help="KD recovery steps (default: the policy's)")] = None,
+    kd_temperature: Annotated[Optional[float], typer.Option(help="KD temperature T")] = None,
+    kd_alpha: Annotated[Optional[float], typer.Option(help="KD weight alpha (1 - alpha goes to CTC)")] = None,
+    corpus_dir: Annotated[Optional[Path], typer.Option("--corpus", help="Corpus with train.jsonl, for KD")] = None,
+) -> None:
+    """Apply a per-layer policy, recover with distillation, and write a compressed model folder."""
+    from .compression import Policy
+    from .compression._run import compress_folder, distill_config
+
+    policy = Policy.load(policy_path)
+    kd = distill_config(policy, finetune_steps, kd_temperature, kd_alpha)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("distillation steps", total=kd.steps or None)
+        summary = compress_folder(model_dir, policy, out_dir, kd, corpus_dir, _command_line(),
+                                  log=progress.console.print,
+                                  on_step=lambda s, t: progress.update(task, completed=s, total=t))
+    out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
+              + (f"; {summary['distill']['steps']} KD steps in {summary['distill']['seconds']} s"
+                 if summary["distill"]["steps"] else ""))
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

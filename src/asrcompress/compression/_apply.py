@@ -53,8 +53,13 @@ def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) 
 @torch.no_grad()
 def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState) -> None:
     handler = handler_for(cfg)
+    # A clustered layer's codebook is quantized as one tensor (one scale), so the k shared
+    # values stay k after quantization.
+    shared_grid = cfg.key == "quant" and state.clusters is not None
     for tensor in layer_tensors(model, layer, state):
-        result = handler.compute(tensor, cfg)
+        result = handler.compute(tensor.reshape(1, -1) if shared_grid else tensor, cfg)
+        if isinstance(result, Values):
+            result.weight = result.weight.view_as(tensor)
         if isinstance(result, Mask):
             tensor.mul_(result.keep.to(tensor.dtype))
         elif isinstance(result, Values):

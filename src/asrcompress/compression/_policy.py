@@ -59,6 +59,7 @@ class Policy:
     rules: tuple[Rule, ...]
     distill: DistillConfig | None = None
     version: int = POLICY_VERSION
+    source: str = field(default="policy", compare=False)  # named in resolution errors
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -89,7 +90,7 @@ class Policy:
         distill = None
         if d.get("distill") is not None:
             distill = _parse_cfg(DistillConfig, d["distill"], f"{source}: distill")
-        return cls(rules, distill)
+        return cls(rules, distill, source=source)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -134,7 +135,7 @@ class Policy:
                 reason = handler.not_applicable(layer, module) if module is not None else None
                 if reason:
                     if self.rules[rule_i].selector == "name":
-                        raise PolicyError(f"{self.rules[rule_i].describe(rule_i)}: {key} does not apply to "
+                        raise PolicyError(f"{self.source}: {self.rules[rule_i].describe(rule_i)}: {key} does not apply to "
                                           f"layer {layer.name}: {reason}")
                     skipped.append(f"{key} on {layer.name}: {reason}")
                     del plan[key]
@@ -142,14 +143,14 @@ class Policy:
                 try:
                     handler.check(layer, cfg)
                 except ConfigError as e:
-                    raise PolicyError(f"{self.rules[rule_i].describe(rule_i)}: {e}") from None
-            _check_combination(layer, plan)
+                    raise PolicyError(f"{self.source}: {self.rules[rule_i].describe(rule_i)}: {e}") from None
+            _check_combination(layer, plan, self.source)
             if plan:
                 plans[layer.name] = plan
         for i, hit in enumerate(used):
             if not hit:
                 r = self.rules[i]
-                raise PolicyError(f"{r.describe(i)}: field '{r.selector}' matches no layer of this model "
+                raise PolicyError(f"{self.source}: {r.describe(i)}: field '{r.selector}' matches no layer of this model "
                                   f"(see `asrcompress layers`)")
         return Resolution(plans, skipped)
 
@@ -160,10 +161,10 @@ class Resolution:
     skipped: list[str] = field(default_factory=list)
 
 
-def _check_combination(layer: LayerInfo, plan: dict[str, MethodConfig]) -> None:
+def _check_combination(layer: LayerInfo, plan: dict[str, MethodConfig], source: str) -> None:
     cluster, quant = plan.get("cluster"), plan.get("quant")
     if cluster is not None and isinstance(quant, QuantConfig) and cluster.clusters > 2**quant.bits:
-        raise PolicyError(f"layer {layer.name}: cluster.clusters={cluster.clusters} exceeds the "
+        raise PolicyError(f"{source}: layer {layer.name}: cluster.clusters={cluster.clusters} exceeds the "
                           f"{2 ** quant.bits} levels of quant.bits={quant.bits}")
 
 

@@ -47,7 +47,8 @@ def tensor_formats(t: torch.Tensor, bits: int, clusters: int | None) -> dict[str
 def _scale_bytes(rows: int, st: LayerState | None) -> int:
     if st is None or st.bits is None:
         return 0
-    return rows * (4 if st.quant_kind == "linear" else 1)
+    channels = 1 if st.clusters else rows  # a quantized codebook has one scale
+    return channels * (4 if st.quant_kind == "linear" else 1)
 
 
 def size_report(model: nn.Module, states: dict[str, LayerState] | None = None) -> dict:

@@ -58,6 +58,13 @@ def load_model(model_dir: Path) -> ConformerCTC:
         model = ConformerCTC(ModelConfig.from_dict(cfg["model"]))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{model_dir / CONFIG}: bad field 'model' ({e})") from None
+    if (model_dir / "compression.json").exists():
+        from ..compression._io import apply_structure
+
+        try:
+            model = apply_structure(model, model_dir)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UserError(f"{model_dir / 'compression.json'}: does not fit the model in {CONFIG} ({e})") from None
     path = model_dir / WEIGHTS
     if not path.is_file():
         raise UserError(f"{path}: weights not found")

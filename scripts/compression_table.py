@@ -1,0 +1,94 @@
+"""Per-method table for docs/compression.md: size ratio, test WER before and after KD, wall time.
+
+    .venv/bin/python scripts/compression_table.py --model models/conformer_ctc_base --corpus data/default
+
+Each row is saved to docs/compression.json as soon as it is measured, and rows already there
+are skipped, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from asrcompress.compression import DistillConfig, Policy, compress_model, size_report
+from asrcompress.compression._distill import distill
+from asrcompress.compression._run import load_kd_data
+from asrcompress.data import load_manifest
+from asrcompress.models import load_model, read_config
+from asrcompress.objectives import DecoderConfig, evaluate
+
+ROWS: list[tuple[str, str, list[dict]]] = [
+    ("prune", "sparsity 0.3", [{"global": True, "prune": {"sparsity": 0.3}}]),
+    ("prune", "sparsity 0.5", [{"global": True, "prune": {"sparsity": 0.5}}]),
+    ("prune", "sparsity 0.7", [{"global": True, "prune": {"sparsity": 0.7}}]),
+    ("quant linear", "8 bits", [{"global": True, "quant": {"bits": 8}}]),
+    ("quant linear", "4 bits", [{"global": True, "quant": {"bits": 4}}]),
+    ("quant linear", "2 bits", [{"global": True, "quant": {"bits": 2}}]),
+    ("quant log", "6 bits", [{"global": True, "quant": {"bits": 6, "kind": "log"}}]),
+    ("quant log", "4 bits", [{"global": True, "quant": {"bits": 4, "kind": "log"}}]),
+    ("quant log", "3 bits", [{"global": True, "quant": {"bits": 3, "kind": "log"}}]),
+    ("low-rank", "rank 75% (Linear, 1x1 conv)", [{"global": True, "lowrank": {"rank_fraction": 0.75}}]),
+    ("low-rank", "rank 50% (Linear, 1x1 conv)", [{"global": True, "lowrank": {"rank_fraction": 0.5}}]),
+    ("low-rank", "rank 25% (Linear, 1x1 conv)", [{"global": True, "lowrank": {"rank_fraction": 0.25}}]),
+    ("cluster", "64 values", [{"global": True, "cluster": {"clusters": 64}}]),
+    ("cluster", "16 values", [{"global": True, "cluster": {"clusters": 16}}]),
+    ("cluster", "4 values", [{"global": True, "cluster": {"clusters": 4}}]),
+    ("combined", "4-bit all + FFN 50% sparse + FFN rank 50%", [
+        {"global": True, "quant": {"bits": 4}},
+        {"pattern": "encoder.*.ffn*", "prune": {"sparsity": 0.5}, "lowrank": {"rank_fraction": 0.5}},
+    ]),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, default=Path("models/conformer_ctc_base"))
+    ap.add_argument("--corpus", type=Path, default=Path("data/default"))
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-seconds", type=float, default=20.0)
+    ap.add_argument("--json", type=Path, default=Path("docs/compression.json"))
+    args = ap.parse_args()
+
+    base = load_model(args.model)
+    dec = DecoderConfig.from_dict(read_config(args.model)["decoder"])
+    test, _ = load_manifest(args.corpus / "test.jsonl")
+    waves, targets = load_kd_data(args.corpus, 4000)
+    doc = json.loads(args.json.read_text()) if args.json.exists() else {}
+    if "base" not in doc:
+        doc["base"] = {"wer": evaluate(base, args.model, test, dec)["wer"], "fp32_bytes": size_report(base)["total_bytes"]}
+    doc.update({"command": "python " + " ".join(sys.argv), "kd_steps": args.steps,
+                "kd_batch_seconds": args.batch_seconds, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"})
+    rows = {(r["method"], r["strength"]): r for r in doc.get("rows", [])}
+    for method, strength, rules in ROWS:
+        if (method, strength) in rows:
+            continue
+        policy = Policy.from_dict({"version": 1, "rules": rules})
+        t0 = time.perf_counter()
+        student, states, _ = compress_model(base, policy)
+        t_compress = time.perf_counter() - t0
+        ratio = size_report(student, states)["ratio"]
+        # evaluate() decodes with the model folder's lexicon and LM, which the base folder holds.
+        wer0 = evaluate(student, args.model, test, dec)["wer"]
+        kd = DistillConfig(temperature=2.0, alpha=0.5, steps=args.steps, lr=1e-4)
+        kd_model = copy.deepcopy(student)
+        summary = distill(kd_model, base, states, waves, targets, kd, batch_seconds=args.batch_seconds)
+        wer1 = evaluate(kd_model, args.model, test, dec)["wer"]
+        row = {"method": method, "strength": strength, "ratio": round(ratio, 2), "wer_no_recovery": round(wer0, 4),
+               "wer_after_kd": round(wer1, 4), "compress_seconds": round(t_compress, 1),
+               "kd_seconds": summary["seconds"]}
+        rows[(method, strength)] = row
+        doc["rows"] = list(rows.values())
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Knowledge-distillation recovery of a compressed model from its uncompressed teacher.
+
+loss = alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CTC, over valid frames.
+
+What compression decided is kept through fine-tuning: every compressed weight is trained
+through a parametrization that re-applies its mask, snaps to its codebook and fake-quantizes
+to its grid on each forward pass (straight-through gradients), and is baked back into a
+plain weight at the end. Low-rank factors and structurally pruned shapes stay as they are.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ._apply import LayerState
+from ._configs import DistillConfig
+from ._layers import discover_layers
+from ._quant import linear_fake_quant, log_quant
+
+
+def kd_kl(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over valid frames of KL(p_teacher^T || p_student^T); inputs (N, T', V) log-probs.
+
+    Dividing log-probabilities by T and re-normalising equals softmax(logits / T).
+    """
+    t = F.log_softmax(teacher_lp / temperature, dim=-1)
+    s = F.log_softmax(student_lp / temperature, dim=-1)
+    mask = (torch.arange(student_lp.shape[1], device=lengths.device)[None, :] < lengths[:, None]).to(s.dtype)
+    per_frame = (t.exp() * (t - s)).sum(-1)  # (N, T')
+    return (per_frame * mask).sum() / mask.sum().clamp(min=1)
+
+
+def kd_loss(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+            target_lengths: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
+    kl = kd_kl(student_lp, teacher_lp, lengths, temperature)
+    ctc = F.ctc_loss(student_lp.transpose(0, 1), targets, lengths, target_lengths, blank=0, zero_infinity=True)
+    return alpha * temperature**2 * kl + (1 - alpha) * ctc
+
+
+class _Keep(nn.Module):
+    """Forward: mask, snap to codebook, fake-quantize; backward: straight through."""
+
+    def __init__(self, weight: torch.Tensor, state: LayerState) -> None:
+        super().__init__()
+        self.register_buffer("mask", weight != 0 if state.sparsity else None)
+        self.register_buffer("codebook", torch.unique(weight[weight != 0]) if state.clusters else None)
+        self.bits, self.kind, self.per_tensor = state.bits, state.quant_kind, bool(state.clusters)
+
+    def project(self, w: torch.Tensor) -> torch.Tensor:
+        if self.mask is not None:
+            w = w * self.mask
+        if self.codebook is not None:
+            nearest = (w.reshape(-1, 1) - self.codebook[None, :]).abs().argmin(dim=1)
+            w = torch.where(w == 0, w, self.codebook[nearest].view_as(w))
+        elif self.bits is not None:
+            w2d = w.reshape(1, -1) if self.per_tensor else w.reshape(w.shape[0], -1)
+            fn = linear_fake_quant if self.kind == "linear" else log_quant
+            w = torch.where(w == 0, w, fn(w2d, self.bits)[0].view_as(w))
+        return w
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.project(w)
+        return w + (target - w).detach()
+
+
+def _owners(model: nn.Module, states: dict[str, LayerState]) -> list[tuple[nn.Module, str, LayerState]]:
+    """(module, parameter name, state) for every stored weight tensor that must keep its form."""
+    out = []
+    for layer in discover_layers(model):
+        st = states.get(layer.name)
+        if st is None or not (st.sparsity or st.clusters or st.bits):
+            continue
+        m = model.get_submodule(layer.module_name)
+        if st.rank is not None:
+            out += [(m.first, "weight", st), (m.second, "weight", st)]
+        else:
+            out.append((m, layer.param_name, st))
+    return out
+
+
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    states: dict[str, LayerState],
+    waves: list,
+    targets: list[torch.Tensor],
+    cfg: DistillConfig,
+    batch_seconds: float = 40.0,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Fine-tune `student` in place for cfg.steps; returns loss history and wall time."""
+    from ..models._train import _collate, make_batches
+
+    if cfg.steps == 0:
+        return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
+    device = torch.device("cpu")
+    owners = _owners(student, states)
+    for module, pname, st in owners:
+        parametrize.register_parametrization(module, pname, _Keep(getattr(module, pname).detach(), st))
+    teacher.eval()
+    student.train()
+    # Dropout stays off: recovery is short and the student should match the teacher's frames.
+    for m in student.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    batches = make_batches([w.size / 16000 for w in waves], batch_seconds)
+    rng = random.Random(seed)
+    losses = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        idx = batches[rng.randrange(len(batches))]
+        wave, lens = _collate(waves, idx, device)
+        tgt = [targets[i] for i in idx]
+        with torch.no_grad():
+            t_lp, _ = teacher.transcribe_logits(wave, lens)
+        s_lp, out_lens = student.transcribe_logits(wave, lens)
+        loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
+                       cfg.temperature, cfg.alpha)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"distillation diverged at step {step} (loss {loss.item()})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
+        opt.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step + 1, cfg.steps)
+    # Bake: the projected (masked / snapped / quantized) values become the plain weights.
+    # Projecting the trained original again is exact; w + (q - w) from the forward pass can
+    # be off q by a rounding error, which would break the codebook and the grid.
+    with torch.no_grad():
+        for module, pname, _ in owners:
+            param = module.parametrizations[pname]
+            exact = param[0].project(param.original)
+            parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
+            getattr(module, pname).copy_(exact)
+    student.eval()
+    return {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 1),
+            "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from asrcompress.compression import DistillConfig, Policy, compress_model
+from asrcompress.compression._distill import distill, kd_kl, kd_loss
+
+from .models import conformer
+
+
+def test_kd_loss_gradient_check():
+    torch.manual_seed(0)
+    n, t, v = 2, 6, 5
+    student = torch.randn(n, t, v, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(n, t, v, dtype=torch.float64).log_softmax(-1)
+    lengths = torch.tensor([6, 4])
+    targets, target_lengths = torch.tensor([1, 2, 3, 1]), torch.tensor([2, 2])
+
+    def f(x):
+        return kd_loss(x.log_softmax(-1), teacher, lengths, targets, target_lengths, temperature=2.0, alpha=0.7)
+
+    assert torch.autograd.gradcheck(f, (student,))
+
+
+def test_kl_is_zero_for_identical_posteriors_and_ignores_padding():
+    lp = torch.randn(2, 5, 7).log_softmax(-1)
+    assert float(kd_kl(lp, lp, torch.tensor([5, 3]), 2.0)) == pytest.approx(0.0, abs=1e-6)
+    other = lp.clone()
+    other[1, 3:] = torch.randn(2, 7).log_softmax(-1)  # only padding frames differ
+    assert float(kd_kl(other, lp, torch.tensor([5, 3]), 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _data(n=6):
+    torch.manual_seed(0)
+    waves = [(torch.randn(4000 + 800 * i) * 3000).short().numpy() for i in range(n)]
+    targets = [torch.randint(2, 29, (3,)) for _ in range(n)]
+    return waves, targets
+
+
+def test_fine_tuning_keeps_masks_grids_codebooks_and_factors():
+    teacher = conformer()
+    policy = Policy.from_dict({"version": 1, "rules": [
+        {"type": "Linear", "prune": {"sparsity": 0.5}, "quant": {"bits": 4}},
+        {"type": "Conv1d", "cluster": {"clusters": 8}},
+        {"name": "encoder.conformer_layers.0.ffn2.sequential.1", "lowrank": {"rank": 4}},
+    ]})
+    student, states, _ = compress_model(teacher, policy)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    waves, targets = _data()
+    summary = distill(student, teacher, states, waves, targets, DistillConfig(steps=5, lr=1e-2), batch_seconds=2.0)
+    after = student.state_dict()
+    assert summary["steps"] == 5 and set(after) == set(before)  # no parametrization left behind
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed  # it did train
+    for name, st in states.items():
+        mod = student.get_submodule(name.removesuffix(".in_proj"))
+        weights = [mod.first.weight, mod.second.weight] if st.rank else [
+            mod.in_proj_weight if name.endswith(".in_proj") else mod.weight]
+        for w in weights:
+            w2d = w.reshape(w.shape[0], -1)
+            if st.sparsity:
+                assert int((w == 0).sum()) >= round(0.5 * w.numel())
+                # every weight pruned (or rounded to zero) by compression is still zero
+                assert not (before_mask(before, name, st, w) & (w != 0)).any()
+            if st.bits:
+                assert max(torch.unique(r).numel() for r in w2d) <= 2**st.bits
+            if st.clusters:
+                assert torch.unique(w[w != 0]).numel() <= st.clusters
+    assert student.get_submodule("encoder.conformer_layers.0.ffn2.sequential.1").first.weight.shape == (4, 32)
+
+
+def before_mask(before, name, st, w):
+    # The zero pattern compression produced for this tensor.
+    key = name + (".first.weight" if st.rank and w.shape[0] == st.rank else
+                  ".second.weight" if st.rank else ".weight")
+    return before[key] == 0 if key in before else w == 0
+
+
+def test_divergence_is_reported():
+    teacher = conformer()
+    student, states, _ = compress_model(teacher, Policy.from_dict({"version": 1, "rules": [
+        {"global": True, "quant": {"bits": 8}}]}))
+    waves, targets = _data(2)
+    with torch.no_grad():
+        student.head.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged at step 0"):
+        distill(student, teacher, states, waves, targets, DistillConfig(steps=2), batch_seconds=2.0)

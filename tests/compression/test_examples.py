@@ -1,0 +1,36 @@
+"""Every shipped example policy loads, round-trips and applies to the shipped base model."""
+
+from pathlib import Path
+
+import pytest
+
+from asrcompress.compression import Policy, compress_model, size_report
+from asrcompress.models import load_model
+
+from ..conftest import BASE_MODEL, REPO
+
+EXAMPLES = sorted((REPO / "examples" / "policies").glob("*.yaml"))
+
+
+def test_the_issue_examples_exist():
+    names = {p.name for p in EXAMPLES}
+    assert {"int8.yaml", "int4.yaml", "sparse50.yaml", "combined.yaml"} <= names
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_model(BASE_MODEL)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_policy_applies(path: Path, base, tmp_path):
+    policy = Policy.load(path)
+    (tmp_path / "p.yaml").write_text(policy.to_yaml())
+    assert Policy.load(tmp_path / "p.yaml") == policy
+    compressed, states, _ = compress_model(base, policy)
+    report = size_report(compressed, states)
+    assert report["ratio"] > 1.2
+    if path.name == "int8.yaml":
+        assert report["ratio"] > 3.7
+    if path.name == "combined.yaml":
+        assert report["ratio"] >= 8
