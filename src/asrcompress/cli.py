@@ -175,10 +175,10 @@ def inspect(
     from rich.table import Table
 
     from .compression import size_report
-    from .compression._io import read_states
+    from .compression._io import read_fp32_bytes, read_states
     from .models import load_model
 
-    report = size_report(load_model(model_dir), read_states(model_dir))
+    report = size_report(load_model(model_dir), read_states(model_dir), read_fp32_bytes(model_dir))
     if as_json:
         print(json.dumps(report))
         return

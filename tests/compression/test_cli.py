@@ -54,3 +54,21 @@ def test_bad_policy_and_missing_corpus_are_one_line_errors(tmp_path):
                               str(tmp_path / "o")), "--corpus")
     assert_one_line_error(run("compress", "--model", str(BASE_MODEL), "--policy", str(kd), "--out",
                               str(tmp_path / "o"), "--kd-alpha", "3"), "distill.alpha=3")
+
+
+def test_structured_policy_saves_and_loads_back_exactly(tmp_path):
+    out = tmp_path / "s"
+    p = run("compress", "--model", str(BASE_MODEL), "--policy",
+            str(REPO / "examples" / "policies" / "structured25_lowrank50.yaml"), "--out", str(out),
+            "--finetune-steps", "0")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(run("inspect", "--model", str(out), "--json").stdout)
+    assert report["fp32_bytes"] == 17964148 and report["ratio"] > 1.3
+    from asrcompress.compression import Policy, compress_model
+
+    policy = Policy.load(REPO / "examples" / "policies" / "structured25_lowrank50.yaml")
+    direct, _, _ = compress_model(load_model(BASE_MODEL), policy)
+    wave, lens = torch.randn(1, 16000), torch.tensor([16000])
+    with torch.no_grad():
+        assert torch.equal(direct.transcribe_logits(wave, lens)[0],
+                           load_model(out).transcribe_logits(wave, lens)[0])

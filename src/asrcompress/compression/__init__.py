@@ -1,6 +1,6 @@
 """Compression engine: per-layer policies, one config + handler per method, size accounting."""
 
-from . import _cluster, _lowrank, _prune, _quant  # noqa: F401  (register the handlers)
+from . import _cluster, _lowrank, _prune, _quant, _structured  # noqa: F401  (register the handlers)
 from ._apply import LayerState, compress_model, rebuild_structure, states_from_dict, states_to_dict
 from ._configs import (
     LAYER_METHODS, QUANT_BITS, ClusterConfig, ConfigError, DistillConfig, LowRankConfig,

@@ -18,6 +18,7 @@ from ._configs import LAYER_METHODS, MethodConfig
 from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
 from ._policy import Policy
 from ._registry import Factors, Mask, Values, handler_for
+from ._structured import find_block, shrink
 
 
 @dataclass
@@ -30,6 +31,7 @@ class LayerState:
     quant_kind: str | None = None
     clusters: int | None = None
     sparsity: float | None = None
+    kept: int | None = None  # units left by structured pruning (FFN neurons / conv channels)
 
 
 def _low_rank_module(layer: LayerInfo, rank: int, bias: bool) -> nn.Module:
@@ -53,6 +55,12 @@ def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) 
 @torch.no_grad()
 def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState) -> None:
     handler = handler_for(cfg)
+    if cfg.key == "structured":
+        block = find_block(dict(model.named_modules()), layer)
+        keep = handler.keep_units(block, cfg)
+        shrink(block, keep)
+        state.kept = keep.numel()
+        return
     # A clustered layer's codebook is quantized as one tensor (one scale), so the k shared
     # values stay k after quantization.
     shared_grid = cfg.key == "quant" and state.clusters is not None
@@ -87,17 +95,23 @@ def compress_model(model: nn.Module, policy: Policy) -> tuple[nn.Module, dict[st
     modules = dict(model.named_modules())
     resolution = policy.resolve(layers, modules)
     states = {name: LayerState(kind=next(l.kind for l in layers if l.name == name)) for name in resolution.plans}
-    by_name = {l.name: l for l in layers}
     for cls in LAYER_METHODS:
+        # Shapes change under structured pruning and low-rank: look layers up afresh.
+        by_name = {l.name: l for l in discover_layers(model)}
         for name, plan in resolution.plans.items():
             cfg = plan.get(cls.key)
             if cfg is not None:
                 _apply_one(model, by_name[name], cfg, states[name])
-    return model, states, resolution.skipped
+    return model.eval(), states, resolution.skipped
 
 
 def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Module:
     """Give a fresh base model the shapes of a compressed one, so its weights load exactly."""
+    layers = {l.name: l for l in discover_layers(model)}
+    modules = dict(model.named_modules())
+    for name, st in states.items():
+        if st.kept is not None:
+            shrink(find_block(modules, layers[name]), torch.arange(st.kept))
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
         if st.rank is not None:

@@ -33,8 +33,8 @@ class StructuredPruneConfig(MethodConfig):
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 0.9:
             raise ConfigError(f"structured.ratio={self.ratio} is outside [0, 0.9]")
-        if self.criterion not in ("l1", "l2", "taylor"):
-            raise ConfigError(f"structured.criterion={self.criterion!r} is not one of l1, l2, taylor")
+        if self.criterion not in ("l1", "l2"):
+            raise ConfigError(f"structured.criterion={self.criterion!r} is not one of l1, l2")
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,13 @@ def distill(
         parametrize.register_parametrization(module, pname, _Keep(getattr(module, pname).detach(), st))
     teacher.eval()
     student.train()
-    # Dropout stays off: recovery is short and the student should match the teacher's frames.
+    # Dropout off and BatchNorm statistics frozen: recovery is short, its batches are small,
+    # and the student should match the teacher frame by frame.
     for m in student.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     batches = make_batches([w.size / 16000 for w in waves], batch_seconds)
     rng = random.Random(seed)

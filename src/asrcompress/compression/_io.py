@@ -38,6 +38,11 @@ def read_states(model_dir: Path) -> dict[str, LayerState] | None:
     return states_from_dict(json.loads(path.read_text())["layers"])
 
 
+def read_fp32_bytes(model_dir: Path) -> int | None:
+    path = Path(model_dir) / COMPRESSION
+    return json.loads(path.read_text()).get("fp32_bytes") if path.exists() else None
+
+
 def apply_structure(model: nn.Module, model_dir: Path) -> nn.Module:
     states = read_states(model_dir)
     return rebuild_structure(model, states) if states else model

@@ -21,7 +21,8 @@ def choose_rank(singular_values: torch.Tensor, cfg: LowRankConfig) -> int:
 
 @register(LowRankConfig)
 class LowRank(Handler):
-    def not_applicable(self, layer: LayerInfo, module: torch.nn.Module) -> str | None:
+    def not_applicable(self, layer: LayerInfo, modules: dict[str, torch.nn.Module]) -> str | None:
+        module = modules[layer.module_name]
         if isinstance(module, torch.nn.modules.linear.NonDynamicallyQuantizableLinear):
             # nn.MultiheadAttention reads out_proj.weight directly, so it cannot be split.
             return "nn.MultiheadAttention uses its out_proj weight directly"

@@ -131,8 +131,7 @@ class Policy:
             for key in list(plan):
                 cfg, rule_i = plan[key], source[key]
                 handler = HANDLERS[type(cfg)]
-                module = modules.get(layer.module_name) if modules else None
-                reason = handler.not_applicable(layer, module) if module is not None else None
+                reason = handler.not_applicable(layer, modules) if modules else None
                 if reason:
                     if self.rules[rule_i].selector == "name":
                         raise PolicyError(f"{self.source}: {self.rules[rule_i].describe(rule_i)}: {key} does not apply to "

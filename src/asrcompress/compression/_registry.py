@@ -35,7 +35,7 @@ class Factors:
 class Handler:
     """Base: `not_applicable` says why a layer cannot take the method (None if it can)."""
 
-    def not_applicable(self, layer: LayerInfo, module: torch.nn.Module) -> str | None:
+    def not_applicable(self, layer: LayerInfo, modules: dict[str, torch.nn.Module]) -> str | None:
         return None
 
     def check(self, layer: LayerInfo, cfg: MethodConfig) -> None:

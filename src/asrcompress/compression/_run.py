@@ -65,7 +65,7 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
         kd_summary = distill(student, teacher, states, waves, targets, kd, on_step=on_step)
     out = Path(out)
     save_model(student, out, decoder=read_config(model_dir).get("decoder"))
-    report = size_report(student, states)
+    report = size_report(student, states, fp32_bytes=size_report(teacher)["total_bytes"])
     write_compression(out, model_dir, policy, states, {
         "distill": {**kd.__dict__, **kd_summary} if kd.steps else None,
         "compress_seconds": round(compress_seconds, 2), "skipped": skipped, "command": command,

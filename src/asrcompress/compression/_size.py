@@ -51,7 +51,10 @@ def _scale_bytes(rows: int, st: LayerState | None) -> int:
     return channels * (4 if st.quant_kind == "linear" else 1)
 
 
-def size_report(model: nn.Module, states: dict[str, LayerState] | None = None) -> dict:
+def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
+                fp32_bytes: int | None = None) -> dict:
+    """Per-layer bytes and totals. `fp32_bytes` is the uncompressed model's size; without it,
+    it is derived from `model` (exact unless structured pruning changed shapes)."""
     states = states or {}
     layers_out = []
     covered: set[int] = set()
@@ -86,6 +89,8 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None) -
     for layer in discover_layers(model):
         fp32 += layer.params * 4  # the uncompressed reference: every original weight in fp32
     fp32 += other
+    if fp32_bytes is not None:
+        fp32 = fp32_bytes
     return {"total_bytes": total, "fp32_bytes": fp32, "ratio": fp32 / total, "other_bytes": other,
             "layers": layers_out}
 

@@ -1,0 +1,144 @@
+"""Structured pruning: physically remove FFN neurons and conv-module channels.
+
+A block is found from its first ("producer") layer; the rule names that layer. Shapes:
+    FFN  (torchaudio Conformer, wav2vec2):  Linear(d, F) -> act -> Linear(F, d)
+         becomes Linear(d, F') -> act -> Linear(F', d),           F' = F - round(ratio * F)
+    Conformer conv module:  Conv1d(d, 2C, 1) -> GLU -> depthwise Conv1d(C, C, k, groups=C)
+         -> norm(C) -> act -> Conv1d(C, d, 1)   becomes the same with C' = C - round(ratio * C)
+Attention heads are not pruned: torch's nn.MultiheadAttention cannot hold fewer heads than
+its embedding width implies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._configs import StructuredPruneConfig
+from ._layers import LayerInfo
+from ._registry import Handler, register
+
+
+@dataclass
+class Block:
+    kind: str  # "ffn" or "conv"
+    parent: nn.Module
+    names: dict[str, str]  # role -> attribute path under parent
+
+
+def find_block(modules: dict[str, nn.Module], layer: LayerInfo) -> Block | None:
+    """The FFN / conv block whose first layer is `layer`, if any."""
+    parent_name, _, child = layer.module_name.rpartition(".")
+    if not parent_name:
+        return None
+    parent = modules[parent_name]
+    owner_name, _, _ = parent_name.rpartition(".")
+    owner = modules.get(owner_name) if owner_name else None
+    cls = type(owner).__name__ if owner is not None else ""
+    if cls == "_FeedForwardModule" and child == "1":
+        return Block("ffn", parent, {"first": "1", "second": "4"})
+    if cls == "_ConvolutionModule" and child == "0":
+        return Block("conv", parent, {"first": "0", "depthwise": "2", "norm": "3", "second": "5"})
+    if type(parent).__name__ == "FeedForward" and child == "intermediate_dense":
+        return Block("ffn", parent, {"first": "intermediate_dense", "second": "output_dense"})
+    return None
+
+
+def width(block: Block) -> int:
+    first = block.parent.get_submodule(block.names["first"])
+    return first.weight.shape[0] // (2 if block.kind == "conv" else 1)
+
+
+def importance(block: Block, criterion: str) -> torch.Tensor:
+    """Per-unit score: the norm of the unit's producer rows (both GLU halves for conv)."""
+    w = block.parent.get_submodule(block.names["first"]).weight.detach()
+    w2d = w.reshape(w.shape[0], -1)
+    p = 1 if criterion == "l1" else 2
+    norms = w2d.norm(p=p, dim=1)
+    if block.kind == "conv":
+        c = w2d.shape[0] // 2
+        norms = norms[:c] + norms[c:]
+    return norms
+
+
+def _slice_linear(m: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear:
+    w = m.weight.detach()
+    w = w[rows] if rows is not None else w
+    w = w[:, cols] if cols is not None else w
+    new = nn.Linear(w.shape[1], w.shape[0], bias=m.bias is not None)
+    new.weight.data.copy_(w)
+    if m.bias is not None:
+        new.bias.data.copy_(m.bias.detach()[rows] if rows is not None else m.bias.detach())
+    return new
+
+
+def _slice_conv(m: nn.Conv1d, rows: torch.Tensor | None, cols: torch.Tensor | None, groups: int = 1) -> nn.Conv1d:
+    w = m.weight.detach()
+    w = w[rows] if rows is not None else w
+    w = w[:, cols] if cols is not None else w
+    new = nn.Conv1d(w.shape[1] * groups, w.shape[0], m.kernel_size, stride=m.stride, padding=m.padding,
+                    groups=groups, bias=m.bias is not None)
+    new.weight.data.copy_(w)
+    if m.bias is not None:
+        new.bias.data.copy_(m.bias.detach()[rows] if rows is not None else m.bias.detach())
+    return new
+
+
+def _slice_norm(m: nn.Module, keep: torch.Tensor) -> nn.Module:
+    if isinstance(m, nn.BatchNorm1d):
+        new = nn.BatchNorm1d(keep.numel(), eps=m.eps, momentum=m.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new, name).data.copy_(getattr(m, name).detach()[keep])
+        new.num_batches_tracked.copy_(m.num_batches_tracked)
+        return new
+    if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
+        new = nn.GroupNorm(1, keep.numel(), eps=m.eps)
+        new.weight.data.copy_(m.weight.detach()[keep])
+        new.bias.data.copy_(m.bias.detach()[keep])
+        return new
+    raise ValueError(f"cannot prune channels of {type(m).__name__}")
+
+
+def shrink(block: Block, keep: torch.Tensor) -> None:
+    """Replace the block's modules with ones holding only the `keep` units (sorted indices)."""
+    get = block.parent.get_submodule
+    n = block.names
+    mode = block.parent.training
+    try:
+        _shrink(block, keep, get, n)
+    finally:
+        block.parent.train(mode)  # new modules start in training mode; keep the block's
+
+
+def _shrink(block: Block, keep: torch.Tensor, get, n: dict[str, str]) -> None:
+    if block.kind == "ffn":
+        setattr(block.parent, n["first"], _slice_linear(get(n["first"]), keep, None))
+        setattr(block.parent, n["second"], _slice_linear(get(n["second"]), None, keep))
+        return
+    c = width(block)
+    both = torch.cat([keep, keep + c])  # GLU: value half and gate half
+    setattr(block.parent, n["first"], _slice_conv(get(n["first"]), both, None))
+    setattr(block.parent, n["depthwise"], _slice_conv(get(n["depthwise"]), keep, None, groups=keep.numel()))
+    setattr(block.parent, n["norm"], _slice_norm(get(n["norm"]), keep))
+    setattr(block.parent, n["second"], _slice_conv(get(n["second"]), None, keep))
+
+
+def keep_count(units: int, ratio: float) -> int:
+    return max(1, units - round(ratio * units))
+
+
+@register(StructuredPruneConfig)
+class StructuredPrune(Handler):
+    """Chooses the units to keep; `_apply` does the surgery with `shrink`."""
+
+    def not_applicable(self, layer: LayerInfo, modules: dict[str, nn.Module]) -> str | None:
+        if find_block(modules, layer) is None:
+            return "not the first layer of a feed-forward or convolution block"
+        return None
+
+    def keep_units(self, block: Block, cfg: StructuredPruneConfig) -> torch.Tensor:
+        scores = importance(block, cfg.criterion)
+        k = keep_count(scores.numel(), cfg.ratio)
+        return torch.topk(scores, k).indices.sort().values
