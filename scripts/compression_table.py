@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-seconds", type=float, default=16.0)
     ap.add_argument("--json", type=Path, default=Path("docs/compression.json"))
+    ap.add_argument("--markdown", type=Path, default=Path("docs/compression.md"))
     args = ap.parse_args()
 
     base = load_model(args.model)
@@ -99,6 +100,27 @@ def main() -> None:
         doc["rows"] = list(rows.values())
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(json.dumps(row), flush=True)
+        render(doc, args.markdown)
+    render(doc, args.markdown)
+
+
+def render(doc: dict, path: Path) -> None:
+    """Write the table between the markers in docs/compression.md."""
+    base = doc["base"]["wer"]
+    lines = [f"Base model: test WER {base:.2%}, {doc['base']['fp32_bytes']:,} bytes in fp32. "
+             f"KD: {doc['kd_steps']} steps, T=2, alpha=0.5, lr 1e-4, batches of {doc['kd_batch_seconds']:.0f} s "
+             f"of audio; machine: {doc['machine']}.", "",
+             "| method | strength | size ratio | test WER, no recovery | test WER after KD | compress s | KD s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in doc.get("rows", []):
+        lines.append(f"| {r['method']} | {r['strength']} | {r['ratio']:.2f}x | {r['wer_no_recovery']:.2%} "
+                     f"({r['wer_no_recovery'] - base:+.2%}) | {r['wer_after_kd']:.2%} ({r['wer_after_kd'] - base:+.2%}) "
+                     f"| {r['compress_seconds']} | {r['kd_seconds']} |")
+    text = path.read_text()
+    start, end = "<!-- table:start -->", "<!-- table:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
 
 
 if __name__ == "__main__":
