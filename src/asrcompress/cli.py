@@ -128,8 +128,7 @@ def evaluate(
     model = load_model(model_dir)
     cfg = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
     if decoder:
-        cfg = cfg.with_(kind=decoder)
-        DecoderConfig.from_dict(cfg.to_dict())
+        cfg = cfg.with_(kind=decoder)  # validated in DecoderConfig.__post_init__
     utts, report = load_dataset(manifest, strict=strict)
     if report.n_skipped:
         err.print(f"[yellow]warning:[/] {report.summary()}")

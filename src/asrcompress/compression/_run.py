@@ -62,7 +62,10 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
     kd_summary = {"steps": 0}
     if kd.steps:
         waves, targets = load_kd_data(corpus, kd_utterances)
-        kd_summary = distill(student, teacher, states, waves, targets, kd, on_step=on_step)
+        try:
+            kd_summary = distill(student, teacher, states, waves, targets, kd, on_step=on_step)
+        except FloatingPointError as e:
+            raise UserError(f"{e}; nothing was written to {out} (try a smaller distill.lr)") from None
     out = Path(out)
     save_model(student, out, decoder=read_config(model_dir).get("decoder"))
     report = size_report(student, states, fp32_bytes=size_report(teacher)["total_bytes"])

@@ -99,6 +99,14 @@ def greedy_eval(model: ConformerCTC, waves: list[np.ndarray], texts: list[str], 
     return {"wer": wer(texts, hyps), "cer": cer(texts, hyps)}
 
 
+def _save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
+    # Written aside and renamed, so a kill mid-write leaves the previous checkpoint intact.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "state": json.dumps(state)}, tmp)
+    tmp.replace(path)
+
+
 def train(
     corpus: Path,
     out: Path,
@@ -191,15 +199,9 @@ def train(
         if dev["wer"] < state["best_wer"]:
             state["best_wer"] = dev["wer"]
             save_model(model, out)
-        tmp = out / (CHECKPOINT + ".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "state": json.dumps(state)}, tmp)
-        tmp.replace(ckpt)
+        _save_checkpoint(ckpt, model, opt, sched, state)
     if stopped_early:
-        tmp = out / (CHECKPOINT + ".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "state": json.dumps(state)}, tmp)
-        tmp.replace(ckpt)
+        _save_checkpoint(ckpt, model, opt, sched, state)
         log(f"time budget of {cfg.max_minutes} min reached; run the same command again to resume")
     return {"finished": not stopped_early, "train_config": asdict(cfg), "steps": state["step"],
             "epochs": state["epoch"], "train_seconds": round(state["train_seconds"], 1),
