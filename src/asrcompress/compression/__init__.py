@@ -1,10 +1,10 @@
 """Compression engine: per-layer policies, one config + handler per method, size accounting."""
 
-from . import _cluster, _lowrank, _prune, _quant, _structured  # noqa: F401  (register the handlers)
+from . import _cluster, _lowrank, _prune, _quant, _sparsity_reg, _structured  # noqa: F401  (register the handlers)
 from ._apply import LayerState, compress_model, rebuild_structure, states_from_dict, states_to_dict
 from ._configs import (
     LAYER_METHODS, QUANT_BITS, ClusterConfig, ConfigError, DistillConfig, LowRankConfig,
-    MagnitudePruneConfig, MethodConfig, QuantConfig, StructuredPruneConfig,
+    MagnitudePruneConfig, MethodConfig, QuantConfig, SparsityRegConfig, StructuredPruneConfig,
 )
 from ._layers import KINDS, LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
 from ._policy import Policy, PolicyError, Resolution, Rule
@@ -15,6 +15,6 @@ __all__ = [
     "HANDLERS", "KINDS", "LAYER_METHODS", "QUANT_BITS", "ClusterConfig", "ConfigError", "DistillConfig",
     "Factors", "Handler", "LayerInfo", "LayerState", "LowRankConfig", "LowRankConv1d", "LowRankLinear",
     "MagnitudePruneConfig", "Mask", "MethodConfig", "Policy", "PolicyError", "QuantConfig", "Resolution",
-    "Rule", "StructuredPruneConfig", "Values", "compress_model", "discover_layers", "get_weight",
+    "Rule", "SparsityRegConfig", "StructuredPruneConfig", "Values", "compress_model", "discover_layers", "get_weight",
     "rebuild_structure", "register", "size_report", "states_from_dict", "states_to_dict", "tensor_formats",
 ]

@@ -9,14 +9,15 @@ quantized factor by factor.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from ._configs import LAYER_METHODS, MethodConfig
+from ._configs import LAYER_METHODS, VALUE_METHODS, MethodConfig, SparsityRegConfig
 from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
-from ._policy import Policy
+from ._policy import Policy, PolicyError
 from ._registry import Factors, Mask, Values, handler_for
 from ._structured import find_block, shrink
 
@@ -88,14 +89,38 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
         state.sparsity = cfg.sparsity
 
 
-def compress_model(model: nn.Module, policy: Policy) -> tuple[nn.Module, dict[str, LayerState], list[str]]:
-    """A compressed copy of `model` (weights baked in), its per-layer state, and skip notes."""
+Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, SparsityRegConfig]]], None]
+
+
+def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | None = None,
+                   ) -> tuple[nn.Module, dict[str, LayerState], list[str]]:
+    """A compressed copy of `model` (weights baked in), its per-layer state, and skip notes.
+
+    `regularize(model, [(module, param name, config), ...])` trains with the sparsity
+    penalties of the layers that have one; it runs after the shape methods and before the
+    value methods, and is required when the policy uses `sparsity_reg`.
+    """
     model = copy.deepcopy(model).eval()
     layers = discover_layers(model)
     modules = dict(model.named_modules())
     resolution = policy.resolve(layers, modules)
     states = {name: LayerState(kind=next(l.kind for l in layers if l.name == name)) for name in resolution.plans}
+    reg_layers = [name for name, plan in resolution.plans.items() if "sparsity_reg" in plan]
+    if reg_layers and regularize is None:
+        raise PolicyError(f"{policy.source}: sparsity_reg trains the model, so it needs training data "
+                          "(give --corpus and distillation settings)")
     for cls in LAYER_METHODS:
+        if cls is VALUE_METHODS[0] and reg_layers:
+            by_name = {l.name: l for l in discover_layers(model)}
+            targets = []
+            for name in reg_layers:
+                cfg = resolution.plans[name]["sparsity_reg"]
+                st = states[name]
+                m = model.get_submodule(by_name[name].module_name)
+                pairs = [(m.first, "weight"), (m.second, "weight")] if st.rank else [(m, by_name[name].param_name)]
+                targets += [(mod, pname, cfg) for mod, pname in pairs]
+            regularize(model, targets)
+            model.eval()
         # Shapes change under structured pruning and low-rank: look layers up afresh.
         by_name = {l.name: l for l in discover_layers(model)}
         for name, plan in resolution.plans.items():

@@ -98,6 +98,26 @@ class QuantConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
+class SparsityRegConfig(MethodConfig):
+    """Sparsity-regularised fine-tuning before pruning: an L1 (per weight) or group-lasso
+    (per output row) penalty, added to the distillation loss for `steps` steps, that drives
+    weights or whole rows toward zero so the pruning that follows removes less signal."""
+
+    key: ClassVar[str] = "sparsity_reg"
+    penalty: str = "l1"
+    strength: float = 1e-3
+    steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.penalty not in ("l1", "group_lasso"):
+            raise ConfigError(f"sparsity_reg.penalty={self.penalty!r} is not one of l1, group_lasso")
+        if not 0.0 < self.strength <= 10.0:
+            raise ConfigError(f"sparsity_reg.strength={self.strength} is outside (0, 10]")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"sparsity_reg.steps={self.steps} must be a positive integer")
+
+
+@dataclass(frozen=True)
 class DistillConfig(MethodConfig):
     """Knowledge-distillation recovery: alpha * T^2 * KL + (1 - alpha) * CTC."""
 
@@ -119,7 +139,9 @@ class DistillConfig(MethodConfig):
 
 
 # Application order (documented in docs/compression.md): shapes first, then values.
-LAYER_METHODS: tuple[type[MethodConfig], ...] = (
-    StructuredPruneConfig, LowRankConfig, MagnitudePruneConfig, ClusterConfig, QuantConfig,
-)
-BY_KEY: dict[str, type[MethodConfig]] = {c.key: c for c in LAYER_METHODS}
+SHAPE_METHODS: tuple[type[MethodConfig], ...] = (StructuredPruneConfig, LowRankConfig)
+VALUE_METHODS: tuple[type[MethodConfig], ...] = (MagnitudePruneConfig, ClusterConfig, QuantConfig)
+LAYER_METHODS = SHAPE_METHODS + VALUE_METHODS
+# Regularisation trains (it needs data) between the shape methods and the value methods.
+TRAINING_METHODS: tuple[type[MethodConfig], ...] = (SparsityRegConfig,)
+BY_KEY: dict[str, type[MethodConfig]] = {c.key: c for c in LAYER_METHODS + TRAINING_METHODS}

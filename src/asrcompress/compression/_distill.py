@@ -11,6 +11,7 @@ plain weight at the end. Low-rank factors and structurally pruned shapes stay as
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 import time
 from collections.abc import Callable
 
@@ -20,9 +21,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._apply import LayerState
-from ._configs import DistillConfig
+from ._configs import DistillConfig, SparsityRegConfig
 from ._layers import discover_layers
 from ._quant import linear_fake_quant, log_quant
+from ._registry import handler_for
 
 
 def kd_kl(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -97,8 +99,12 @@ def distill(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    penalties: list[tuple[nn.Module, str, SparsityRegConfig]] | None = None,
 ) -> dict:
-    """Fine-tune `student` in place for cfg.steps; returns loss history and wall time."""
+    """Fine-tune `student` in place for cfg.steps; returns loss history and wall time.
+
+    `penalties` adds each listed weight's sparsity penalty to the loss.
+    """
     from ..models._train import _collate, make_batches
 
     if cfg.steps == 0:
@@ -130,6 +136,8 @@ def distill(
         s_lp, out_lens = student.transcribe_logits(wave, lens)
         loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
                        cfg.temperature, cfg.alpha)
+        for module, pname, reg in penalties or ():
+            loss = loss + handler_for(reg).penalty(getattr(module, pname), reg)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"distillation diverged at step {step} (loss {loss.item()})")
         opt.zero_grad(set_to_none=True)
@@ -151,3 +159,16 @@ def distill(
     student.eval()
     return {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 1),
             "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}
+
+
+def regularizer(teacher: nn.Module, waves: list, targets: list[torch.Tensor], kd: DistillConfig,
+                batch_seconds: float = 40.0):
+    """The `regularize` step for compress_model: KD plus sparsity penalties, for the longest
+    `steps` among the layers' sparsity_reg configs."""
+
+    def run(model: nn.Module, penalties: list[tuple[nn.Module, str, SparsityRegConfig]]) -> None:
+        steps = max(reg.steps for _, _, reg in penalties)
+        distill(model, teacher, {}, waves, targets, replace(kd, steps=steps), batch_seconds=batch_seconds,
+                penalties=penalties)
+
+    return run

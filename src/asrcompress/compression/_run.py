@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ._apply import compress_model
 from ._configs import ConfigError, DistillConfig
-from ._distill import distill
+from ._distill import distill, regularizer
 from ._io import write_compression
 from ._policy import Policy
 from ._size import size_report
@@ -49,11 +49,14 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
                     on_step: Callable[[int, int], None] | None = None) -> dict:
     from ..models import load_model, read_config, save_model
 
-    if kd.steps and corpus is None:
-        raise UserError("--corpus is required for distillation recovery (fine-tune steps > 0)")
     teacher = load_model(model_dir)
+    uses_reg = any(key == "sparsity_reg" for r in policy.rules for key, cfg in r.methods if cfg is not None)
+    if (kd.steps or uses_reg) and corpus is None:
+        raise UserError("--corpus is required for distillation recovery and sparsity_reg fine-tuning")
+    data = load_kd_data(corpus, kd_utterances) if (kd.steps or uses_reg) else None
     t0 = time.perf_counter()
-    student, states, skipped = compress_model(teacher, policy)
+    student, states, skipped = compress_model(
+        teacher, policy, regularizer(teacher, *data, kd) if uses_reg else None)
     compress_seconds = time.perf_counter() - t0
     for note in skipped[:5]:
         log(f"skipped {note}")
@@ -61,9 +64,8 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
         log(f"... and {len(skipped) - 5} more layer/method pairs that do not apply")
     kd_summary = {"steps": 0}
     if kd.steps:
-        waves, targets = load_kd_data(corpus, kd_utterances)
         try:
-            kd_summary = distill(student, teacher, states, waves, targets, kd, on_step=on_step)
+            kd_summary = distill(student, teacher, states, *data, kd, on_step=on_step)
         except FloatingPointError as e:
             raise UserError(f"{e}; nothing was written to {out} (try a smaller distill.lr)") from None
     out = Path(out)
