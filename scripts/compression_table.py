@@ -38,6 +38,10 @@ ROWS: list[tuple[str, str, list[dict]]] = [
         {"global": True, "quant": {"bits": 4}},
         {"pattern": "encoder.*.ffn*", "prune": {"sparsity": 0.5}, "lowrank": {"rank_fraction": 0.5}},
     ]),
+    ("combined", "4-bit all + FFN 50% sparse", [
+        {"global": True, "quant": {"bits": 4}},
+        {"pattern": "encoder.*.ffn*", "prune": {"sparsity": 0.5}},
+    ]),
     ("quant linear", "8 bits", [{"global": True, "quant": {"bits": 8}}]),
     ("quant linear", "4 bits", [{"global": True, "quant": {"bits": 4}}]),
     ("prune", "sparsity 0.5", [{"global": True, "prune": {"sparsity": 0.5}}]),

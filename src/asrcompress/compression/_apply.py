@@ -1,7 +1,7 @@
 """Apply a policy: shared bookkeeping around the handlers, in one fixed order.
 
-Order (shapes first, values last): structured prune -> low-rank -> unstructured prune ->
-cluster -> quantize. Every method sees the output of the ones before it, so any
+Order (shapes first, values last): structured prune -> low-rank -> (sparsity-regularised
+fine-tuning) -> unstructured prune -> cluster -> quantize. Every method sees the output of the ones before it, so any
 combination on any layer is well defined; e.g. a low-rank layer is pruned, clustered and
 quantized factor by factor.
 """
@@ -67,12 +67,10 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
     shared_grid = cfg.key == "quant" and state.clusters is not None
     for tensor in layer_tensors(model, layer, state):
         result = handler.compute(tensor.reshape(1, -1) if shared_grid else tensor, cfg)
-        if isinstance(result, Values):
-            result.weight = result.weight.view_as(tensor)
         if isinstance(result, Mask):
             tensor.mul_(result.keep.to(tensor.dtype))
         elif isinstance(result, Values):
-            tensor.copy_(result.weight)
+            tensor.copy_(result.weight.view_as(tensor))
             for k, v in result.meta.items():
                 setattr(state, k, v)
         elif isinstance(result, Factors):
@@ -87,6 +85,18 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
             state.rank = result.first.shape[0]
     if cfg.key == "prune":
         state.sparsity = cfg.sparsity
+
+
+def _penalised_tensors(model: nn.Module, names: list[str], plans: dict, states: dict[str, LayerState],
+                       ) -> list[tuple[nn.Module, str, SparsityRegConfig]]:
+    by_name = {l.name: l for l in discover_layers(model)}
+    out = []
+    for name in names:
+        layer, cfg = by_name[name], plans[name]["sparsity_reg"]
+        m = model.get_submodule(layer.module_name)
+        pairs = [(m.first, "weight"), (m.second, "weight")] if states[name].rank else [(m, layer.param_name)]
+        out += [(mod, pname, cfg) for mod, pname in pairs]
+    return out
 
 
 Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, SparsityRegConfig]]], None]
@@ -111,15 +121,7 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
                           "(give --corpus and distillation settings)")
     for cls in LAYER_METHODS:
         if cls is VALUE_METHODS[0] and reg_layers:
-            by_name = {l.name: l for l in discover_layers(model)}
-            targets = []
-            for name in reg_layers:
-                cfg = resolution.plans[name]["sparsity_reg"]
-                st = states[name]
-                m = model.get_submodule(by_name[name].module_name)
-                pairs = [(m.first, "weight"), (m.second, "weight")] if st.rank else [(m, by_name[name].param_name)]
-                targets += [(mod, pname, cfg) for mod, pname in pairs]
-            regularize(model, targets)
+            regularize(model, _penalised_tensors(model, reg_layers, resolution.plans, states))
             model.eval()
         # Shapes change under structured pruning and low-rank: look layers up afresh.
         by_name = {l.name: l for l in discover_layers(model)}
