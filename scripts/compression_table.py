@@ -71,7 +71,11 @@ def main() -> None:
     ap.add_argument("--batch-seconds", type=float, default=16.0)
     ap.add_argument("--json", type=Path, default=Path("docs/compression.json"))
     ap.add_argument("--markdown", type=Path, default=Path("docs/compression.md"))
+    ap.add_argument("--only-render", action="store_true", help="rewrite the markdown table from the JSON")
     args = ap.parse_args()
+    if args.only_render:
+        render(json.loads(args.json.read_text()), args.markdown)
+        return
 
     base = load_model(args.model)
     dec = DecoderConfig.from_dict(read_config(args.model)["decoder"])
@@ -117,8 +121,9 @@ def render(doc: dict, path: Path) -> None:
              "| method | strength | size ratio | test WER, no recovery | test WER after KD | compress s | KD s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in doc.get("rows", []):
+        d0, d1 = 100 * (r["wer_no_recovery"] - base), 100 * (r["wer_after_kd"] - base)
         lines.append(f"| {r['method']} | {r['strength']} | {r['ratio']:.2f}x | {r['wer_no_recovery']:.2%} "
-                     f"({r['wer_no_recovery'] - base:+.2%}) | {r['wer_after_kd']:.2%} ({r['wer_after_kd'] - base:+.2%}) "
+                     f"({d0:+.2f} pts) | {r['wer_after_kd']:.2%} ({d1:+.2f} pts) "
                      f"| {r['compress_seconds']} | {r['kd_seconds']} |")
     text = path.read_text()
     start, end = "<!-- table:start -->", "<!-- table:end -->"
