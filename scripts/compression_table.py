@@ -120,7 +120,10 @@ def render(doc: dict, path: Path) -> None:
              f"of audio; machine: {doc['machine']}.", "",
              "| method | strength | size ratio | test WER, no recovery | test WER after KD | compress s | KD s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in doc.get("rows", []):
+    order = ["combined", "quant linear", "quant log", "prune", "cluster", "low-rank", "structured"]
+    rows = sorted(doc.get("rows", []), key=lambda r: (order.index(r["method"]) if r["method"] in order else 99,
+                                                      r["ratio"]))
+    for r in rows:
         d0, d1 = 100 * (r["wer_no_recovery"] - base), 100 * (r["wer_after_kd"] - base)
         lines.append(f"| {r['method']} | {r['strength']} | {r['ratio']:.2f}x | {r['wer_no_recovery']:.2%} "
                      f"({d0:+.2f} pts) | {r['wer_after_kd']:.2%} ({d1:+.2f} pts) "
