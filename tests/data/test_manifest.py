@@ -38,7 +38,7 @@ def librispeech(tiny_corpus, tmp_path) -> Path:
 
 
 def test_jsonl_manifest_relative_and_absolute_paths(tmp_path):
-    a = _write_wav(tmp_path / "a.wav")
+    _write_wav(tmp_path / "a.wav")
     b = _write_wav(tmp_path / "b.wav", seconds=1.0)
     m = _manifest(tmp_path / "m.jsonl", [{"audio_filepath": "a.wav", "text": "Hello World"},
                                          {"audio_filepath": str(b), "text": "café au lait"}])

@@ -59,7 +59,8 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
     layers_out = []
     covered: set[int] = set()
     total = 0
-    for layer in discover_layers(model):
+    layers = discover_layers(model)
+    for layer in layers:
         st = states.get(layer.name)
         tensors = layer_tensors(model, layer, st)
         bits = st.bits if st and st.bits else 32
@@ -80,17 +81,12 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             "clusters": clusters, "format": "+".join(dict.fromkeys(formats)), "bytes": layer_bytes,
         })
     # Layers found above are the compressible weights; the rest is stored as is.
-    other = 0
-    fp32 = 0
-    for t in list(model.state_dict(keep_vars=True).values()):
-        if id(t) not in covered:
-            other += t.numel() * t.element_size()
+    other = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values()
+                if id(t) not in covered)
     total += other
-    for layer in discover_layers(model):
-        fp32 += layer.params * 4  # the uncompressed reference: every original weight in fp32
-    fp32 += other
-    if fp32_bytes is not None:
-        fp32 = fp32_bytes
+    # Without a reference: every layer's original weights in fp32 (low-rank layers report
+    # their original shape) plus the uncompressed rest.
+    fp32 = fp32_bytes if fp32_bytes is not None else sum(l.params * 4 for l in layers) + other
     return {"total_bytes": total, "fp32_bytes": fp32, "ratio": fp32 / total, "other_bytes": other,
             "layers": layers_out}
 

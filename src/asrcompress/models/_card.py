@@ -29,9 +29,9 @@ def build_decoder_assets(model_dir: Path, corpus: Path) -> int:
     return len(words)
 
 
-def tune_decoder(model_dir: Path, corpus: Path, log: Callable[[str], None], n_dev: int = 300) -> DecoderConfig:
+def tune_decoder(model, model_dir: Path, corpus: Path, log: Callable[[str], None],
+                 n_dev: int = 300) -> DecoderConfig:
     """Grid over LM weight and word score on (a slice of) dev; test is never looked at."""
-    model = load_model(model_dir)
     dev, _ = load_manifest(corpus / "dev.jsonl")
     dev = dev[:n_dev]
     waves, refs = load_waves(dev)
@@ -46,8 +46,7 @@ def tune_decoder(model_dir: Path, corpus: Path, log: Callable[[str], None], n_de
     return best
 
 
-def score_splits(model_dir: Path, corpus: Path, cfg: DecoderConfig) -> dict:
-    model = load_model(model_dir)
+def score_splits(model, model_dir: Path, corpus: Path, cfg: DecoderConfig) -> dict:
     result: dict = {"wer": {}, "cer": {}, "greedy_wer": {}, "greedy_cer": {}, "utterances": {}}
     for split in ("dev", "test"):
         utts, _ = load_manifest(corpus / f"{split}.jsonl")
@@ -68,13 +67,13 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
     model_dir, corpus = Path(model_dir), Path(corpus)
     n_words = build_decoder_assets(model_dir, corpus)
     log(f"lexicon: {n_words} words; LM: 4-gram on training sentences")
-    cfg = tune_decoder(model_dir, corpus, log)
+    model = load_model(model_dir)
+    cfg = tune_decoder(model, model_dir, corpus, log)
     config = json.loads((model_dir / CONFIG).read_text())
     config["decoder"] = cfg.to_dict()
     (model_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    scores = score_splits(model_dir, corpus, cfg)
+    scores = score_splits(model, model_dir, corpus, cfg)
     corpus_info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").exists() else {}
-    model = load_model(model_dir)
     card = {
         "architecture": "Conformer-CTC (torchaudio.models.Conformer), conv subsampling x4, 80 log-mel, characters",
         "model_config": config["model"],
