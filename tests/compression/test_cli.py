@@ -70,3 +70,25 @@ def test_structured_policy_saves_and_loads_back_exactly(tmp_path):
     with torch.no_grad():
         assert torch.equal(direct.transcribe_logits(wave, lens)[0],
                            load_model(out).transcribe_logits(wave, lens)[0])
+
+
+def test_head_pruned_model_saves_and_loads_back_exactly(tmp_path):
+    policy = tmp_path / "heads.yaml"
+    policy.write_text("version: 1\nrules:\n"
+                      "  - pattern: 'encoder.*.self_attn.in_proj'\n"
+                      "    structured: {ratio: 0.5}\n    quant: {bits: 8}\n")
+    out = tmp_path / "h"
+    p = run("compress", "--model", str(BASE_MODEL), "--policy", str(policy), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    model = load_model(out)
+    attn = model.encoder.conformer_layers[0].self_attn
+    assert attn.num_heads == 2 and attn.in_proj_weight.shape == (3 * 2 * 36, 144)
+    report = json.loads(run("inspect", "--model", str(out), "--json").stdout)
+    row = next(r for r in report["layers"] if r["name"] == "encoder.conformer_layers.0.self_attn.in_proj")
+    assert row["params"] == 3 * 72 * 144 and row["bits"] == 8
+    from asrcompress.compression import Policy, compress_model
+
+    direct, _, _ = compress_model(load_model(BASE_MODEL), Policy.load(policy))
+    wave, lens = torch.randn(1, 16000), torch.tensor([16000])
+    with torch.no_grad():
+        assert torch.equal(direct.transcribe_logits(wave, lens)[0], model.transcribe_logits(wave, lens)[0])

@@ -42,6 +42,7 @@ def test_fine_tuning_keeps_masks_grids_codebooks_and_factors():
         {"type": "Linear", "prune": {"sparsity": 0.5}, "quant": {"bits": 4}},
         {"type": "Conv1d", "cluster": {"clusters": 8}},
         {"name": "encoder.conformer_layers.0.ffn2.sequential.1", "lowrank": {"rank": 4}},
+        {"name": "encoder.conformer_layers.1.self_attn.in_proj", "structured": {"ratio": 0.5}, "quant": {"bits": 4}},
     ]})
     student, states, _ = compress_model(teacher, policy)
     before = {k: v.clone() for k, v in student.state_dict().items()}
@@ -66,6 +67,7 @@ def test_fine_tuning_keeps_masks_grids_codebooks_and_factors():
             if st.clusters:
                 assert torch.unique(w[w != 0]).numel() <= st.clusters
     assert student.get_submodule("encoder.conformer_layers.0.ffn2.sequential.1").first.weight.shape == (4, 32)
+    assert student.encoder.conformer_layers[1].self_attn.num_heads == 2  # heads stay removed
 
 
 def before_mask(before, name, st, w):

@@ -253,6 +253,57 @@ class TestStructuredPrune:
             {"name": "encoder.conformer_layers.0.ffn1.sequential.1", "structured": {"ratio": 0.0}}]}))
         assert torch.allclose(run(same), run(model), atol=1e-5)
 
+    @settings(max_examples=10, deadline=None)
+    @given(st.floats(0.0, 0.9), st.sampled_from(["l1", "l2"]))
+    def test_head_shapes_follow_the_formula(self, ratio, criterion):
+        from asrcompress.compression._structured import keep_count
+
+        model = FAMILIES["conformer"]()  # d=32, h=4 heads of d_h=8
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"pattern": "encoder.*.self_attn.in_proj", "structured": {"ratio": ratio, "criterion": criterion}}]})
+        compressed, states, _ = compress_model(model, p)
+        h = keep_count(4, ratio)
+        attn = compressed.encoder.conformer_layers[1].self_attn
+        assert attn.num_heads == h and attn.in_proj_weight.shape == (3 * h * 8, 32)
+        assert attn.out_proj.weight.shape == (32, h * 8)
+        assert states["encoder.conformer_layers.1.self_attn.in_proj"].kept == h
+        assert run(compressed).shape == run(model).shape
+
+    def test_all_heads_kept_matches_torch_attention(self):
+        from asrcompress.compression._attention import HeadPrunedAttention
+
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(32, 4).eval()
+        ours = HeadPrunedAttention.from_heads(mha, torch.arange(4)).eval()
+        x = torch.randn(9, 3, 32)  # (T, N, d)
+        pad = torch.zeros(3, 9, dtype=torch.bool)
+        pad[1, 6:] = True
+        want = mha(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+        got = ours(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+        assert torch.allclose(got, want, atol=1e-5)
+
+    def test_dropping_a_head_equals_zeroing_its_output(self):
+        from asrcompress.compression._attention import HeadPrunedAttention
+
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(32, 4).eval()
+        x = torch.randn(7, 2, 32)
+        pruned = HeadPrunedAttention.from_heads(mha, torch.tensor([0, 2, 3]))
+        with torch.no_grad():
+            mha.out_proj.weight[:, 8:16] = 0  # head 1's columns of the output projection
+        assert torch.allclose(pruned(x, x, x)[0], mha(x, x, x, need_weights=False)[0], atol=1e-5)
+
+    def test_keeps_the_strongest_heads(self):
+        model = FAMILIES["conformer"]()
+        w = model.encoder.conformer_layers[0].self_attn.in_proj_weight.detach()
+        norms = w.reshape(3, 4, -1).transpose(0, 1).reshape(4, -1).norm(dim=1)
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"name": "encoder.conformer_layers.0.self_attn.in_proj", "structured": {"ratio": 0.5}}]})
+        compressed, _, _ = compress_model(model, p)
+        kept = compressed.encoder.conformer_layers[0].self_attn.in_proj_weight.detach()
+        got = kept.reshape(3, 2, -1).transpose(0, 1).reshape(2, -1).norm(dim=1)
+        assert torch.allclose(got, norms[norms.argsort()[2:].sort().values])
+
     def test_refused_on_a_layer_that_starts_no_block(self):
         from asrcompress.compression import PolicyError
 

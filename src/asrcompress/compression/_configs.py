@@ -24,7 +24,7 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class StructuredPruneConfig(MethodConfig):
-    """Remove whole FFN neurons / conv channels; `ratio` of them, least important first."""
+    """Remove whole FFN neurons / attention heads / conv channels; `ratio` of them, least important first."""
 
     key: ClassVar[str] = "structured"
     ratio: float

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._attention import HeadPrunedAttention
+
 KINDS = ("Linear", "Conv1d", "Conv2d", "MultiheadAttention", "LSTM")
 
 
@@ -72,7 +74,7 @@ def _kind(module: nn.Module) -> str | None:
         return "Conv1d"
     if isinstance(module, nn.Conv2d):
         return "Conv2d"
-    if isinstance(module, nn.MultiheadAttention):
+    if isinstance(module, (nn.MultiheadAttention, HeadPrunedAttention)):
         return "MultiheadAttention"
     if isinstance(module, nn.LSTM):
         return "LSTM"

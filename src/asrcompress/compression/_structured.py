@@ -1,12 +1,13 @@
-"""Structured pruning: physically remove FFN neurons and conv-module channels.
+"""Structured pruning: physically remove FFN neurons, attention heads and conv-module channels.
 
 A block is found from its first ("producer") layer; the rule names that layer. Shapes:
     FFN  (torchaudio Conformer, wav2vec2):  Linear(d, F) -> act -> Linear(F, d)
          becomes Linear(d, F') -> act -> Linear(F', d),           F' = F - round(ratio * F)
     Conformer conv module:  Conv1d(d, 2C, 1) -> GLU -> depthwise Conv1d(C, C, k, groups=C)
          -> norm(C) -> act -> Conv1d(C, d, 1)   becomes the same with C' = C - round(ratio * C)
-Attention heads are not pruned: torch's nn.MultiheadAttention cannot hold fewer heads than
-its embedding width implies.
+    Self-attention (named by its packed `<attn>.in_proj`), h heads of width d_h = d / h:
+         in_proj (3 h d_h, d), out_proj (d, h d_h)  becomes a HeadPrunedAttention with
+         in_proj (3 h' d_h, d), out_proj (d, h' d_h),             h' = h - round(ratio * h)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._attention import HeadPrunedAttention
 from ._configs import StructuredPruneConfig
 from ._layers import LayerInfo
 from ._registry import Handler, register
@@ -23,7 +25,7 @@ from ._registry import Handler, register
 
 @dataclass
 class Block:
-    kind: str  # "ffn" or "conv"
+    kind: str  # "ffn", "conv" or "attn"
     parent: nn.Module
     names: dict[str, str]  # role -> attribute path under parent
 
@@ -34,6 +36,8 @@ def find_block(modules: dict[str, nn.Module], layer: LayerInfo) -> Block | None:
     if not parent_name:
         return None
     parent = modules[parent_name]
+    if layer.param_name == "in_proj_weight":
+        return Block("attn", parent, {"attn": child})
     owner_name, _, _ = parent_name.rpartition(".")
     owner = modules.get(owner_name) if owner_name else None
     cls = type(owner).__name__ if owner is not None else ""
@@ -47,15 +51,23 @@ def find_block(modules: dict[str, nn.Module], layer: LayerInfo) -> Block | None:
 
 
 def width(block: Block) -> int:
+    if block.kind == "attn":
+        return block.parent.get_submodule(block.names["attn"]).num_heads
     first = block.parent.get_submodule(block.names["first"])
     return first.weight.shape[0] // (2 if block.kind == "conv" else 1)
 
 
 def importance(block: Block, criterion: str) -> torch.Tensor:
-    """Per-unit score: the norm of the unit's producer rows (both GLU halves for conv)."""
+    """Per-unit score: the norm of the unit's producer rows (both GLU halves for conv; a head's
+    q, k and v rows for attention)."""
+    p = 1 if criterion == "l1" else 2
+    if block.kind == "attn":
+        mha = block.parent.get_submodule(block.names["attn"])
+        # (3 h d_h, d) -> (3, h, d_h * d) -> (h, 3 d_h d)
+        w = mha.in_proj_weight.detach().reshape(3, mha.num_heads, -1).transpose(0, 1)
+        return w.reshape(mha.num_heads, -1).norm(p=p, dim=1)
     w = block.parent.get_submodule(block.names["first"]).weight.detach()
     w2d = w.reshape(w.shape[0], -1)
-    p = 1 if criterion == "l1" else 2
     norms = w2d.norm(p=p, dim=1)
     if block.kind == "conv":
         c = w2d.shape[0] // 2
@@ -113,6 +125,9 @@ def shrink(block: Block, keep: torch.Tensor) -> None:
 
 
 def _shrink(block: Block, keep: torch.Tensor, get, n: dict[str, str]) -> None:
+    if block.kind == "attn":
+        setattr(block.parent, n["attn"], HeadPrunedAttention.from_heads(get(n["attn"]), keep))
+        return
     if block.kind == "ffn":
         setattr(block.parent, n["first"], _slice_linear(get(n["first"]), keep, None))
         setattr(block.parent, n["second"], _slice_linear(get(n["second"]), None, keep))
@@ -135,7 +150,7 @@ class StructuredPrune(Handler):
 
     def not_applicable(self, layer: LayerInfo, modules: dict[str, nn.Module]) -> str | None:
         if find_block(modules, layer) is None:
-            return "not the first layer of a feed-forward or convolution block"
+            return "not the first layer of a feed-forward, attention or convolution block"
         return None
 
     def keep_units(self, block: Block, cfg: StructuredPruneConfig) -> torch.Tensor:
