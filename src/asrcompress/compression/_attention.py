@@ -33,14 +33,13 @@ class HeadPrunedAttention(nn.Module):
         if self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         t, n, _ = query.shape
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-
-        def heads(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            # (T, N, d) -> (T, N, h' d_h) -> (N, h', T, d_h)
-            return F.linear(x, w, b).reshape(x.shape[0], n, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
-
-        q, k, v = heads(query, w_q, b_q), heads(key, w_k, b_k), heads(value, w_v, b_v)
+        if query is key and key is value:  # self-attention: one packed MatMul, as deployed
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        else:
+            qkv = tuple(F.linear(x, w, b) for x, w, b in zip(
+                (query, key, value), self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)))
+        # (S, N, h' d_h) -> (N, h', S, d_h)
+        q, k, v = (x.reshape(x.shape[0], n, self.num_heads, self.head_dim).permute(1, 2, 0, 3) for x in qkv)
         mask = None
         if key_padding_mask is not None:  # (N, S), True = padding -> (N, 1, 1, S), True = attend
             mask = ~key_padding_mask.bool()[:, None, None, :]

@@ -32,9 +32,13 @@ def _decode_one(lp: np.ndarray) -> str:
 
 @torch.no_grad()
 def emissions(model: ConformerCTC, waves: list[np.ndarray], batch_seconds: float = 60.0) -> list[np.ndarray]:
-    """Per-utterance (T', V) log-probabilities, batching utterances of similar length."""
+    """Per-utterance (T', V) log-probabilities, batching utterances of similar length.
+
+    A model with its own `emissions` (an ONNX Runtime session) computes them itself."""
     from ..models._train import make_batches
 
+    if hasattr(model, "emissions"):
+        return model.emissions(waves)
     model.eval()
     out: list[np.ndarray | None] = [None] * len(waves)
     for idx in make_batches([w.size / 16000 for w in waves], batch_seconds):
