@@ -51,16 +51,18 @@ def _key(a: np.ndarray) -> tuple:
     return a.shape, a.tobytes()
 
 
-def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int]]:
-    """(K, N) weight value key -> (layer name, bits) for linearly quantized MatMul layers."""
+def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, str, int]]:
+    """(K, N) weight value key -> (node name, layer name, bits) for linearly quantized layers.
+    A low-rank layer has two tensors, so two nodes."""
     out = {}
     for layer in discover_layers(model):
         st = states.get(layer.name)
         if st is None or not st.bits or st.quant_kind != "linear":
             continue
-        for t in layer_tensors(model, layer, st):
+        tensors = layer_tensors(model, layer, st)
+        for part, t in zip(("first", "second") if len(tensors) == 2 else ("",), tensors):
             w2d = t.detach().reshape(t.shape[0], -1).numpy()
-            out[_key(w2d.T)] = (layer.name, st.bits)
+            out[_key(w2d.T)] = (f"{layer.name}.{part}" if part else layer.name, layer.name, st.bits)
     return out
 
 
@@ -73,7 +75,8 @@ def _constant(graph: onnx.GraphProto, name: str, inits: dict, producers: dict) -
     return None
 
 
-def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int]], accuracy_level: int) -> dict[str, str]:
+def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], accuracy_level: int,
+             ) -> dict[str, str]:
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
@@ -90,11 +93,11 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int]], accur
                 if b is not None and attrs.get("transB", 0):
                     b = b.T
         hit = wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
-        grid = as_grid(b.T, hit[1]) if hit else None
+        grid = as_grid(b.T, hit[2]) if hit else None
         if grid is None:
             new_nodes.append(node)
             continue
-        name, bits = hit
+        name, layer_name, bits = hit
         y = node.output[0] + ("_nobias" if node.op_type == "Gemm" and len(node.input) > 2 else "")
         make = nbits_matmul if bits <= 4 else int8_matmul
         nodes, tensors = (make(name, node.input[0], y, grid, accuracy_level) if bits <= 4
@@ -103,7 +106,7 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int]], accur
             nodes.append(helper.make_node("Add", [y, node.input[2]], [node.output[0]], name=f"{name}.bias"))
         new_nodes += nodes
         new_inits += tensors
-        kernels[name] = "int4 MatMulNBits" if bits <= 4 else "int8 DynamicQuantizeMatMul"
+        kernels[layer_name] = "int4 MatMulNBits" if bits <= 4 else "int8 DynamicQuantizeMatMul"
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)
@@ -114,6 +117,34 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int]], accur
     if kernels and not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return kernels
+
+
+def _check_names(proto: onnx.ModelProto) -> None:
+    """ONNX Runtime keeps the last of two same-named initializers: that would be silently wrong."""
+    for kind, names in (("node", [n.name for n in proto.graph.node if n.name]),
+                        ("initializer", [i.name for i in proto.graph.initializer])):
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise RuntimeError(f"export produced duplicate {kind} names: {sorted(dup)[:3]}")
+
+
+EXACT_TOL = 1e-3  # max abs log-probability difference when weights are written exactly
+INT8_MEAN_TOL = 0.05  # mean abs difference with activations quantized at run time
+
+
+def _verify(model: ConformerCTC, path: Path, int8: bool) -> None:
+    """Refuse to write a graph whose outputs do not match the PyTorch model's."""
+    from ._runtime import session
+
+    torch.manual_seed(0)
+    feats = torch.randn(1, 201, model.cfg.n_mels)
+    with torch.no_grad():
+        want = model(feats, torch.tensor([201]))[0].numpy()
+    got = session(path).run(None, {"feats": feats.numpy()})[0]
+    diff = np.abs(got - want)
+    ok = diff.mean() < INT8_MEAN_TOL if int8 else diff.max() < EXACT_TOL
+    if got.shape != want.shape or not ok:
+        raise RuntimeError(f"ONNX export does not match PyTorch (max abs diff {diff.max():.3g}); please report this")
 
 
 def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: Path,
@@ -128,8 +159,14 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
         _fp32_onnx(model, Path(tmp) / "fp32.onnx")
         proto = onnx.load(str(Path(tmp) / "fp32.onnx"))
     kernels = _rewrite(proto, _quantized_weights(model, states), accuracy_level)
+    _check_names(proto)
     tmp_out = out.with_suffix(out.suffix + ".tmp")
     onnx.save(proto, str(tmp_out))
+    try:
+        _verify(model, tmp_out, int8=any("int8" in k for k in kernels.values()))
+    except Exception:
+        tmp_out.unlink(missing_ok=True)
+        raise
     tmp_out.replace(out)
     layers = {}
     for name, st in states.items():

@@ -68,13 +68,15 @@ def load_waves(utts: list[Utterance]) -> tuple[list[np.ndarray], list[str]]:
 
 
 def evaluate(model: ConformerCTC, model_dir: Path, utts: list[Utterance], cfg: DecoderConfig,
-             workers: int = 0) -> dict:
+             workers: int = 0, batch_seconds: float = 60.0) -> dict:
+    """`batch_seconds=0` runs one utterance at a time, as a deployment does: padding in a batch
+    changes the last frames' features and the convolutions' view of them."""
     if not utts:
         raise UserError("no usable utterances to evaluate")
     waves, refs = load_waves(utts)
     audio_seconds = sum(w.size for w in waves) / 16000
     t0 = time.perf_counter()
-    lps = emissions(model, waves)
+    lps = emissions(model, waves, batch_seconds)
     hyps = decode_all(lps, model_dir, cfg, workers)
     elapsed = time.perf_counter() - t0
     return {

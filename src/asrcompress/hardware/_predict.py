@@ -1,0 +1,45 @@
+"""Latency predictor: per-operator cost over the graph ONNX Runtime runs, from a profile.
+
+A calibrated class uses the coefficients fitted to micro-benchmarks on the device:
+    t = c0 + c_flop * flops + c_weight * weight bytes + c_act * activation bytes
+and the sum is scaled by the profile's whole-graph `calibration_factor`.
+Otherwise the datasheet roofline:
+    t = max(flops / throughput(dtype), bytes / bandwidth) + per-op overhead
+where a low-bit MatMul without its kernel on the device runs at fp32 throughput.
+"""
+
+from __future__ import annotations
+
+from ._graph import Op
+from ._profile import Profile
+
+EXP_FLOPS = 16  # fp32 operations per exp/rsqrt-like element in the roofline
+
+
+def _roofline_us(op: Op, p: Profile) -> float:
+    bw = p.mem_bandwidth_gbs * 1e3  # bytes per us
+    fp32 = p.fp32_gflops * 1e3  # flops per us
+    peak = {
+        "matmul_int8": p.int8_gops * 1e3 if p.kernels["int8_matmul"] else fp32,
+        "matmul_int4": p.int4_gops * 1e3 if p.kernels["int4_matmul"] else fp32,
+    }.get(op.cls, fp32)
+    flops = op.flops * (EXP_FLOPS if op.cls == "transcendental" else 1)
+    return max(flops / peak, (op.weight_bytes + op.act_bytes) / bw) + p.op_overhead_us
+
+
+def op_us(op: Op, p: Profile) -> float:
+    c = (p.calibration or {}).get(op.cls)
+    if c is None:
+        return _roofline_us(op, p)
+    return (c["c0_us"] + c["c_flop_ns"] * op.flops * 1e-3 + c["c_weight_ns"] * op.weight_bytes * 1e-3
+            + c["c_act_ns"] * op.act_bytes * 1e-3)
+
+
+def predict_ms(ops: list[Op], p: Profile) -> tuple[float, dict[str, float]]:
+    """Total predicted milliseconds and the share per operator class."""
+    by_cls: dict[str, float] = {}
+    for op in ops:
+        by_cls[op.cls] = by_cls.get(op.cls, 0.0) + op_us(op, p) / 1e3
+    run = (p.calibration or {}).get("run", {}).get("c0_us", 0.0) / 1e3
+    f = p.calibration_factor if p.calibration else 1.0
+    return (sum(by_cls.values()) + run) * f, {k: round(v * f, 3) for k, v in by_cls.items()}

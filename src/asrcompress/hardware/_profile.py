@@ -1,0 +1,107 @@
+"""Hardware profiles: YAML device descriptions, validated against one schema.
+
+Figures are per device, for the thread count a deployment uses. A profile produced by
+`asrcompress calibrate` also carries `calibration`: per-operator-class cost coefficients
+fitted to micro-benchmarks on that machine, which the predictor prefers over the datasheet
+roofline. `measure: true` marks the machine latency is measured on, not predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+
+NUMBERS = {  # field -> (must be > 0, unit)
+    "cores": "count", "threads": "count", "fp32_gflops": "GFLOP/s", "int8_gops": "GOP/s",
+    "int4_gops": "GOP/s", "mem_bandwidth_gbs": "GB/s", "op_overhead_us": "us",
+}
+KERNELS = ("int8_matmul", "int4_matmul", "sparse_matmul")
+CLASSES = ("run", "matmul_fp32", "matmul_int8", "matmul_int4", "conv", "conv_depthwise", "elementwise",
+           "transcendental", "shape")
+COEFFS = ("c0_us", "c_flop_ns", "c_weight_ns", "c_act_ns")  # t = c0 + a*flops + b*weight bytes + c*act bytes
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    cores: int
+    threads: int
+    fp32_gflops: float
+    int8_gops: float
+    int4_gops: float
+    mem_bandwidth_gbs: float
+    op_overhead_us: float
+    kernels: dict[str, bool]
+    measure: bool = False
+    calibration: dict[str, dict[str, float]] | None = None
+    calibration_factor: float = 1.0
+    path: str = field(default="", compare=False)
+
+
+def _fail(path: Path, msg: str) -> UserError:
+    return UserError(f"{path}: {msg}")
+
+
+def parse_profile(doc: object, path: Path) -> Profile:
+    if not isinstance(doc, dict):
+        raise _fail(path, "a profile is a YAML mapping of fields")
+    known = {f.name for f in fields(Profile)} - {"path"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise _fail(path, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for key in ("name", "description", *NUMBERS, "kernels"):
+        if key not in doc:
+            raise _fail(path, f"missing field {key!r}")
+    for key in ("name", "description"):
+        if not isinstance(doc[key], str) or not doc[key].strip():
+            raise _fail(path, f"field {key!r} must be a non-empty string")
+    for key, unit in NUMBERS.items():
+        v = doc[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _fail(path, f"field {key!r} must be a number ({unit}), got {v!r}")
+        if not v > 0 and not (key == "op_overhead_us" and v == 0):
+            raise _fail(path, f"field {key!r} must be positive ({unit}), got {v}")
+        if unit == "count" and int(v) != v:
+            raise _fail(path, f"field {key!r} must be a whole number, got {v}")
+    if doc["threads"] > doc["cores"]:
+        raise _fail(path, f"field 'threads' ({doc['threads']}) is more than 'cores' ({doc['cores']})")
+    kernels = doc["kernels"]
+    if not isinstance(kernels, dict) or set(kernels) != set(KERNELS) or not all(
+            isinstance(v, bool) for v in kernels.values()):
+        raise _fail(path, f"field 'kernels' must map each of {', '.join(KERNELS)} to true or false")
+    factor = doc.get("calibration_factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.2 <= factor <= 5:
+        raise _fail(path, f"field 'calibration_factor' must be a number in [0.2, 5], got {factor!r}")
+    if not isinstance(doc.get("measure", False), bool):
+        raise _fail(path, "field 'measure' must be true or false")
+    cal = doc.get("calibration")
+    if cal is not None:
+        if not isinstance(cal, dict):
+            raise _fail(path, "field 'calibration' must map operator classes to coefficients")
+        for cls, coeffs in cal.items():
+            if cls not in CLASSES:
+                raise _fail(path, f"calibration class {cls!r} is not one of {', '.join(CLASSES)}")
+            if not isinstance(coeffs, dict) or set(coeffs) != set(COEFFS):
+                raise _fail(path, f"calibration.{cls} must give {', '.join(COEFFS)}")
+            for k, v in coeffs.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise _fail(path, f"calibration.{cls}.{k} must be a number >= 0, got {v!r}")
+    return Profile(path=str(path), **{k: doc[k] for k in doc})
+
+
+def load_profile(path: Path) -> Profile:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: hardware profile not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise UserError(f"{path}: not valid YAML{line}") from None
+    return parse_profile(doc, path)

@@ -1,0 +1,60 @@
+"""Write a calibrated profile: figures derived from this machine's micro-benchmarks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from ._calibrate import calibrate, host_description, memory_bandwidth_gbs, reference_factor
+from ._profile import parse_profile
+
+
+def _rate(cal: dict, cls: str) -> float:
+    """Throughput implied by a class's per-operation cost: 1 / (ns per op) = G ops per second."""
+    c = cal.get(cls, {}).get("c_flop_ns", 0.0)
+    return round(1.0 / c, 2) if c > 0 else 0.01
+
+
+def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bool,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    cal = calibrate(threads, quick, progress)
+    factor = 1.0
+    if reference:
+        with tempfile.TemporaryDirectory() as tmp:
+            factor = round(reference_factor(cal, threads, Path(tmp)), 4)
+    bandwidth = memory_bandwidth_gbs(threads)
+    doc = {
+        "name": name,
+        "description": f"{host_description()}; calibrated with {threads} thread(s)",
+        "cores": os.cpu_count() or 1,
+        "threads": threads,
+        "fp32_gflops": _rate(cal, "matmul_fp32"),
+        "int8_gops": _rate(cal, "matmul_int8"),
+        "int4_gops": _rate(cal, "matmul_int4"),
+        "mem_bandwidth_gbs": round(bandwidth, 2),
+        "op_overhead_us": round(cal.get("elementwise", {}).get("c0_us", 0.0), 3),
+        "kernels": {"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False},
+        "measure": True,
+        "calibration_factor": factor,
+        "calibration": cal,
+    }
+    parse_profile(doc, out)  # never write a profile the loader would refuse
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = (f"# Produced by `asrcompress calibrate --out {out} --name {name} --threads {threads}"
+              f"{' --quick' if quick else ''}{'' if reference else ' --no-reference'}` on {when}.\n"
+              "# source: every figure below is measured on this machine by those micro-benchmarks\n"
+              "# (ONNX Runtime sessions, median of repeated runs); throughputs are 1 / the fitted\n"
+              "# per-operation cost of the MatMul classes, bandwidth is a 3 x 32 MB element-wise Add,\n"
+              "# overhead the fitted fixed cost of element-wise operators. `measure: true`: latency\n"
+              "# on this profile is measured, not predicted.\n")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(out)
+    return doc

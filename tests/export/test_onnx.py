@@ -1,0 +1,125 @@
+"""ONNX export of every method and of combinations: kernels, output tolerance, dynamic time axis."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from asrcompress.compression import Policy, compress_model
+from asrcompress.export import DeployModel, export_onnx, session
+
+from ..compression.models import conformer
+
+# Output tolerance (log-probabilities, max abs): weights are written exactly, so fp32 and
+# 4-bit graphs agree to float rounding. int8 layers also quantize activations at run time.
+EXACT_TOL = 1e-3
+INT8_MEAN_TOL = 0.05
+
+CASES = {
+    "fp32": [],
+    "prune": [{"global": True, "prune": {"sparsity": 0.5}}],
+    "quant8": [{"global": True, "quant": {"bits": 8}}],
+    "quant6": [{"global": True, "quant": {"bits": 6}}],
+    "quant4": [{"global": True, "quant": {"bits": 4}}],
+    "quant2": [{"global": True, "quant": {"bits": 2}}],
+    "quant_log": [{"global": True, "quant": {"bits": 4, "kind": "log"}}],
+    "lowrank": [{"pattern": "encoder.*.ffn*", "lowrank": {"rank_fraction": 0.5}}],
+    "cluster": [{"global": True, "cluster": {"clusters": 8}}],
+    "structured": [{"pattern": "encoder.*.ffn*.sequential.1", "structured": {"ratio": 0.5}},
+                   {"pattern": "encoder.*.conv_module.sequential.0", "structured": {"ratio": 0.25}},
+                   {"pattern": "encoder.*.self_attn.in_proj", "structured": {"ratio": 0.5}}],
+    "combined": [{"global": True, "quant": {"bits": 4}},
+                 {"pattern": "encoder.*.ffn*", "prune": {"sparsity": 0.5}, "lowrank": {"rank_fraction": 0.5}},
+                 {"pattern": "encoder.*.self_attn.*", "quant": {"bits": 8}},
+                 {"pattern": "encoder.*.conv_module.sequential.0", "structured": {"ratio": 0.5}},
+                 {"name": "head", "cluster": {"clusters": 16}}],
+}
+
+
+def _compressed(rules):
+    base = conformer()
+    if not rules:
+        return base, {}
+    model, states, _ = compress_model(base, Policy.from_dict({"version": 1, "rules": rules}))
+    return model, states
+
+
+def _ops(path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in onnx.load(str(path)).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("onnx")
+    for name, rules in CASES.items():
+        model, states = _compressed(rules)
+        report = export_onnx(model, states, root / f"{name}.onnx")
+        out[name] = (model, states, report)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_outputs_match_pytorch_at_several_lengths(exported, name):
+    model, _, report = exported[name]
+    sess = session(report["path"])
+    torch.manual_seed(0)
+    for frames in (64, 201, 333):  # one export, any length: the time axis is dynamic
+        feats = torch.randn(1, frames, 80)
+        with torch.no_grad():
+            want = model(feats, torch.tensor([frames]))[0].numpy()
+        got = sess.run(None, {"feats": feats.numpy()})[0]
+        assert got.shape == want.shape == (1, ((frames - 1) // 2 - 1) // 2, 29)
+        diff = np.abs(got - want)
+        if any(k.startswith("int8") for k in report["layers"].values()):
+            assert diff.mean() < INT8_MEAN_TOL and (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
+        else:
+            assert diff.max() < EXACT_TOL
+
+
+def test_kernels_follow_the_bits(exported):
+    ops = {name: _ops(rep["path"]) for name, (_, _, rep) in exported.items()}
+    for name in ("fp32", "prune", "cluster", "quant_log", "lowrank", "structured"):
+        assert "DynamicQuantizeMatMul" not in ops[name] and "MatMulNBits" not in ops[name], name
+    # Every Linear and pointwise conv runs on the low-bit kernel; depthwise and 2-D convs stay fp32.
+    model, states, rep = exported["quant8"]
+    matmul_layers = [n for n, k in rep["layers"].items() if k.startswith("int8")]
+    assert ops["quant8"]["DynamicQuantizeMatMul"] == len(matmul_layers) > 0
+    assert ops["quant6"]["DynamicQuantizeMatMul"] == len(matmul_layers)
+    assert ops["quant4"]["MatMulNBits"] == ops["quant2"]["MatMulNBits"] == len(matmul_layers)
+    assert all(k.startswith("fp32") for n, k in rep["layers"].items() if "depthwise" in n or "conv1" in n
+               or "conv2" in n or n.endswith("sequential.2"))
+    combined = rep_kernels = exported["combined"][2]["layers"]
+    assert "int8 DynamicQuantizeMatMul" in combined.values() and "int4 MatMulNBits" in rep_kernels.values()
+
+
+def test_unstructured_sparsity_is_not_run_as_a_different_graph(exported):
+    assert _ops(exported["prune"][2]["path"]) == _ops(exported["fp32"][2]["path"])
+    assert all("not run faster" in k for k in exported["prune"][2]["layers"].values())
+
+
+def test_low_bit_graphs_store_fewer_bytes(exported):
+    fp32 = exported["fp32"][2]["bytes"]
+    assert exported["quant8"][2]["bytes"] < 0.75 * fp32  # the tiny model keeps fp32 convs and biases
+    assert exported["quant4"][2]["bytes"] < exported["quant8"][2]["bytes"]
+
+
+def test_deploy_model_matches_the_batched_model():
+    model = conformer()
+    feats = torch.randn(1, 150, 80)
+    with torch.no_grad():
+        want = model(feats, torch.tensor([150]))[0]
+        got = DeployModel(model)(feats)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_other_model_families_are_refused(tmp_path):
+    from asrcompress.errors import UserError
+
+    from ..compression.models import lstm
+
+    with pytest.raises(UserError, match="supports Conformer-CTC"):
+        export_onnx(lstm(), None, tmp_path / "x.onnx")

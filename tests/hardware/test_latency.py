@@ -1,0 +1,89 @@
+"""The latency command (measured on the host, predicted elsewhere) and calibrate."""
+
+import json
+
+import pytest
+
+from asrcompress.hardware import load_profile
+
+from ..compression.models import conformer
+from ..conftest import REPO
+from ..test_cli import assert_one_line_error, run
+
+KEYS = {"profile", "latency_ms", "rtf", "peak_mem_mb", "source", "per_length", "streaming"}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from asrcompress.export import export_onnx
+
+    path = tmp_path_factory.mktemp("lat") / "tiny.onnx"
+    export_onnx(conformer(), {}, path)
+    return path
+
+
+@pytest.mark.parametrize("profile, source", [("host", "measured"), ("rpi4", "predicted"),
+                                             ("laptop_avx512_vnni", "predicted")])
+def test_latency_json(tiny_onnx, profile, source):
+    p = run("latency", "--model", str(tiny_onnx), "--profile", str(REPO / "hardware_profiles" / f"{profile}.yaml"),
+            "--json", "--repeats", "3")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert KEYS <= set(d) and d["source"] == source and d["profile"] == profile
+    assert set(d["per_length"]) == {"2s", "8s"}
+    assert d["latency_ms"] == d["per_length"]["8s"]["latency_ms"] > d["per_length"]["2s"]["latency_ms"] > 0
+    assert d["rtf"] == pytest.approx(d["latency_ms"] / 8000, rel=1e-3)
+    assert d["peak_mem_mb"] > 0 and d["streaming"]["chunk_ms"] > 0
+
+
+def test_slower_device_is_predicted_slower(tiny_onnx):
+    def ms(name):
+        p = run("latency", "--model", str(tiny_onnx), "--profile", str(REPO / "hardware_profiles" / f"{name}.yaml"),
+                "--json")
+        return json.loads(p.stdout)["latency_ms"]
+
+    assert ms("rpi4") > ms("rpi5") > ms("laptop_avx512_vnni")
+
+
+def test_latency_of_a_model_folder_exports_it_first(tmp_path):
+    from asrcompress.models import save_model
+
+    save_model(conformer(), tmp_path / "m")
+    p = run("latency", "--model", str(tmp_path / "m"), "--profile", str(REPO / "hardware_profiles" / "rpi5.yaml"),
+            "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["source"] == "predicted"
+
+
+def test_export_onnx_cli(tmp_path):
+    from asrcompress.models import save_model
+
+    save_model(conformer(), tmp_path / "m")
+    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx"))
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert (tmp_path / "m.onnx").stat().st_size == report["bytes"] > 0
+    assert_one_line_error(run("export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")),
+                          "nope")
+    assert_one_line_error(run("latency", "--model", str(tmp_path / "missing.onnx"), "--profile",
+                              str(REPO / "hardware_profiles" / "rpi4.yaml")), "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert_one_line_error(run("latency", "--model", str(tmp_path / "junk.onnx"), "--profile",
+                              str(REPO / "hardware_profiles" / "host.yaml")), "junk.onnx")
+
+
+def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
+    out = tmp_path / "mine.yaml"
+    p = run("calibrate", "--out", str(out), "--name", "mine", "--quick", "--no-reference")
+    assert p.returncode == 0, p.stderr
+    prof = load_profile(out)
+    assert prof.measure and prof.name == "mine" and prof.threads == 1
+    assert {"matmul_fp32", "matmul_int8", "matmul_int4", "conv", "elementwise", "run"} <= set(prof.calibration)
+    assert prof.fp32_gflops > 1 and prof.mem_bandwidth_gbs > 0.1
+    assert out.read_text().startswith("# Produced by `asrcompress calibrate")
+
+
+def test_calibrate_refuses_more_threads_than_cpus(tmp_path):
+    assert_one_line_error(run("calibrate", "--out", str(tmp_path / "x.yaml"), "--threads", "999"), "--threads 999")
+
+

@@ -1,0 +1,80 @@
+"""Graph costs against their formulas, the predictor's two models, and what it must not credit."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from asrcompress.hardware import Op, Profile, frames_for, graph_ops, op_us, predict_ms
+
+F = TensorProto.FLOAT
+
+
+def _profile(**kw) -> Profile:
+    base = dict(name="t", description="t", cores=4, threads=4, fp32_gflops=10.0, int8_gops=40.0, int4_gops=20.0,
+                mem_bandwidth_gbs=5.0, op_overhead_us=2.0,
+                kernels={"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False})
+    base.update(kw)
+    return Profile(**base)
+
+
+def test_roofline_takes_the_slower_of_compute_and_memory():
+    p = _profile()
+    compute_bound = Op("a", "MatMul", "matmul_fp32", flops=1e6, weight_bytes=100, act_bytes=100)
+    assert op_us(compute_bound, p) == pytest.approx(1e6 / 10e3 + 2.0)  # 10 GFLOP/s = 1e4 flop/us
+    memory_bound = Op("b", "Add", "elementwise", flops=0, weight_bytes=0, act_bytes=5e6)
+    assert op_us(memory_bound, p) == pytest.approx(5e6 / 5e3 + 2.0)
+
+
+def test_low_bit_matmul_without_its_kernel_runs_at_fp32_speed():
+    op = Op("a", "DynamicQuantizeMatMul", "matmul_int8", flops=4e6, weight_bytes=10, act_bytes=10)
+    assert op_us(op, _profile()) == pytest.approx(4e6 / 40e3 + 2.0)
+    no_kernel = _profile(kernels={"int8_matmul": False, "int4_matmul": True, "sparse_matmul": False})
+    assert op_us(op, no_kernel) == pytest.approx(4e6 / 10e3 + 2.0)
+
+
+def test_calibrated_classes_use_their_coefficients_and_the_factor():
+    cal = {"matmul_fp32": {"c0_us": 3.0, "c_flop_ns": 0.01, "c_weight_ns": 0.1, "c_act_ns": 0.2},
+           "run": {"c0_us": 10.0, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}}
+    p = _profile(calibration=cal, calibration_factor=1.5)
+    op = Op("a", "MatMul", "matmul_fp32", flops=1e6, weight_bytes=1e3, act_bytes=2e3)
+    want_us = 3.0 + 0.01 * 1e3 + 0.1 * 1.0 + 0.2 * 2.0
+    assert op_us(op, p) == pytest.approx(want_us)
+    total, _ = predict_ms([op], p)
+    assert total == pytest.approx((want_us + 10.0) / 1e3 * 1.5)
+
+
+def _matmul_graph(path, m, k, n):
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((k, n)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["z"])],
+                          "g", [helper.make_tensor_value_info("x", F, [m, k])],
+                          [helper.make_tensor_value_info("z", F, [m, n])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+@pytest.mark.parametrize("m, k, n", [(7, 16, 33), (50, 144, 576)])
+def test_matmul_costs_follow_the_formula(tmp_path, m, k, n):
+    _matmul_graph(tmp_path / "g.onnx", m, k, n)
+    ops = graph_ops(tmp_path / "g.onnx", feeds={"x": np.zeros((m, k), np.float32)})
+    mm = next(o for o in ops if o.cls == "matmul_fp32")
+    assert mm.flops == 2 * m * k * n and mm.weight_bytes == 4 * k * n
+    assert mm.act_bytes == 4 * (m * k + m * n)
+
+
+def test_frames_for_reference_lengths():
+    assert frames_for(2.0) == 201 and frames_for(8.0) == 801
+
+
+def test_unstructured_sparsity_predicts_no_speedup(tmp_path):
+    from asrcompress.compression import Policy, compress_model
+    from asrcompress.export import export_onnx
+
+    from ..compression.models import conformer
+
+    base = conformer()
+    sparse, states, _ = compress_model(base, Policy.from_dict(
+        {"version": 1, "rules": [{"global": True, "prune": {"sparsity": 0.7}}]}))
+    p = _profile()
+    dense_ms = predict_ms(graph_ops(export_onnx(base, {}, tmp_path / "d.onnx")["path"], 201), p)[0]
+    sparse_ms = predict_ms(graph_ops(export_onnx(sparse, states, tmp_path / "s.onnx")["path"], 201), p)[0]
+    assert sparse_ms == pytest.approx(dense_ms, rel=1e-9)
