@@ -311,6 +311,163 @@ def calibrate_cmd(
               f"int4 {doc['int4_gops']} GOP/s, factor {doc['calibration_factor']}")
 
 
+# --- search, front, ui, export -------------------------------------------------------------
+
+def _search_cfg(space: Path, model: Path, corpus: Path, trials: int, sampler: str, storage: Optional[str],
+                study: Optional[str], workers: int, tracking_uri: Optional[str], seed: int, dev_utterances: int,
+                kd_utterances: int, profiles: Path) -> dict:
+    import os
+
+    from .search import default_storage
+    from .tracking import tracking_uri as resolve_uri
+
+    if trials < 1:
+        raise UserError(f"--trials {trials} must be at least 1")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    name = study or space.stem
+    return {
+        "space": str(space.resolve()), "model": str(model.resolve()), "corpus": str(corpus.resolve()),
+        "profiles": str(profiles.resolve()), "budget": trials, "sampler": sampler, "seed": seed,
+        "storage": storage or default_storage(name), "study": name, "workers": workers,
+        "tracking_uri": resolve_uri(tracking_uri), "workdir": str((Path("mlruns") / "studies" / name).resolve()),
+        "dev_utterances": dev_utterances, "kd_utterances": kd_utterances,
+        "threads": 1 if workers > 1 else max(1, (os.cpu_count() or 1)),
+    }
+
+
+def _print_front(rows: list[dict], objectives: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table("trial", *objectives, "size", "test WER", "baseline")
+    for r in rows:
+        v = r["values"]
+        cells = [f"{v[o]:.4f}" if o == "wer" else f"{v[o]:.2f}" for o in objectives]
+        test = r.get("test", {}).get("test_wer")
+        table.add_row(str(r["trial"]), *cells, f"{r['size_ratio']:.2f}x" if r.get("size_ratio") else "-",
+                      f"{test:.4f}" if test is not None else "-", r.get("baseline") or "")
+    out.print(table)
+
+
+@app.command()
+def search(
+    space: Annotated[Path, typer.Option(help="Search space YAML (spaces/*.yaml)")],
+    model: Annotated[Path, typer.Option(help="Base model folder (the KD teacher)")] = Path("models/conformer_ctc_base"),
+    corpus: Annotated[Path, typer.Option(help="Corpus with train/dev/test.jsonl")] = Path("data/default"),
+    trials: Annotated[int, typer.Option(help="Trial budget of the study (resuming counts finished trials)")] = 20,
+    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2 or gp")] = "tpe",
+    storage: Annotated[Optional[str], typer.Option(help="journal:PATH or postgresql://...; default: a journal "
+                                                       "file under mlruns/optuna/")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: the space's file name)")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine")] = 1,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: $MLFLOW_TRACKING_URI or "
+                                                            "sqlite:///mlruns/mlflow.db)")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler seed")] = 0,
+    dev_utterances: Annotated[int, typer.Option(help="Dev utterances each trial is scored on")] = 100,
+    kd_utterances: Annotated[int, typer.Option(help="Training utterances distillation draws from")] = 2000,
+    profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
+    backend: Annotated[str, typer.Option(help="optuna (local/shared storage); ray is not built yet")] = "optuna",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """Multi-objective search of per-layer policies; re-running the same command resumes the study."""
+    from .search import run_search
+    from .search._run import dumps
+
+    if backend != "optuna":
+        raise UserError(f"--backend {backend!r}: only 'optuna' is available in this version")
+    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
+                      dev_utterances, kd_utterances, profiles)
+    with err.status(f"searching {cfg['study']} ({trials} trials, {workers} worker(s))"):
+        summary = run_search(cfg)
+    if as_json:
+        print(dumps(summary))
+        return
+    out.print(f"study {summary['study']}: {summary['trials']} in {summary['wall_seconds']} s; "
+              f"hypervolume {summary['hypervolume']:.4g}; {summary['saved_steps']} KD steps saved by early stopping")
+    from .search import load_study
+
+    _print_front(summary["front"], load_study(cfg["storage"], cfg["study"]).user_attrs["objectives"])
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option(help="Study name")],
+    storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
+    trials: Annotated[int, typer.Option(help="The study's trial budget")] = 20,
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2 or gp")] = "tpe",
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
+) -> None:
+    """Join a running study (from this or another machine) and run trials until its budget is used."""
+    from .search import load_study, work
+
+    s = load_study(storage, study)
+    attrs = s.user_attrs
+    cfg = _search_cfg(Path(attrs["space"]), Path(attrs["model"]), Path(attrs["corpus"]), trials, sampler, storage,
+                      study, 1, tracking_uri, 0, 100, 2000, profiles)
+    cfg["workdir"] = attrs["workdir"]
+    print(json.dumps(work(cfg)))
+
+
+@app.command()
+def front(
+    study: Annotated[str, typer.Option(help="Study name")],
+    storage: Annotated[Optional[str], typer.Option(help="Storage URL (default: the journal under mlruns/)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
+) -> None:
+    """The study's Pareto front (feasible trials only), best WER first."""
+    from .search import default_storage, front_rows, load_study
+
+    s = load_study(storage or default_storage(study), study)
+    rows = front_rows(s)
+    if as_json:
+        print(json.dumps([{k: r[k] for k in ("trial", "values", "policy")} | ({"test": r["test"]} if "test" in r else {})
+                          for r in rows]))
+        return
+    _print_front(rows, s.user_attrs["objectives"])
+
+
+@app.command()
+def ui(
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 and print how to filter the Pareto front."""
+    import subprocess
+    import sys
+
+    from .tracking import ARTIFACTS, tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    out.print(f"MLflow UI: http://{host}:{port}  (filter runs with: tags.pareto = 'true')")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", str(Path(ARTIFACTS).resolve())]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command("export")
+def export_cmd(
+    study: Annotated[str, typer.Option(help="Study name")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write")],
+    trial: Annotated[Optional[int], typer.Option(help="Trial number")] = None,
+    pick: Annotated[Optional[str], typer.Option(help='e.g. "min latency@host where wer <= 0.12", or "knee"')] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Storage URL (default: the journal under mlruns/)")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    register: Annotated[bool, typer.Option(help="Register in the MLflow Model Registry with alias 'candidate'")] = True,
+) -> None:
+    """Write a deployment bundle for one trial, re-measured on its ONNX export."""
+    from .search import default_storage, load_study
+    from .search._export import export_trial
+
+    if (trial is None) == (pick is None):
+        raise UserError("give exactly one of --trial N or --pick \"...\"")
+    s = load_study(storage or default_storage(study), study)
+    card = export_trial(s, trial, pick, out_dir, tracking_uri, register)
+    print(json.dumps(card, indent=2))
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

@@ -1,0 +1,65 @@
+"""Deployment bundle of one trial: policy, compressed weights, ONNX, model card, sha256 sums.
+
+Figures in the card are measured again on the exported ONNX model, next to the search's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+
+SUMS = "SHA256SUMS"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sums(folder: Path) -> None:
+    lines = [f"{sha256(p)}  {p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != SUMS]
+    (folder / SUMS).write_text("\n".join(lines) + "\n")
+
+
+def verify_bundle(folder: Path) -> None:
+    """Every file listed in SHA256SUMS is present and unchanged, and nothing unlisted was added."""
+    folder = Path(folder)
+    sums = folder / SUMS
+    if not sums.is_file():
+        raise UserError(f"{folder}: no {SUMS}; not an asrcompress bundle")
+    listed = {}
+    for i, line in enumerate(sums.read_text().splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if not name:
+            raise UserError(f"{sums}:{i}: malformed line")
+        listed[name] = digest
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path}: listed in {SUMS} but missing")
+        if sha256(path) != digest:
+            raise UserError(f"{path}: sha256 does not match {SUMS} (file changed or corrupt)")
+    extra = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != SUMS
+             and p.relative_to(folder).as_posix() not in listed]
+    if extra:
+        raise UserError(f"{folder / extra[0]}: not listed in {SUMS}")
+
+
+def write_bundle(trial_model: Path, policy: dict, out: Path, card: dict) -> None:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not empty; choose a new --out")
+    model_out = out / "model"
+    shutil.copytree(trial_model, model_out, ignore=shutil.ignore_patterns("*.onnx", "*.tmp"))
+    (out / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,13 @@
+"""Multi-objective search over per-layer compression policies (Optuna), tracked in MLflow."""
+
+from ._pareto import hypervolume, knee, reference_point
+from ._run import prepare, run_search, work
+from ._sample import baseline_params, parameters, policy_from_params, suggest
+from ._space import Constraint, Group, Space, check_against_model, load_space, parse_space
+from ._study import default_storage, open_storage, open_study, recover_stale
+from ._summary import front_rows, load_study, summarize_study
+
+__all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "front_rows",
+           "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
+           "parse_space", "policy_from_params", "prepare", "recover_stale", "reference_point", "run_search",
+           "suggest", "summarize_study", "work"]

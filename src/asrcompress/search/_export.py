@@ -1,0 +1,114 @@
+"""`asrcompress export`: pick a trial, bundle it, and measure it again on its ONNX export."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import UserError
+from ._pareto import knee
+
+PICK_RE = re.compile(r"^\s*min\s+(\S+)(?:\s+where\s+(.+))?$")
+COND_RE = re.compile(r"^\s*(\S+)\s*<=\s*([0-9.eE+-]+)\s*$")
+
+
+def choose(study: optuna.Study, number: int | None, pick: str | None) -> optuna.trial.FrozenTrial:
+    objectives = study.user_attrs["objectives"]
+    done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if number is not None:
+        if number not in done:
+            raise UserError(f"--trial {number}: not a completed trial of study {study.study_name!r}")
+        return done[number]
+    front = study.best_trials
+    if not front:
+        raise UserError(f"study {study.study_name!r} has no feasible completed trial yet")
+    if pick.strip() == "knee":
+        return front[knee([list(t.values) for t in front])]
+    m = PICK_RE.match(pick)
+    if not m or m.group(1) not in objectives:
+        raise UserError(f"--pick {pick!r}: use 'knee' or 'min OBJECTIVE [where OBJECTIVE <= X [and ...]]' with "
+                        f"objectives {', '.join(objectives)}")
+    cands = front
+    for cond in (m.group(2) or "").split(" and ") if m.group(2) else []:
+        c = COND_RE.match(cond)
+        if not c or c.group(1) not in objectives:
+            raise UserError(f"--pick: condition {cond.strip()!r} is not 'OBJECTIVE <= NUMBER'")
+        i = objectives.index(c.group(1))
+        cands = [t for t in cands if t.values[i] <= float(c.group(2))]
+    if not cands:
+        raise UserError(f"--pick {pick!r}: no front trial meets the condition")
+    i = objectives.index(m.group(1))
+    return min(cands, key=lambda t: t.values[i])
+
+
+def export_trial(study: optuna.Study, number: int | None, pick: str | None, out: Path,
+                 tracking_uri: str | None, register: bool) -> dict:
+    from ..compression import size_report
+    from ..compression._io import read_fp32_bytes, read_states
+    from ..data import load_manifest
+    from ..export import OnnxAcousticModel, export_onnx
+    from ..export._bundle import write_bundle, write_sums
+    from ..hardware import load_profile
+    from ..models import load_model, read_config
+    from ..objectives import DecoderConfig, evaluate
+    from ._trial import latency_ms
+
+    t = choose(study, number, pick)
+    mdir = Path(t.user_attrs["model_dir"])
+    if not mdir.is_dir():
+        raise UserError(f"{mdir}: trial {t.number}'s model is gone; re-run the trial or pick another")
+    objectives = study.user_attrs["objectives"]
+    write_bundle(mdir, t.user_attrs["policy"], out, {})
+    model = load_model(out / "model")
+    states = read_states(out / "model")
+    onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
+    corpus = Path(study.user_attrs["corpus"])
+    n_mels = model.cfg.n_mels
+    onnx_model = OnnxAcousticModel(onnx_path, n_mels)
+    dev = load_manifest(corpus / "dev.jsonl")[0][: study.user_attrs.get("dev_utterances", 100)]
+    test = load_manifest(corpus / "test.jsonl")[0]
+    default = DecoderConfig.from_dict(read_config(out / "model").get("decoder") or {"kind": "greedy"})
+    measured = {
+        "wer": evaluate(onnx_model, out / "model", dev, DecoderConfig(kind="greedy"), workers=1)["wer"],
+        "test_wer": evaluate(onnx_model, out / "model", test, default)["wer"],
+        "size_ratio": size_report(model, states, read_fp32_bytes(out / "model"))["ratio"],
+        "onnx_bytes": onnx_path.stat().st_size,
+    }
+    profile_dir = Path(study.user_attrs.get("profiles", "hardware_profiles"))
+    for o in objectives:
+        if o.startswith("latency@"):
+            name = o.split("@", 1)[1]
+            measured[o] = latency_ms(onnx_path, load_profile(profile_dir / f"{name}.yaml"))
+    card = {
+        "study": study.study_name, "trial": t.number, "picked_by": pick or f"--trial {t.number}",
+        "search": {**dict(zip(objectives, t.values)), "size_ratio": t.user_attrs.get("size_ratio"),
+                   "wer_split": "dev (greedy)"},
+        "measured_on_onnx": measured,
+        "wer_difference_points": round(100 * (measured["wer"] - t.values[objectives.index("wer")]), 3),
+        "decoder_for_test": default.to_dict(), "files": ["policy.yaml", "model/", "model.onnx", "SHA256SUMS"],
+    }
+    import json
+
+    if register:
+        card["registered"] = _register(study, t, out, tracking_uri)
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_sums(out)
+    return card
+
+
+def _register(study: optuna.Study, t, out: Path, tracking_uri: str | None) -> dict:
+    from ..tracking import _client, tracking_uri as resolve
+
+    client = _client(resolve(tracking_uri))
+    name = f"asrcompress-{study.study_name}"
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        client.create_registered_model(name)
+    mv = client.create_model_version(name, source=Path(out).resolve().as_uri(),
+                                     run_id=t.user_attrs.get("mlflow_run_id"))
+    client.set_registered_model_alias(name, "candidate", mv.version)
+    return {"name": name, "version": mv.version, "alias": "candidate", "uri": f"models:/{name}@candidate"}

@@ -1,0 +1,28 @@
+"""Pareto front helpers. Optuna has no public hypervolume, so its private one is wrapped here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hypervolume(points: list[list[float]], reference: list[float]) -> float:
+    """Hypervolume (minimisation) of `points` below `reference`; points outside it count zero."""
+    from optuna._hypervolume import compute_hypervolume
+
+    pts = np.array([p for p in points if all(v < r for v, r in zip(p, reference))], dtype=float)
+    if len(pts) == 0:
+        return 0.0
+    return float(compute_hypervolume(pts, np.array(reference, dtype=float)))
+
+
+def reference_point(base: dict[str, float], objectives: list[str]) -> list[float]:
+    """Fixed per study: twice the base WER plus 2 points, and 1.1x the base's latency and memory."""
+    return [2 * base[o] + 0.02 if o == "wer" else 1.1 * base[o] for o in objectives]
+
+
+def knee(values: list[list[float]]) -> int:
+    """Index of the front point closest to the ideal point after min-max scaling."""
+    v = np.array(values, dtype=float)
+    span = np.where(v.max(0) > v.min(0), v.max(0) - v.min(0), 1.0)
+    scaled = (v - v.min(0)) / span
+    return int(np.argmin(np.linalg.norm(scaled, axis=1)))

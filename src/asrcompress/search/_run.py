@@ -1,0 +1,164 @@
+"""The search driver and its workers (processes sharing one study on journal/RDB storage)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+import traceback
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ..compression import PolicyError
+from ..errors import UserError
+from ..tracking import Tracker
+from ._sample import baseline_params, policy_from_params, suggest
+from ._space import check_against_model, load_space
+from ._study import counted, make_sampler, open_storage, open_study, recover_stale, worker_id
+from ._trial import Context, TrialStopped, objectives_of
+
+
+def _context(cfg: dict):
+    space = load_space(Path(cfg["space"]))
+    ctx = Context.load(Path(cfg["model"]), Path(cfg["corpus"]), space, Path(cfg["profiles"]),
+                       Path(cfg["workdir"]), cfg["dev_utterances"], cfg["kd_utterances"])
+    check_against_model(space, ctx.layer_names)
+    return space, ctx
+
+
+def _front_wers(study: optuna.Study, objectives: list[str]) -> float | None:
+    front = study.best_trials
+    return max(t.values[objectives.index("wer")] for t in front) if front else None
+
+
+def work(cfg: dict) -> dict:
+    """Run trials until the study's budget is used; returns counts for this worker."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(cfg["threads"])
+    space, ctx = _context(cfg)
+    storage = open_storage(cfg["storage"], cfg["workers"])
+    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
+    tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    parent = study.user_attrs["mlflow_parent"]
+    objectives = list(space.objectives)
+    base = study.user_attrs["base"]
+    done = {"complete": 0, "pruned": 0, "failed": 0, "saved_steps": 0}
+    while counted(study) < cfg["budget"]:
+        trial = study.ask()
+        trial.set_user_attr("worker", worker_id())
+        params = suggest(trial, space, ctx.layer_names)
+        policy = policy_from_params(space, ctx.layer_names, params)
+        trial.set_user_attr("policy", policy)
+        run_id = tracker.start_trial(parent, trial.number, policy, space.profiles)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        from ._trial import run_trial
+
+        try:
+            values = run_trial(ctx, policy, trial.number, _front_wers(study, objectives))
+        except TrialStopped as e:
+            trial.set_user_attr("reason", e.reason)
+            trial.set_user_attr("saved_steps", e.saved_steps)
+            state = TrialState.PRUNED if e.pruned else TrialState.FAIL
+            study.tell(trial, state=state)
+            tracker.finish_trial(run_id, {"saved_steps": e.saved_steps}, state.name, e.reason)
+            done["pruned" if e.pruned else "failed"] += 1
+            done["saved_steps"] += e.saved_steps
+            continue
+        except (PolicyError, UserError) as e:
+            reason = f"invalid policy: {e}"
+        except Exception as e:  # a trial's crash must not end the study: record it and go on
+            reason = f"{type(e).__name__}: {e}".strip()
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        else:
+            reason = ""
+        if reason:
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            tracker.finish_trial(run_id, None, "FAIL", reason)
+            done["failed"] += 1
+            continue
+        for c in space.constraints:
+            trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
+        for k in ("size_ratio", "finetune_steps", "trial_seconds", "model_dir"):
+            trial.set_user_attr(k, values[k])
+        study.tell(trial, [values[o] for o in objectives])
+        metrics = {k: v for k, v in values.items() if k != "model_dir"}
+        tracker.finish_trial(run_id, metrics, "COMPLETE")
+        tracker.mark_pareto({t.number for t in study.best_trials})
+        done["complete"] += 1
+    return done
+
+
+def _work_entry(cfg: dict, queue) -> None:
+    try:
+        queue.put(work(cfg))
+    except UserError as e:
+        queue.put({"error": str(e)})
+
+
+def prepare(cfg: dict) -> optuna.Study:
+    """Open (or resume) the study: base objectives, baselines and the MLflow parent run, once."""
+    space, ctx = _context(cfg)
+    Path(cfg["workdir"]).mkdir(parents=True, exist_ok=True)
+    probe = Path(cfg["workdir"]) / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{cfg['workdir']}: not writable ({e.strerror}); the search would lose its models") from None
+    storage = open_storage(cfg["storage"], cfg["workers"])
+    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
+    tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    if "base" not in study.user_attrs:
+        base = objectives_of(ctx, ctx.base, {}, Path(cfg["workdir"]) / "base")
+        study.set_user_attr("base", {k: v for k, v in base.items() if k in space.objectives})
+        for name, params in baseline_params(space, ctx.layer_names).items():
+            study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
+        study.set_user_attr("space", str(Path(cfg["space"]).resolve()))
+        study.set_user_attr("model", str(Path(cfg["model"]).resolve()))
+        study.set_user_attr("corpus", str(Path(cfg["corpus"]).resolve()))
+        study.set_user_attr("workdir", str(Path(cfg["workdir"]).resolve()))
+        study.set_user_attr("dev_utterances", cfg["dev_utterances"])
+        study.set_user_attr("profiles", cfg["profiles"])
+    if "mlflow_parent" not in study.user_attrs:
+        study.set_user_attr("mlflow_parent", tracker.parent_run({
+            "space": Path(cfg["space"]).name, "sampler": cfg["sampler"], "profiles": ",".join(space.profiles)}))
+    stale = recover_stale(study)
+    live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    tracker.close_stale(live)
+    if stale:
+        print(f"retrying {len(stale)} trial(s) left running by dead workers: {stale}")
+    return study
+
+
+def run_search(cfg: dict) -> dict:
+    """Prepare, run `workers` worker processes to the budget, then write the study's summary."""
+    t0 = time.perf_counter()
+    prepare(cfg)
+    if cfg["workers"] == 1:
+        results = [work(cfg)]
+    else:
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_work_entry, args=({**cfg, "threads": 1}, queue)) for _ in range(cfg["workers"])]
+        for p in procs:
+            p.start()
+        results = [queue.get() for _ in procs]
+        for p in procs:
+            p.join()
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            raise UserError(errors[0])
+    from ._summary import summarize_study
+
+    summary = summarize_study(cfg)
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["workers"] = results
+    return summary
+
+
+def dumps(d: dict) -> str:
+    return json.dumps(d, indent=2, default=str)

@@ -1,0 +1,128 @@
+"""One trial: compress, distil with early stopping, then score WER, latency and memory."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..compression import DistillConfig, Policy, compress_model, size_report
+from ..compression._distill import distill
+from ..compression._io import write_compression
+from ..compression._run import load_kd_data
+from ..data import load_manifest
+from ..export import export_onnx
+from ..hardware import Profile, frames_for, graph_ops, load_profile, measure_latency, predict_ms
+from ..models import ConformerCTC, load_model, read_config, save_model
+from ..objectives import DecoderConfig, evaluate
+from ._space import Space
+
+REFERENCE_S = 8.0  # latency objective: one 8 s utterance
+EARLY_FRACTION = 1 / 3  # distillation slice after which a hopeless trial stops
+HOPELESS_MARGIN = 0.10  # WER points above the worst front point (or the base) that count as hopeless
+
+
+class TrialStopped(Exception):
+    """The trial ended without final objectives: early-stopped (pruned) or failed."""
+
+    def __init__(self, reason: str, pruned: bool, saved_steps: int = 0) -> None:
+        super().__init__(reason)
+        self.reason, self.pruned, self.saved_steps = reason, pruned, saved_steps
+
+
+@dataclass
+class Context:
+    """What every trial of a study shares; loaded once per worker process."""
+
+    base: ConformerCTC
+    base_dir: Path
+    corpus: Path
+    space: Space
+    layer_names: list[str]
+    profiles: dict[str, Profile]
+    kd_data: tuple[list, list]
+    dev: list
+    early_dev: list
+    decoder: DecoderConfig
+    fp32_bytes: int
+    workdir: Path
+
+    @classmethod
+    def load(cls, base_dir: Path, corpus: Path, space: Space, profile_dir: Path, workdir: Path,
+             dev_utterances: int, kd_utterances: int) -> "Context":
+        from ..compression import discover_layers
+
+        base = load_model(base_dir)
+        profiles = {name: load_profile(Path(profile_dir) / f"{name}.yaml") for name in space.profiles}
+        dev, _ = load_manifest(Path(corpus) / "dev.jsonl")
+        if not dev:
+            from ..errors import UserError
+
+            raise UserError(f"{Path(corpus) / 'dev.jsonl'}: no usable dev utterances to score trials on")
+        dev = dev[:dev_utterances]
+        return cls(base=base, base_dir=Path(base_dir), corpus=Path(corpus), space=space,
+                   layer_names=[l.name for l in discover_layers(base)], profiles=profiles,
+                   kd_data=load_kd_data(corpus, kd_utterances) if space.distill_steps else ([], []),
+                   dev=dev, early_dev=dev[: max(10, len(dev) // 3)], decoder=DecoderConfig(kind="greedy"),
+                   fp32_bytes=size_report(base)["total_bytes"], workdir=Path(workdir))
+
+
+def latency_ms(onnx_path: Path, profile: Profile) -> float:
+    if profile.measure:
+        return measure_latency([onnx_path], profile.threads, [REFERENCE_S], repeats=10)[0][REFERENCE_S]
+    return predict_ms(graph_ops(onnx_path, frames_for(REFERENCE_S)), profile)[0]
+
+
+def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path) -> dict[str, float]:
+    """WER (dev, greedy), latency per profile, memory (stored bytes + peak activations, MB)."""
+    onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
+    ops = graph_ops(onnx_path, frames_for(REFERENCE_S))
+    size = size_report(model, states, ctx.fp32_bytes)
+    values = {
+        "wer": evaluate(model, ctx.base_dir, ctx.dev, ctx.decoder, workers=1, batch_seconds=0)["wer"],
+        "memory": (size["total_bytes"] + max(op.act_bytes for op in ops)) / 1e6,
+    }
+    for name, profile in ctx.profiles.items():
+        values[f"latency@{name}"] = latency_ms(onnx_path, profile)
+    values["size_ratio"] = size["ratio"]
+    return values
+
+
+def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: float | None) -> dict:
+    """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN."""
+    t0 = time.perf_counter()
+    policy = Policy.from_dict(policy_doc, source=f"trial {number}")
+    student, states, _ = compress_model(ctx.base, policy)
+    kd: DistillConfig = policy.distill or DistillConfig(steps=0)
+    steps_done = 0
+    if kd.steps:
+        first = max(1, math.ceil(kd.steps * EARLY_FRACTION))
+        try:
+            distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=first), batch_seconds=16.0, seed=number)
+            steps_done = first
+            early = evaluate(student, ctx.base_dir, ctx.early_dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
+            limit = max(worst_front_wer or 0.0, 0.0) + HOPELESS_MARGIN
+            if worst_front_wer is not None and early > limit:
+                raise TrialStopped(f"early-stopped: dev WER {early:.3f} after {first} steps > {limit:.3f}",
+                                   pruned=True, saved_steps=kd.steps - first)
+            if kd.steps > first:
+                distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=kd.steps - first),
+                        batch_seconds=16.0, seed=number + 10_000)
+                steps_done = kd.steps
+        except FloatingPointError as e:
+            raise TrialStopped(f"diverged: {e}", pruned=False) from None
+    out = ctx.workdir / f"trial_{number:04d}"
+    save_model(student, out, decoder=read_config(ctx.base_dir).get("decoder"))
+    write_compression(out, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
+                                                          "fp32_bytes": ctx.fp32_bytes})
+    values = objectives_of(ctx, student, states, out)
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
+    values["finetune_steps"] = steps_done
+    values["trial_seconds"] = time.perf_counter() - t0
+    values["model_dir"] = str(out)
+    return values

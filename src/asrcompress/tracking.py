@@ -1,0 +1,107 @@
+"""MLflow tracking: one parent run per study, one child run per trial, Pareto tags kept current.
+
+Everything goes through `MlflowClient` with explicit run ids, so any worker process can log
+a trial's child run without an active parent run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+ARTIFACTS = "mlruns/artifacts"
+
+
+def tracking_uri(flag: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store."""
+    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+class Tracker:
+    def __init__(self, uri: str, study: str) -> None:
+        self.uri, self.study = uri, study
+        self.client = _client(uri)
+        exp = self.client.get_experiment_by_name(f"asrcompress/{study}")
+        if exp is None:
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = Path(ARTIFACTS).resolve().as_uri()
+            exp_id = self.client.create_experiment(f"asrcompress/{study}", artifact_location=location)
+        else:
+            exp_id = exp.experiment_id
+        self.experiment_id = exp_id
+
+    def parent_run(self, tags: dict[str, str]) -> str:
+        """The study's parent run, created once and found again on resume."""
+        runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'study'", max_results=1)
+        if runs:
+            run_id = runs[0].info.run_id
+            if runs[0].info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"study {self.study}",
+                                     tags={"asrcompress_role": "study", "study": self.study, **tags})
+        return run.info.run_id
+
+    def start_trial(self, parent: str, number: int, policy: dict, profiles: list[str]) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(self.experiment_id, run_name=f"trial {number}", tags={
+            "mlflow.parentRunId": parent, "asrcompress_role": "trial", "study": self.study,
+            "trial": str(number), "profiles": ",".join(profiles), "pareto": "false"})
+        params = [Param(k[:250], v[:6000]) for k, v in flatten({"policy": policy}).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run.info.run_id, params=params[i:i + 100])
+        self.client.log_text(run.info.run_id, yaml.safe_dump(policy, sort_keys=False), "policy.yaml")
+        return run.info.run_id
+
+    def finish_trial(self, run_id: str, metrics: dict[str, float] | None, status: str, reason: str = "") -> None:
+        from mlflow.entities import Metric, RunTag
+
+        if metrics:
+            ms = [Metric(k.replace("@", "_at_"), float(v), 0, 0) for k, v in metrics.items()]
+            self.client.log_batch(run_id, metrics=ms)
+        tags = [RunTag("state", status)] + ([RunTag("reason", reason[:5000])] if reason else [])
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, "FINISHED" if status in ("COMPLETE", "PRUNED") else "FAILED")
+
+    def trial_runs(self) -> dict[int, str]:
+        runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'trial'", max_results=50000)
+        return {int(r.data.tags["trial"]): r.info.run_id for r in runs}
+
+    def mark_pareto(self, front: set[int]) -> None:
+        for number, run_id in self.trial_runs().items():
+            self.client.set_tag(run_id, "pareto", "true" if number in front else "false")
+
+    def close_stale(self, live: set[int]) -> int:
+        """Runs left RUNNING by a dead worker: marked KILLED (their trials are retried)."""
+        n = 0
+        runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'trial'", max_results=50000)
+        for r in runs:
+            if r.info.status == "RUNNING" and int(r.data.tags["trial"]) not in live:
+                self.client.set_tag(r.info.run_id, "reason", "worker died; trial retried")
+                self.client.set_terminated(r.info.run_id, "KILLED")
+                n += 1
+        return n

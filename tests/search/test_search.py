@@ -1,0 +1,142 @@
+"""End-to-end searches on a tiny model: 2 workers on journal storage, MLflow Pareto tags,
+constraints in `front`, resume after kill -9, and a verified export bundle."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from ..compression.models import conformer
+from ..conftest import REPO, needs_synth
+
+SPACE = """version: 1
+groups:
+  - pattern: "encoder.*"
+    bits: [null, 8, 4]
+    sparsity: [0.0, 0.5]
+methods: [prune, quant]
+distill: {steps: 2, temperature: [1.0, 3.0], alpha: [0.2, 0.8], lr: 1.0e-3}
+objectives: [wer, latency@host, memory]
+constraints: ["memory <= 40"]
+"""
+
+
+def cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "asrcompress.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def search_args(env: dict, trials: int, workers: int = 1) -> list[str]:
+    return ["search", "--space", str(env["space"]), "--model", str(env["model"]), "--corpus", str(env["corpus"]),
+            "--trials", str(trials), "--workers", str(workers), "--dev-utterances", "4", "--kd-utterances", "8",
+            "--profiles", str(REPO / "hardware_profiles"), "--study", env["study"], "--json"]
+
+
+@pytest.fixture()
+def env(tmp_path, tiny_corpus):
+    from asrcompress.models import save_model
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return {"cwd": tmp_path, "model": tmp_path / "tiny", "space": tmp_path / "space.yaml", "corpus": tiny_corpus,
+            "study": "t"}
+
+
+def study_of(env) -> optuna.Study:
+    from asrcompress.search import default_storage, open_storage
+
+    url = default_storage(env["study"], env["cwd"] / "mlruns")
+    return optuna.load_study(study_name=env["study"], storage=open_storage(url))
+
+
+def mlflow_runs(env) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{env['cwd'] / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"asrcompress/{env['study']}")
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@needs_synth
+def test_two_workers_mlflow_front_and_export(env):
+    p = cli(env["cwd"], *search_args(env, trials=5, workers=2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = study_of(env)
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    assert 5 <= len(finished) <= 6 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({t.user_attrs["mlflow_run_id"] for t in trials}) == len(trials)  # one run per trial
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2  # both processes ran trials
+    assert {t.user_attrs.get("baseline") for t in trials} >= {"uniform_int8", "uniform_int4", "sparse50"}
+
+    runs = mlflow_runs(env)
+    children = [r for r in runs if r.data.tags.get("asrcompress_role") == "trial"]
+    parent = [r for r in runs if r.data.tags.get("asrcompress_role") == "study"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert len(children) == len(trials) and all(r.info.status != "RUNNING" for r in children)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in children)
+    tagged = {int(r.data.tags["trial"]) for r in children if r.data.tags["pareto"] == "true"}
+    assert tagged == {t.number for t in study.best_trials} and tagged
+    for r in children:
+        if r.data.tags.get("state") == "COMPLETE":
+            assert {"wer", "latency_at_host", "memory", "trial_seconds", "finetune_steps"} <= set(r.data.metrics)
+
+    front = json.loads(cli(env["cwd"], "front", "--study", env["study"], "--json").stdout)
+    assert front and all(row["values"]["memory"] <= 40 for row in front)
+
+    out = env["cwd"] / "bundle"
+    p = cli(env["cwd"], "export", "--study", env["study"], "--pick", "knee", "--out", str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    assert abs(card["wer_difference_points"]) <= 0.3 + 1e-9 or card["measured_on_onnx"]["wer"] > 0.9
+    assert card["registered"]["alias"] == "candidate"
+    from asrcompress.errors import UserError
+    from asrcompress.export._bundle import verify_bundle
+
+    verify_bundle(out)
+    with open(out / "policy.yaml", "a") as f:
+        f.write("# tampered\n")
+    with pytest.raises(UserError, match="policy.yaml: sha256 does not match"):
+        verify_bundle(out)
+
+
+@needs_synth
+def test_resume_after_kill_9_keeps_completed_trials(env):
+    proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", *search_args(env, trials=4)], cwd=env["cwd"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                s = study_of(env)
+            except Exception:
+                continue
+            states = [t.state for t in s.get_trials()]
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+                break
+        else:
+            pytest.fail("the search never reached a running trial after a completed one")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {t.number: t.values for t in study_of(env).get_trials() if t.state == TrialState.COMPLETE}
+    p = cli(env["cwd"], *search_args(env, trials=4))
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = study_of(env)
+    after = {t.number: t.values for t in study.get_trials() if t.state == TrialState.COMPLETE}
+    assert all(after[n] == v for n, v in before.items())  # nothing completed was lost or redone
+    stale = [t for t in study.get_trials() if t.user_attrs.get("stale")]
+    assert len(stale) == 1 and stale[0].state == TrialState.FAIL
+    counted = [t for t in study.get_trials() if not t.user_attrs.get("stale")]
+    assert len(counted) == 4 and all(t.state != TrialState.RUNNING for t in counted)
+    assert all(r.info.status != "RUNNING" for r in mlflow_runs(env))

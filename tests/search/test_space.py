@@ -1,0 +1,103 @@
+"""Contract suite over every shipped space, and the space validator's errors."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from asrcompress.compression import Policy, discover_layers
+from asrcompress.errors import UserError
+from asrcompress.models import load_model
+from asrcompress.search import (
+    baseline_params, check_against_model, load_space, parse_space, policy_from_params, suggest,
+)
+
+from ..conftest import BASE_MODEL, REPO
+
+SPACES = sorted((REPO / "spaces").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def base():
+    model = load_model(BASE_MODEL)
+    return model, [l.name for l in discover_layers(model)], dict(model.named_modules())
+
+
+def test_required_spaces_are_shipped():
+    assert {"quick", "conformer_small"} <= {p.stem for p in SPACES}
+    assert any(not any(g.per_layer for g in load_space(p).groups) for p in SPACES)  # a grouped space
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+class TestShippedSpace:
+    def test_loads_and_matches_the_base_model(self, path, base):
+        space = load_space(path)
+        check_against_model(space, base[1])
+        for name in space.profiles:
+            assert (REPO / "hardware_profiles" / f"{name}.yaml").is_file()
+
+    def test_samples_valid_policies(self, path, base):
+        space = load_space(path)
+        model, names, modules = base
+        study = optuna.create_study(directions=["minimize"] * len(space.objectives),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(5):
+            trial = study.ask()
+            doc = policy_from_params(space, names, suggest(trial, space, names))
+            policy = Policy.from_dict(doc)
+            policy.resolve(discover_layers(model), modules)  # every rule is valid for this model
+            assert doc["distill"]["steps"] == space.distill_steps
+            study.tell(trial, [1.0] * len(space.objectives))
+
+    def test_baselines_are_expressible(self, path, base):
+        space = load_space(path)
+        names = base[1]
+        for params in baseline_params(space, names).values():
+            Policy.from_dict(policy_from_params(space, names, params))
+
+
+def _doc() -> dict:
+    return yaml.safe_load((REPO / "spaces" / "quick.yaml").read_text())
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d.update(colour="red"), "unknown key 'colour'"),
+    (lambda d: d["groups"][0].update(bogus=1), "groups[0]: unknown key 'bogus'"),
+    (lambda d: d["groups"][0].update(structured=[0.95]), "'structured' choice 0.95 is out of range"),
+    (lambda d: d["groups"][2].update(bits=[7]), "'bits' choice 7"),
+    (lambda d: d["groups"][2].update(bits="8"), "'bits' must be a non-empty list"),
+    (lambda d: d["groups"][2].update(sparsity=["half"]), "'sparsity' choice 'half'"),
+    (lambda d: d["groups"][0].pop("structured"), "groups[0]: chooses nothing"),
+    (lambda d: d["groups"][0].update(name="x"), "exactly one of 'pattern' or 'name'"),
+    (lambda d: d["distill"].update(alpha=[0.9, 0.1]), "'alpha' must be [low, high]"),
+    (lambda d: d["distill"].update(steps=-3), "'steps' must be a whole number"),
+    (lambda d: d.update(objectives=["latency@host"]), "must be a list that includes 'wer'"),
+    (lambda d: d.update(objectives=["wer", "speed"]), "'speed' is not wer, memory or latency@PROFILE"),
+    (lambda d: d.update(constraints=["latency@rpi4 <= 40"]), "which is not an objective"),
+    (lambda d: d.update(constraints=["wer < 0.1"]), "is not 'OBJECTIVE <= NUMBER'"),
+    (lambda d: d.update(methods=["quant"]), "needs method 'structured'"),
+    (lambda d: d.update(version=2), "version: must be 1"),
+    (lambda d: (d["groups"][2].update(bits=[3], clusters=[16]), d.pop("methods")),
+     "'clusters' choice 16 exceeds the 8 levels"),
+])
+def test_bad_spaces_name_the_item(change, needle):
+    doc = _doc()
+    change(doc)
+    with pytest.raises(UserError) as e:
+        parse_space(doc, Path("bad.yaml"))
+    assert needle in str(e.value) and str(e.value).startswith("bad.yaml")
+
+
+def test_a_pattern_that_matches_no_layer(base):
+    doc = _doc()
+    doc["groups"][0]["pattern"] = "decoder.*"
+    with pytest.raises(UserError, match=r"groups\[0\]: pattern 'decoder.\*' matches no layer"):
+        check_against_model(parse_space(doc, Path("s.yaml")), base[1])
+
+
+def test_yaml_tags_are_refused(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("version: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(UserError, match="evil.yaml: not valid YAML"):
+        load_space(p)
