@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 MODEL := models/conformer_ctc_base
 DEMO_SEED ?= 2026
-DEMO_TRIALS ?= 16
+DEMO_TRIALS ?= 40
 
 .PHONY: setup demo test test-slow
 
