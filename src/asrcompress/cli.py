@@ -366,19 +366,30 @@ def search(
     dev_utterances: Annotated[int, typer.Option(help="Dev utterances each trial is scored on")] = 100,
     kd_utterances: Annotated[int, typer.Option(help="Training utterances distillation draws from")] = 2000,
     profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
-    backend: Annotated[str, typer.Option(help="optuna (local/shared storage); ray is not built yet")] = "optuna",
+    backend: Annotated[str, typer.Option(help="optuna (processes on this machine) or ray (a Ray cluster)")] = "optuna",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start one here)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """Multi-objective search of per-layer policies; re-running the same command resumes the study."""
     from .search import run_search
     from .search._run import dumps
 
-    if backend != "optuna":
-        raise UserError(f"--backend {backend!r}: only 'optuna' is available in this version")
+    if backend not in ("optuna", "ray"):
+        raise UserError(f"--backend {backend!r} is not one of optuna, ray")
     cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
                       dev_utterances, kd_utterances, profiles)
-    with err.status(f"searching {cfg['study']} ({trials} trials, {workers} worker(s))"):
-        summary = run_search(cfg)
+    if backend == "ray":
+        import time as _time
+
+        from .search._ray import run_ray
+
+        t0 = _time.perf_counter()
+        cfg["threads"] = 1
+        summary = run_ray(cfg, address)
+        summary["wall_seconds"] = round(_time.perf_counter() - t0, 1)
+    else:
+        with err.status(f"searching {cfg['study']} ({trials} trials, {workers} worker(s))"):
+            summary = run_search(cfg)
     if as_json:
         print(dumps(summary))
         return

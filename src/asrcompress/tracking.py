@@ -16,14 +16,18 @@ ARTIFACTS = "mlruns/artifacts"
 
 
 def tracking_uri(flag: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store. A relative SQLite
+    path is made absolute: Ray runs trials in other working directories."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
 
 
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+    if uri.startswith("sqlite:///"):  # sqlite:///rel/path or sqlite:////abs/path
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri)
 

@@ -101,3 +101,20 @@ def test_yaml_tags_are_refused(tmp_path):
     p.write_text("version: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(UserError, match="evil.yaml: not valid YAML"):
         load_space(p)
+
+
+@pytest.mark.parametrize("name, cls", [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
+                                       ("gp", optuna.samplers.GPSampler)])
+def test_samplers_are_named_explicitly(name, cls):
+    from asrcompress.search._study import make_sampler
+
+    assert isinstance(make_sampler(name, 0), cls)
+
+
+def test_unknown_sampler_and_sqlite_for_workers_are_refused():
+    from asrcompress.search._study import make_sampler, open_storage
+
+    with pytest.raises(UserError, match="--sampler 'cmaes'"):
+        make_sampler("cmaes", 0)
+    with pytest.raises(UserError, match="SQLite cannot serve several workers"):
+        open_storage("sqlite:///x.db", workers=2)

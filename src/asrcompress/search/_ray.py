@@ -1,0 +1,127 @@
+"""Ray Tune backend: OptunaSearch (multi-objective) under a ConcurrencyLimiter on a cluster.
+
+The Optuna study lives on the same storage as the local backend, so `front`, `export` and the
+MLflow tracking work the same. Each Ray trial learns its Optuna trial id from the
+define-by-run space and sets constraints and attributes on it itself (OptunaSearch only tells
+values). Ray changes each trial's working directory, so every path here is absolute.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+_CTX: dict = {}
+
+
+def _metric(name: str) -> str:
+    return name.replace("@", "_at_")
+
+
+def _trainable(config: dict) -> None:
+    import optuna
+    from ray import tune
+
+    from ..tracking import Tracker
+    from ._run import _context
+    from ._sample import policy_from_params
+    from ._study import open_storage
+    from ._trial import TrialStopped, run_trial
+
+    cfg = config["asrcompress"]
+    key = (cfg["space"], cfg["model"], cfg["corpus"])
+    if _CTX.get("key") != key:  # one context per Ray worker process
+        _CTX["key"], (_CTX["space"], _CTX["ctx"]) = key, _context(cfg)
+    space, ctx = _CTX["space"], _CTX["ctx"]
+    storage = open_storage(cfg["storage"])
+    study = optuna.load_study(study_name=cfg["study"], storage=storage)
+    trial = optuna.trial.Trial(study, config["optuna_trial_id"])
+    number = config["optuna_trial_number"]
+    params = {k: v for k, v in config.items() if k not in ("asrcompress", "optuna_trial_id", "optuna_trial_number")}
+    policy = policy_from_params(space, ctx.layer_names, params)
+    tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    run_id = tracker.start_trial(study.user_attrs["mlflow_parent"], number, policy, space.profiles)
+    trial.set_user_attr("policy", policy)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.set_user_attr("worker", f"ray:{Path.cwd().name}")
+    base = study.user_attrs["base"]
+    worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
+    front = study.best_trials
+    front_wer = max(t.values[0] for t in front) if front else None
+    try:
+        values = run_trial(ctx, policy, number, front_wer)
+    except TrialStopped as e:
+        # OptunaSearch cannot record a pruned or failed multi-objective trial: report finite
+        # worst-case values so the Optuna trial completes, and say why.
+        trial.set_user_attr("reason", e.reason)
+        trial.set_user_attr("saved_steps", e.saved_steps)
+        for c in space.constraints:
+            trial.set_constraint(c.objective, 1.0)
+        tracker.finish_trial(run_id, {"saved_steps": e.saved_steps}, "PRUNED" if e.pruned else "FAIL", e.reason)
+        tune.report({_metric(o): v for o, v in worst.items()} | {"stopped": 1})
+        return
+    for c in space.constraints:
+        trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
+    for k in ("size_ratio", "finetune_steps", "trial_seconds", "model_dir"):
+        trial.set_user_attr(k, values[k])
+    tracker.finish_trial(run_id, {k: v for k, v in values.items() if k != "model_dir"}, "COMPLETE")
+    tune.report({_metric(o): values[o] if math.isfinite(values[o]) else worst[o] for o in space.objectives}
+                | {"stopped": 0})
+
+
+class _Define:
+    """Define-by-run space for OptunaSearch; a module-level class so Ray can checkpoint it."""
+
+    def __init__(self, space, layer_names: list[str]) -> None:
+        self.space, self.layer_names = space, layer_names
+
+    def __call__(self, trial) -> dict:
+        from ._sample import suggest
+
+        suggest(trial, self.space, self.layer_names)
+        return {"optuna_trial_id": trial._trial_id, "optuna_trial_number": trial.number}
+
+
+def run_ray(cfg: dict, address: str | None) -> dict:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ._run import _context, prepare
+    from ._study import make_sampler, open_storage
+    from ._summary import summarize_study
+
+    prepare(cfg)
+    space, ctx = _context(cfg)
+    define = _Define(space, ctx.layer_names)
+
+    storage = open_storage(cfg["storage"], workers=2)
+    study = optuna.load_study(study_name=cfg["study"], storage=storage)
+    done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
+    remaining = max(0, cfg["budget"] - done)
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}})
+    metrics = [_metric(o) for o in space.objectives]
+    searcher = OptunaSearch(define, metric=metrics, mode=["min"] * len(metrics),
+                            sampler=make_sampler(cfg["sampler"], cfg["seed"]), study_name=cfg["study"],
+                            storage=storage)
+    path = Path(cfg["workdir"]).resolve() / "ray"
+    trainable = tune.with_resources(_trainable, {"cpu": 1})
+    run_config = tune.RunConfig(name="tune", storage_path=str(path), verbose=0,
+                                failure_config=tune.FailureConfig(max_failures=1))
+    if tune.Tuner.can_restore(str(path / "tune")):
+        tuner = tune.Tuner.restore(str(path / "tune"), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space={"asrcompress": cfg},
+                           tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, cfg["workers"]),
+                                                       num_samples=remaining),
+                           run_config=run_config)
+    if remaining:
+        import contextlib
+        import sys
+
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables must not mix with --json output
+            tuner.fit()
+    return summarize_study(cfg)
