@@ -99,9 +99,10 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
             continue
         name, layer_name, bits = hit
         y = node.output[0] + ("_nobias" if node.op_type == "Gemm" and len(node.input) > 2 else "")
-        make = nbits_matmul if bits <= 4 else int8_matmul
-        nodes, tensors = (make(name, node.input[0], y, grid, accuracy_level) if bits <= 4
-                          else make(name, node.input[0], y, grid))
+        if bits <= 4:
+            nodes, tensors = nbits_matmul(name, node.input[0], y, grid, accuracy_level)
+        else:
+            nodes, tensors = int8_matmul(name, node.input[0], y, grid)
         if y != node.output[0]:
             nodes.append(helper.make_node("Add", [y, node.input[2]], [node.output[0]], name=f"{name}.bias"))
         new_nodes += nodes

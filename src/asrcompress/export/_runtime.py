@@ -12,14 +12,24 @@ from ..data._features import LogMel
 from ..errors import UserError
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+def session_options(threads: int, optimized_path: str | None = None,
+                    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                    ) -> ort.SessionOptions:
+    """The settings every session here runs with: `threads` intra-op threads, sequential."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = level
     opts.log_severity_level = 3
+    if optimized_path:
+        opts.optimized_model_filepath = optimized_path
+    return opts
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for bad files
         raise UserError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
 

@@ -16,6 +16,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from ..export._runtime import session_options
+
 MATMUL_FP32 = {"MatMul", "FusedMatMul", "Gemm"}
 TRANSCENDENTAL = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Exp", "Erf", "LayerNormalization",
                   "SkipLayerNormalization", "SimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu",
@@ -31,20 +33,6 @@ class Op:
     flops: float
     weight_bytes: float
     act_bytes: float
-
-
-def session_options(threads: int, optimized_path: str | None = None,
-                    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                    ) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = level
-    opts.log_severity_level = 3
-    if optimized_path:
-        opts.optimized_model_filepath = optimized_path
-    return opts
 
 
 def _size(shape) -> int:

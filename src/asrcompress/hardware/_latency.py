@@ -31,11 +31,9 @@ def latency_report(path: Path, profile: Profile, seconds: tuple[float, ...] = SE
         peak = peak_memory_mb(path, profile.threads, list(seconds))
         source = "measured"
     else:
-        ms, ops = {}, []
-        for s in lengths:
-            ops = graph_ops(path, frames_for(s), threads=1)
-            ms[s] = predict_ms(ops, profile)[0]
-        peak = _predicted_peak_mb(path, graph_ops(path, frames_for(max(seconds))))
+        ops = {s: graph_ops(path, frames_for(s), threads=1) for s in lengths}
+        ms = {s: predict_ms(ops[s], profile)[0] for s in lengths}
+        peak = _predicted_peak_mb(path, ops[max(seconds)])
         source = "predicted"
     longest = max(seconds)
 

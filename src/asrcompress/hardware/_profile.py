@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
+from .._yaml import read_yaml
 from ..errors import UserError
 
 NUMBERS = {  # field -> (must be > 0, unit)
@@ -95,13 +94,4 @@ def parse_profile(doc: object, path: Path) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: hardware profile not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise UserError(f"{path}: not valid YAML{line}") from None
-    return parse_profile(doc, path)
+    return parse_profile(read_yaml(path, "hardware profile"), Path(path))

@@ -23,7 +23,7 @@ def _trainable(config: dict) -> None:
     from ray import tune
 
     from ..tracking import Tracker
-    from ._run import _context
+    from ._run import _context, _front_wers
     from ._sample import policy_from_params
     from ._study import open_storage
     from ._trial import TrialStopped, run_trial
@@ -46,10 +46,8 @@ def _trainable(config: dict) -> None:
     trial.set_user_attr("worker", f"ray:{Path.cwd().name}")
     base = study.user_attrs["base"]
     worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
-    front = study.best_trials
-    front_wer = max(t.values[0] for t in front) if front else None
     try:
-        values = run_trial(ctx, policy, number, front_wer)
+        values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
     except TrialStopped as e:
         # OptunaSearch cannot record a pruned or failed multi-objective trial: report finite
         # worst-case values so the Optuna trial completes, and say why.
@@ -89,12 +87,11 @@ def run_ray(cfg: dict, address: str | None) -> dict:
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from ._run import _context, prepare
+    from ._run import prepare
     from ._study import make_sampler, open_storage
     from ._summary import summarize_study
 
-    prepare(cfg)
-    space, ctx = _context(cfg)
+    _, space, ctx = prepare(cfg)
     define = _Define(space, ctx.layer_names)
 
     storage = open_storage(cfg["storage"], workers=2)

@@ -18,7 +18,7 @@ from ..tracking import Tracker
 from ._sample import baseline_params, policy_from_params, suggest
 from ._space import check_against_model, load_space
 from ._study import counted, make_sampler, open_storage, open_study, recover_stale, worker_id
-from ._trial import Context, TrialStopped, objectives_of
+from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
 def _context(cfg: dict):
@@ -34,11 +34,12 @@ def _front_wers(study: optuna.Study, objectives: list[str]) -> float | None:
     return max(t.values[objectives.index("wer")] for t in front) if front else None
 
 
-def work(cfg: dict) -> dict:
-    """Run trials until the study's budget is used; returns counts for this worker."""
+def work(cfg: dict, loaded: tuple | None = None) -> dict:
+    """Run trials until the study's budget is used; returns counts for this worker.
+    `loaded`: (space, context) when this process has them already."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(cfg["threads"])
-    space, ctx = _context(cfg)
+    space, ctx = loaded or _context(cfg)
     storage = open_storage(cfg["storage"], cfg["workers"])
     study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
@@ -54,8 +55,6 @@ def work(cfg: dict) -> dict:
         trial.set_user_attr("policy", policy)
         run_id = tracker.start_trial(parent, trial.number, policy, space.profiles)
         trial.set_user_attr("mlflow_run_id", run_id)
-        from ._trial import run_trial
-
         try:
             values = run_trial(ctx, policy, trial.number, _front_wers(study, objectives))
         except TrialStopped as e:
@@ -99,8 +98,9 @@ def _work_entry(cfg: dict, queue) -> None:
         queue.put({"error": str(e)})
 
 
-def prepare(cfg: dict) -> optuna.Study:
-    """Open (or resume) the study: base objectives, baselines and the MLflow parent run, once."""
+def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
+    """Open (or resume) the study: base objectives, baselines and the MLflow parent run, once.
+    Returns the study and the loaded (space, context), for a worker in this process."""
     space, ctx = _context(cfg)
     Path(cfg["workdir"]).mkdir(parents=True, exist_ok=True)
     probe = Path(cfg["workdir"]) / ".write-test"
@@ -131,19 +131,19 @@ def prepare(cfg: dict) -> optuna.Study:
     tracker.close_stale(live)
     if stale:
         print(f"retrying {len(stale)} trial(s) left running by dead workers: {stale}")
-    return study
+    return study, space, ctx
 
 
 def run_search(cfg: dict) -> dict:
     """Prepare, run `workers` worker processes to the budget, then write the study's summary."""
     t0 = time.perf_counter()
-    prepare(cfg)
+    _, space, ctx = prepare(cfg)
     if cfg["workers"] == 1:
-        results = [work(cfg)]
+        results = [work(cfg, (space, ctx))]
     else:
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        procs = [ctx.Process(target=_work_entry, args=({**cfg, "threads": 1}, queue)) for _ in range(cfg["workers"])]
+        spawn = mp.get_context("spawn")
+        queue = spawn.Queue()
+        procs = [spawn.Process(target=_work_entry, args=({**cfg, "threads": 1}, queue)) for _ in range(cfg["workers"])]
         for p in procs:
             p.start()
         results = [queue.get() for _ in procs]

@@ -26,8 +26,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from .._yaml import read_yaml
 from ..compression import QUANT_BITS
 from ..errors import UserError
 
@@ -177,15 +176,7 @@ def parse_space(doc: object, path: Path) -> Space:
 
 
 def load_space(path: Path) -> Space:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: search space not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"{path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    return parse_space(doc, path)
+    return parse_space(read_yaml(path, "search space"), Path(path))
 
 
 def matched_layers(group: Group, layer_names: list[str]) -> list[str]:

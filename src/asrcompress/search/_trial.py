@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from ..compression import DistillConfig, Policy, compress_model, size_report
 from ..compression._distill import distill
 from ..compression._io import write_compression
@@ -70,10 +68,11 @@ class Context:
                    fp32_bytes=size_report(base)["total_bytes"], workdir=Path(workdir))
 
 
-def latency_ms(onnx_path: Path, profile: Profile) -> float:
+def latency_ms(onnx_path: Path, profile: Profile, ops: list | None = None) -> float:
+    """`ops`: the graph's costs at REFERENCE_S, when the caller has them already."""
     if profile.measure:
         return measure_latency([onnx_path], profile.threads, [REFERENCE_S], repeats=10)[0][REFERENCE_S]
-    return predict_ms(graph_ops(onnx_path, frames_for(REFERENCE_S)), profile)[0]
+    return predict_ms(ops or graph_ops(onnx_path, frames_for(REFERENCE_S)), profile)[0]
 
 
 def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path) -> dict[str, float]:
@@ -86,7 +85,7 @@ def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path) ->
         "memory": (size["total_bytes"] + max(op.act_bytes for op in ops)) / 1e6,
     }
     for name, profile in ctx.profiles.items():
-        values[f"latency@{name}"] = latency_ms(onnx_path, profile)
+        values[f"latency@{name}"] = latency_ms(onnx_path, profile, ops)
     values["size_ratio"] = size["ratio"]
     return values
 
