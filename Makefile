@@ -6,7 +6,7 @@ MODEL := models/conformer_ctc_base
 DEMO_SEED ?= 2026
 DEMO_TRIALS ?= 40
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo test test-slow bench bench-quick
 
 setup: $(STAMP)
 
@@ -31,3 +31,14 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
+# side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.
+BUDGET ?= 30
+bench: setup
+	bash scripts/setup_peers.sh
+	$(BIN)/asrcompress bench --budget-minutes $(BUDGET)
+
+bench-quick: setup
+	bash scripts/setup_peers.sh
+	$(BIN)/asrcompress bench --quick

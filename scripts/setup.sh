@@ -9,6 +9,8 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v flite >/dev/null || need_apt+=(flite)
 command -v sox >/dev/null || need_apt+=(sox)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need_apt+=(libsndfile1)
+# Headless Chromium renders plotly figures to PNG (kaleido) and drives the MLflow UI in browser tests.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} with apt-get"

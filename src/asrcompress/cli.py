@@ -355,7 +355,7 @@ def search(
     model: Annotated[Path, typer.Option(help="Base model folder (the KD teacher)")] = Path("models/conformer_ctc_base"),
     corpus: Annotated[Path, typer.Option(help="Corpus with train/dev/test.jsonl")] = Path("data/default"),
     trials: Annotated[int, typer.Option(help="Trial budget of the study (resuming counts finished trials)")] = 20,
-    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2 or gp")] = "tpe",
+    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random")] = "tpe",
     storage: Annotated[Optional[str], typer.Option(help="journal:PATH or postgresql://...; default: a journal "
                                                        "file under mlruns/optuna/")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the space's file name)")] = None,
@@ -405,7 +405,7 @@ def worker(
     study: Annotated[str, typer.Option(help="Study name")],
     storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
     trials: Annotated[int, typer.Option(help="The study's trial budget")] = 20,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2 or gp")] = "tpe",
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, gp or random")] = "tpe",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
     profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
 ) -> None:
@@ -417,6 +417,7 @@ def worker(
     cfg = _search_cfg(Path(attrs["space"]), Path(attrs["model"]), Path(attrs["corpus"]), trials, sampler, storage,
                       study, 1, tracking_uri, 0, 100, 2000, profiles)
     cfg["workdir"] = attrs["workdir"]
+    cfg["seed"] = None  # a joining worker must not replay another worker's seeded draws
     print(json.dumps(work(cfg)))
 
 
@@ -477,6 +478,58 @@ def export_cmd(
     s = load_study(storage or default_storage(study), study)
     card = export_trial(s, trial, pick, out_dir, tracking_uri, register)
     print(json.dumps(card, indent=2))
+
+
+@app.command()
+def bench(
+    budget_minutes: Annotated[float, typer.Option(help="CPU-minutes for each search arm (search, random)")] = 30.0,
+    out: Annotated[Path, typer.Option(help="Stem of the .md/.json/.html/.png outputs")] = Path("docs/benchmarks"),
+    quick: Annotated[bool, typer.Option("--quick", help="A small run (small corpus, short budgets): <= 20 min")] = False,
+    space: Annotated[Path, typer.Option(help="Search space of the search and random arms")] = Path("spaces/quick.yaml"),
+    model: Annotated[Path, typer.Option(help="Base model folder")] = Path("models/conformer_ctc_base"),
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus (default: the built-in benchmark, synthesised "
+                                                        "if missing; --quick: a small one)")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes of each search arm")] = 2,
+    peers: Annotated[bool, typer.Option(help="Run INC and Olive from .venv-peers (scripts/setup_peers.sh)")] = True,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    workdir: Annotated[Path, typer.Option(help="Models, logs and journals of the run")] = Path("mlruns/bench"),
+    test_utterances: Annotated[Optional[int], typer.Option(help="Score on the first N test utterances "
+                                                                "(default: all; --quick: 100)")] = None,
+) -> None:
+    """Search vs random search vs uniform policies vs peer tools, scored side by side in one run."""
+    from .search._bench import BenchOptions, run_bench
+    from .tracking import tracking_uri as resolve_uri
+
+    if budget_minutes <= 0:
+        raise UserError(f"--budget-minutes {budget_minutes} must be positive")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    if corpus is None:
+        corpus = Path("data/bench-quick") if quick else Path("data/default")
+        if not (corpus / "test.jsonl").is_file():
+            from .data import build_corpus
+
+            err.print(f"bench: synthesising the built-in benchmark corpus into {corpus}")
+            build_corpus(corpus, seed=2026 if quick else 0, size="small" if quick else "default")
+    for name in ("train", "dev", "test"):
+        if not (corpus / f"{name}.jsonl").is_file():
+            raise UserError(f"{corpus / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")
+    if quick and out == Path("docs/benchmarks"):
+        out = workdir / "quick" / "benchmarks"
+    opts = BenchOptions(model=model, corpus=corpus, space=space, budget_minutes=min(budget_minutes, 4.0) if quick
+                        else budget_minutes, workers=workers, out=out, workdir=workdir / ("quick" if quick else "full"),
+                        tracking_uri=resolve_uri(tracking_uri), peers=peers, quick=quick,
+                        dev_utterances=40 if quick else 100, kd_utterances=300 if quick else 2000,
+                        test_utterances=test_utterances or (100 if quick else None), command=_command_line())
+    doc = run_bench(opts, log=err.print)
+    for name, r in doc["arms"].items():
+        best_s = f"{r['best_size_ratio']:.2f}x" if r["best_size_ratio"] else "-"
+        best_l = f"{r['best_speedup']:.2f}x" if r["best_speedup"] else "-"
+        out_line = f"{name:24s} HV {r['hypervolume']:.4f}  size {best_s:>7s}  speed-up {best_l:>6s}  " \
+                   f"{r['cpu_minutes']:6.1f} CPU-min" + (f"  error: {r['error']}" if r["error"] else "")
+        print(out_line)
+    print(f"targets: {json.dumps(doc['targets'])}")
+    print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.json')}; MLflow run {doc['mlflow_run']}")
 
 
 def main() -> None:

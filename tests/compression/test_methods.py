@@ -1,5 +1,6 @@
 """Contract suite run over every registered method, then one test class per method."""
 
+import copy
 import math
 
 import pytest
@@ -303,6 +304,38 @@ class TestStructuredPrune:
         kept = compressed.encoder.conformer_layers[0].self_attn.in_proj_weight.detach()
         got = kept.reshape(3, 2, -1).transpose(0, 1).reshape(2, -1).norm(dim=1)
         assert torch.allclose(got, norms[norms.argsort()[2:].sort().values])
+
+    @settings(max_examples=10, deadline=None)
+    @given(st.floats(0.0, 0.9), st.floats(0.0, 0.9))
+    def test_subsampling_channel_shapes_follow_the_formula(self, r1, r2):
+        from asrcompress.compression._structured import keep_count
+        from asrcompress.models import subsampled_length
+
+        model = FAMILIES["conformer"]()
+        d, fp = model.cfg.d_model, subsampled_length(model.cfg.n_mels)
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"name": "subsampling.conv1", "structured": {"ratio": r1}},
+            {"name": "subsampling.conv2", "structured": {"ratio": r2}}]})
+        compressed, states, _ = compress_model(model, p)
+        c1, c2 = keep_count(d, r1), keep_count(d, r2)
+        sub = compressed.subsampling
+        assert sub.conv1.weight.shape == (c1, 1, 3, 3)
+        assert sub.conv2.weight.shape == (c2, c1, 3, 3)
+        assert sub.proj.weight.shape == (d, c2 * fp)
+        assert states["subsampling.conv2"].kept == c2
+        assert run(compressed).shape == run(model).shape
+
+    def test_dropping_a_subsampling_channel_equals_zeroing_its_projection(self):
+        from asrcompress.compression._structured import Block, shrink
+
+        model = FAMILIES["conformer"]()
+        sub = model.subsampling
+        keep = torch.arange(1, sub.conv2.out_channels)  # drop channel 0
+        fp = sub.proj.in_features // sub.conv2.out_channels
+        zeroed = copy.deepcopy(model)
+        zeroed.subsampling.proj.weight.data[:, :fp] = 0
+        shrink(Block("conv2d", sub, {"first": "conv2", "second": "proj"}), keep)
+        assert torch.allclose(run(model), run(zeroed), atol=1e-5)
 
     def test_refused_on_a_layer_that_starts_no_block(self):
         from asrcompress.compression import PolicyError

@@ -41,13 +41,17 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
     torch.set_num_threads(cfg["threads"])
     space, ctx = loaded or _context(cfg)
     storage = open_storage(cfg["storage"], cfg["workers"])
-    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
+    # Each worker its own seed: equal seeds make every worker draw the same random/startup trials.
+    seed = None if cfg["seed"] is None else cfg["seed"] + 1000 * cfg.get("worker_index", 0)
+    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], seed))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
     parent = study.user_attrs["mlflow_parent"]
     objectives = list(space.objectives)
     base = study.user_attrs["base"]
     done = {"complete": 0, "pruned": 0, "failed": 0, "saved_steps": 0}
-    while counted(study) < cfg["budget"]:
+    cpu0 = time.process_time()
+    deadline = cfg.get("deadline")  # wall-clock budget (epoch seconds): no new trial starts after it
+    while counted(study) < cfg["budget"] and (deadline is None or time.time() < deadline):
         trial = study.ask()
         trial.set_user_attr("worker", worker_id())
         params = suggest(trial, space, ctx.layer_names)
@@ -88,6 +92,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
         tracker.finish_trial(run_id, metrics, "COMPLETE")
         tracker.mark_pareto({t.number for t in study.best_trials})
         done["complete"] += 1
+    done["cpu_seconds"] = time.process_time() - cpu0
     return done
 
 
@@ -115,7 +120,7 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     if "base" not in study.user_attrs:
         base = objectives_of(ctx, ctx.base, {}, Path(cfg["workdir"]) / "base")
         study.set_user_attr("base", {k: v for k, v in base.items() if k in space.objectives})
-        for name, params in baseline_params(space, ctx.layer_names).items():
+        for name, params in (baseline_params(space, ctx.layer_names) if cfg.get("baselines", True) else {}).items():
             study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
         study.set_user_attr("space", str(Path(cfg["space"]).resolve()))
         study.set_user_attr("model", str(Path(cfg["model"]).resolve()))
@@ -143,7 +148,8 @@ def run_search(cfg: dict) -> dict:
     else:
         spawn = mp.get_context("spawn")
         queue = spawn.Queue()
-        procs = [spawn.Process(target=_work_entry, args=({**cfg, "threads": 1}, queue)) for _ in range(cfg["workers"])]
+        procs = [spawn.Process(target=_work_entry, args=({**cfg, "threads": 1, "worker_index": i}, queue))
+                 for i in range(cfg["workers"])]
         for p in procs:
             p.start()
         results = [queue.get() for _ in procs]

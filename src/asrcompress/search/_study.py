@@ -45,9 +45,11 @@ def make_sampler(name: str, seed: int | None):
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, n_startup_trials=6)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6)
-    raise UserError(f"--sampler {name!r} is not one of tpe, nsga2, gp")
+    raise UserError(f"--sampler {name!r} is not one of tpe, nsga2, gp, random")
 
 
 def open_study(storage, name: str, space: Space, sampler) -> optuna.Study:

@@ -1,0 +1,67 @@
+"""Shared by the peer scripts (run in .venv-peers with PYTHONPATH=src): data, greedy WER, timing.
+
+Scoring matches asrcompress bench's: greedy CTC, one utterance at a time, jiwer WER."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+
+from asrcompress.data import load_manifest, read_audio
+from asrcompress.models import greedy_decode
+
+TEST_SECONDS = 8.0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--onnx", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dev-utterances", type=int, default=100)
+    ap.add_argument("--test-utterances", type=int, default=None)
+    ap.add_argument("--quick", action="store_true")
+    return ap
+
+
+def load_split(corpus: Path, split: str, n: int | None) -> tuple[list[np.ndarray], list[str]]:
+    utts = load_manifest(corpus / f"{split}.jsonl")[0]
+    utts = utts[:n] if n else utts
+    return [read_audio(u.audio_filepath) for u in utts], [u.text for u in utts]
+
+
+@torch.no_grad()
+def torch_wer(model, waves: list[np.ndarray], refs: list[str]) -> float:
+    hyps = []
+    for w in waves:
+        lp, n = model.transcribe_logits(torch.from_numpy(w)[None].float(), torch.tensor([w.size]))
+        hyps.append(greedy_decode(lp, n)[0])
+    return float(jiwer.wer(refs, hyps))
+
+
+@torch.no_grad()
+def torch_latency_ms(models: list, frames: int, repeats: int = 10, warmup: int = 3) -> list[float]:
+    torch.set_num_threads(1)
+    x, n = torch.randn(1, frames, 80), torch.tensor([frames])
+    times = [[] for _ in models]
+    for rep in range(warmup + repeats):
+        for i, m in enumerate(models):
+            t0 = time.perf_counter()
+            m(x, n)
+            if rep >= warmup:
+                times[i].append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def state_dict_bytes(model) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
