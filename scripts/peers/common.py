@@ -5,9 +5,6 @@ Scoring matches asrcompress bench's: greedy CTC, one utterance at a time, jiwer 
 from __future__ import annotations
 
 import argparse
-import io
-import statistics
-import time
 from pathlib import Path
 
 import jiwer
@@ -16,6 +13,7 @@ import torch
 
 from asrcompress.data import load_manifest, read_audio
 from asrcompress.models import greedy_decode
+from asrcompress.models._measure import state_dict_bytes, torch_latency_ms  # noqa: F401 (for the scripts)
 
 TEST_SECONDS = 8.0
 
@@ -45,23 +43,3 @@ def torch_wer(model, waves: list[np.ndarray], refs: list[str]) -> float:
         lp, n = model.transcribe_logits(torch.from_numpy(w)[None].float(), torch.tensor([w.size]))
         hyps.append(greedy_decode(lp, n)[0])
     return float(jiwer.wer(refs, hyps))
-
-
-@torch.no_grad()
-def torch_latency_ms(models: list, frames: int, repeats: int = 10, warmup: int = 3) -> list[float]:
-    torch.set_num_threads(1)
-    x, n = torch.randn(1, frames, 80), torch.tensor([frames])
-    times = [[] for _ in models]
-    for rep in range(warmup + repeats):
-        for i, m in enumerate(models):
-            t0 = time.perf_counter()
-            m(x, n)
-            if rep >= warmup:
-                times[i].append((time.perf_counter() - t0) * 1e3)
-    return [statistics.median(t) for t in times]
-
-
-def state_dict_bytes(model) -> int:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getbuffer().nbytes

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from asrcompress.compression import (
-    HANDLERS, ClusterConfig, ConfigError, LowRankConfig, MagnitudePruneConfig, Policy, QuantConfig,
+    HANDLERS, ClusterConfig, ConfigError, LowRankConfig, MagnitudePruneConfig, Policy, PolicyError, QuantConfig,
     compress_model, discover_layers, get_weight, size_report,
 )
 from asrcompress.compression._lowrank import LowRank
@@ -336,6 +336,32 @@ class TestStructuredPrune:
         zeroed.subsampling.proj.weight.data[:, :fp] = 0
         shrink(Block("conv2d", sub, {"first": "conv2", "second": "proj"}), keep)
         assert torch.allclose(run(model), run(zeroed), atol=1e-5)
+
+    def test_taylor_keeps_the_units_with_the_largest_weight_times_gradient(self):
+        model = FAMILIES["conformer"]()
+        name = "encoder.conformer_layers.0.ffn1.sequential.1"
+
+        def gradients(m):  # any differentiable loss will do: the criterion is w * dL/dw
+            run(m).pow(2).mean().backward()
+
+        probe = copy.deepcopy(model)
+        gradients(probe)
+        w = probe.encoder.conformer_layers[0].ffn1.sequential[1].weight
+        want = (w * w.grad).sum(dim=1).abs().topk(48).indices.sort().values  # keep 48 of 64
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"name": name, "structured": {"ratio": 0.25, "criterion": "taylor"}}]})
+        compressed, _, _ = compress_model(model, p, gradients=gradients)
+        kept = compressed.encoder.conformer_layers[0].ffn1.sequential[1].weight.detach()
+        assert torch.equal(kept, w.detach()[want])
+        assert all(q.grad is None for q in compressed.parameters())  # no gradients left behind
+
+    def test_taylor_without_training_data_is_a_clear_error(self):
+        p = Policy.from_dict({"version": 1, "rules": [
+            {"pattern": "encoder.*.ffn1.sequential.1", "structured": {"ratio": 0.5, "criterion": "taylor"}}]},
+            source="p.yaml")
+        with pytest.raises(PolicyError, match="p.yaml: layer encoder.conformer_layers.0.ffn1.sequential.1: "
+                                              "structured.criterion taylor needs training data"):
+            compress_model(FAMILIES["conformer"](), p)
 
     def test_refused_on_a_layer_that_starts_no_block(self):
         from asrcompress.compression import PolicyError

@@ -77,6 +77,9 @@ def test_two_workers_mlflow_front_and_export(env):
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes ran trials
     assert {t.user_attrs.get("baseline") for t in trials} >= {"uniform_int8", "uniform_int4", "sparse50"}
+    # each worker seeds its sampler differently: equal seeds drew the same "random" trial twice
+    sampled = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("baseline")]
+    assert len(set(sampled)) == len(sampled)
 
     runs = mlflow_runs(env)
     children = [r for r in runs if r.data.tags.get("asrcompress_role") == "trial"]

@@ -102,13 +102,19 @@ def _penalised_tensors(model: nn.Module, names: list[str], plans: dict, states: 
 Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, SparsityRegConfig]]], None]
 
 
+Gradients = Callable[[nn.Module], None]
+
+
 def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | None = None,
+                   gradients: Gradients | None = None,
                    ) -> tuple[nn.Module, dict[str, LayerState], list[str]]:
     """A compressed copy of `model` (weights baked in), its per-layer state, and skip notes.
 
     `regularize(model, [(module, param name, config), ...])` trains with the sparsity
     penalties of the layers that have one; it runs after the shape methods and before the
     value methods, and is required when the policy uses `sparsity_reg`.
+    `gradients(model)` leaves dL/dw in every parameter's `.grad` (a few training batches); it is
+    required when a structured rule uses the taylor criterion.
     """
     model = copy.deepcopy(model).eval()
     layers = discover_layers(model)
@@ -119,6 +125,14 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
     if reg_layers and regularize is None:
         raise PolicyError(f"{policy.source}: sparsity_reg trains the model, so it needs training data "
                           "(give --corpus and distillation settings)")
+    taylor = [name for name, plan in resolution.plans.items()
+              if "structured" in plan and plan["structured"].criterion == "taylor"]
+    if taylor:
+        if gradients is None:
+            raise PolicyError(f"{policy.source}: layer {taylor[0]}: structured.criterion taylor needs training "
+                              "data for its gradients (give --corpus)")
+        with torch.enable_grad():
+            gradients(model)
     for cls in LAYER_METHODS:
         if cls is VALUE_METHODS[0] and reg_layers:
             regularize(model, _penalised_tensors(model, reg_layers, resolution.plans, states))
@@ -129,6 +143,7 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
             cfg = plan.get(cls.key)
             if cfg is not None:
                 _apply_one(model, by_name[name], cfg, states[name])
+    model.zero_grad(set_to_none=True)
     return model.eval(), states, resolution.skipped
 
 

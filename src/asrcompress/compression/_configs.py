@@ -24,7 +24,10 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class StructuredPruneConfig(MethodConfig):
-    """Remove whole FFN neurons / attention heads / conv channels; `ratio` of them, least important first."""
+    """Remove whole FFN neurons / attention heads / conv channels; `ratio` of them, least important first.
+
+    criterion: l1 / l2 norm of a unit's producer weights, or taylor: |sum of w * dL/dw| over them
+    (first-order Taylor estimate of the loss change when the unit is removed; needs training data)."""
 
     key: ClassVar[str] = "structured"
     ratio: float
@@ -33,8 +36,8 @@ class StructuredPruneConfig(MethodConfig):
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 0.9:
             raise ConfigError(f"structured.ratio={self.ratio} is outside [0, 0.9]")
-        if self.criterion not in ("l1", "l2"):
-            raise ConfigError(f"structured.criterion={self.criterion!r} is not one of l1, l2")
+        if self.criterion not in ("l1", "l2", "taylor"):
+            raise ConfigError(f"structured.criterion={self.criterion!r} is not one of l1, l2, taylor")
 
 
 @dataclass(frozen=True)

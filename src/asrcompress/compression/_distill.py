@@ -172,3 +172,25 @@ def regularizer(teacher: nn.Module, waves: list, targets: list[torch.Tensor], kd
                 penalties=penalties)
 
     return run
+
+
+def taylor_gradients(waves: list, targets: list[torch.Tensor], batches: int = 8, batch_seconds: float = 40.0,
+                     seed: int = 0):
+    """The `gradients` step for compress_model: CTC loss gradients summed over a few training
+    batches (dropout off), for the taylor structured-pruning criterion."""
+    from ..models._train import _collate, make_batches
+
+    def run(model: nn.Module) -> None:
+        model.eval()
+        model.zero_grad(set_to_none=True)
+        groups = make_batches([w.size / 16000 for w in waves], batch_seconds)
+        rng = random.Random(seed)
+        for _ in range(min(batches, len(groups))):
+            idx = groups[rng.randrange(len(groups))]
+            wave, lens = _collate(waves, idx, torch.device("cpu"))
+            tgt = [targets[i] for i in idx]
+            lp, out_lens = model.transcribe_logits(wave, lens)
+            F.ctc_loss(lp.transpose(0, 1), torch.cat(tgt), out_lens, torch.tensor([t.numel() for t in tgt]),
+                       blank=0, zero_infinity=True).backward()
+
+    return run

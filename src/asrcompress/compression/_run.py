@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ._apply import compress_model
 from ._configs import ConfigError, DistillConfig
-from ._distill import distill, regularizer
+from ._distill import distill, regularizer, taylor_gradients
 from ._io import write_compression
 from ._policy import Policy
 from ._size import size_report
@@ -51,12 +51,16 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
 
     teacher = load_model(model_dir)
     uses_reg = any(key == "sparsity_reg" for r in policy.rules for key, cfg in r.methods if cfg is not None)
-    if (kd.steps or uses_reg) and corpus is None:
-        raise UserError("--corpus is required for distillation recovery and sparsity_reg fine-tuning")
-    data = load_kd_data(corpus, kd_utterances) if (kd.steps or uses_reg) else None
+    uses_taylor = any(key == "structured" and getattr(cfg, "criterion", "") == "taylor"
+                      for r in policy.rules for key, cfg in r.methods if cfg is not None)
+    if (kd.steps or uses_reg or uses_taylor) and corpus is None:
+        raise UserError("--corpus is required for distillation recovery, sparsity_reg fine-tuning and "
+                        "the taylor structured-pruning criterion")
+    data = load_kd_data(corpus, kd_utterances) if (kd.steps or uses_reg or uses_taylor) else None
     t0 = time.perf_counter()
     student, states, skipped = compress_model(
-        teacher, policy, regularizer(teacher, *data, kd) if uses_reg else None)
+        teacher, policy, regularizer(teacher, *data, kd) if uses_reg else None,
+        taylor_gradients(*data) if uses_taylor else None)
     compress_seconds = time.perf_counter() - t0
     for note in skipped[:5]:
         log(f"skipped {note}")

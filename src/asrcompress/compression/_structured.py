@@ -64,18 +64,32 @@ def width(block: Block) -> int:
     return first.weight.shape[0] // (2 if block.kind == "conv" else 1)
 
 
+def _score_rows(w: torch.Tensor, criterion: str) -> torch.Tensor:
+    """(units, n) producer weights (each row one unit) -> (units,) scores."""
+    if criterion == "taylor":
+        return w.sum(dim=1).abs()  # rows hold w * dL/dw here
+    return w.norm(p=1 if criterion == "l1" else 2, dim=1)
+
+
+def _weights(param: torch.Tensor, criterion: str) -> torch.Tensor:
+    if criterion != "taylor":
+        return param.detach()
+    if param.grad is None:
+        raise ValueError("the taylor criterion needs gradients: run compress_model with `gradients`")
+    return (param * param.grad).detach()
+
+
 def importance(block: Block, criterion: str) -> torch.Tensor:
-    """Per-unit score: the norm of the unit's producer rows (both GLU halves for conv; a head's
-    q, k and v rows for attention)."""
-    p = 1 if criterion == "l1" else 2
+    """Per-unit score over the unit's producer rows (both GLU halves for conv; a head's q, k and v
+    rows for attention): their l1/l2 norm, or for taylor |sum of w * dL/dw|."""
     if block.kind == "attn":
         mha = block.parent.get_submodule(block.names["attn"])
         # (3 h d_h, d) -> (3, h, d_h * d) -> (h, 3 d_h d)
-        w = mha.in_proj_weight.detach().reshape(3, mha.num_heads, -1).transpose(0, 1)
-        return w.reshape(mha.num_heads, -1).norm(p=p, dim=1)
-    w = block.parent.get_submodule(block.names["first"]).weight.detach()
+        w = _weights(mha.in_proj_weight, criterion).reshape(3, mha.num_heads, -1).transpose(0, 1)
+        return _score_rows(w.reshape(mha.num_heads, -1), criterion)
+    w = _weights(block.parent.get_submodule(block.names["first"]).weight, criterion)
     w2d = w.reshape(w.shape[0], -1)
-    norms = w2d.norm(p=p, dim=1)
+    norms = _score_rows(w2d, criterion)
     if block.kind == "conv":
         c = w2d.shape[0] // 2
         norms = norms[:c] + norms[c:]
@@ -112,6 +126,10 @@ def _slice_conv2d(m: nn.Conv2d, rows: torch.Tensor | None, cols: torch.Tensor | 
     new = nn.Conv2d(w.shape[1], w.shape[0], m.kernel_size, stride=m.stride, padding=m.padding,
                     bias=m.bias is not None)
     new.weight.data.copy_(w)
+    if m.weight.grad is not None:  # conv2 is sliced by conv1's rule before its own rule scores it
+        g = m.weight.grad
+        g = g[rows] if rows is not None else g
+        new.weight.grad = (g[:, cols] if cols is not None else g).clone()
     if m.bias is not None:
         new.bias.data.copy_(m.bias.detach()[rows] if rows is not None else m.bias.detach())
     return new

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..compression import DistillConfig
 from ..export import export_onnx
 from ..models import load_model
-from ._peers import (children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script,
-                     state_dict_bytes, torch_ao_dynamic)
+from ..models._measure import state_dict_bytes
+from ._peers import children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script, torch_ao_dynamic
 from ._space import load_space
 
 # The five uniform hand policies; each gets the space's distillation budget (steps, lr).
@@ -76,10 +76,10 @@ class Arm:
 def _search_arm(o: BenchOptions, name: str, sampler: str, stamp: str) -> Arm:
     from ._run import run_search
 
-    deadline = time.time() + o.budget_minutes * 60 / o.workers
     cfg = {
         "space": str(o.space.resolve()), "model": str(o.model.resolve()), "corpus": str(o.corpus.resolve()),
-        "profiles": str(o.profiles.resolve()), "budget": 100_000, "deadline": deadline, "sampler": sampler,
+        "profiles": str(o.profiles.resolve()), "budget": 100_000, "sampler": sampler,
+        "cpu_budget_s": o.budget_minutes * 60 / o.workers,
         "seed": o.seed, "storage": f"journal:{(o.workdir / 'optuna.journal').resolve()}",
         "study": f"bench-{stamp}-{name}", "workers": o.workers, "tracking_uri": o.tracking_uri,
         "workdir": str((o.workdir / name).resolve()), "dev_utterances": o.dev_utterances,

@@ -8,13 +8,10 @@ scripts/peers/*.py, so their pins never reach asrcompress's runtime dependencies
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import resource
-import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import onnx
@@ -55,13 +52,6 @@ def ort_int4(fp32: Path, out: Path) -> Path:
     return out
 
 
-def state_dict_bytes(model: torch.nn.Module) -> int:
-    """What `torch.save` of the state dict stores (packed int8 weights and their scales for torch.ao)."""
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getbuffer().nbytes
-
-
 def torch_ao_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     """torch.ao dynamic int8 quantization of every nn.Linear (attention's out_proj is excluded by torch)."""
     import copy
@@ -72,27 +62,6 @@ def torch_ao_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-@torch.no_grad()
-def torch_latency_ms(models: list[torch.nn.Module], frames: int, n_mels: int = 80, repeats: int = 10,
-                     warmup: int = 3) -> list[float]:
-    """Median ms of one (1, frames, n_mels) utterance per model, timed interleaved on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        x = torch.randn(1, frames, n_mels)
-        n = torch.tensor([frames])
-        times: list[list[float]] = [[] for _ in models]
-        for rep in range(warmup + repeats):
-            for i, m in enumerate(models):
-                t0 = time.perf_counter()
-                m(x, n)
-                if rep >= warmup:
-                    times[i].append((time.perf_counter() - t0) * 1e3)
-        return [statistics.median(t) for t in times]
-    finally:
-        torch.set_num_threads(threads)
 
 
 def children_cpu_seconds() -> float:

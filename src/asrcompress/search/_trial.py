@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..compression import DistillConfig, Policy, compress_model, size_report
-from ..compression._distill import distill
+from ..compression._distill import distill, taylor_gradients
 from ..compression._io import write_compression
 from ..compression._run import load_kd_data
 from ..data import load_manifest
@@ -94,7 +94,8 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
     """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN."""
     t0 = time.perf_counter()
     policy = Policy.from_dict(policy_doc, source=f"trial {number}")
-    student, states, _ = compress_model(ctx.base, policy)
+    grads = taylor_gradients(*ctx.kd_data, seed=number) if ctx.kd_data[0] else None
+    student, states, _ = compress_model(ctx.base, policy, gradients=grads)
     kd: DistillConfig = policy.distill or DistillConfig(steps=0)
     steps_done = 0
     if kd.steps:
