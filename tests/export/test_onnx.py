@@ -23,6 +23,7 @@ CASES = {
     "quant4": [{"global": True, "quant": {"bits": 4}}],
     "quant2": [{"global": True, "quant": {"bits": 2}}],
     "quant_log": [{"global": True, "quant": {"bits": 4, "kind": "log"}}],
+    "quant_conv": [{"pattern": "subsampling.conv*", "quant": {"bits": 6}}],
     "lowrank": [{"pattern": "encoder.*.ffn*", "lowrank": {"rank_fraction": 0.5}}],
     "cluster": [{"global": True, "cluster": {"clusters": 8}}],
     "structured": [{"pattern": "encoder.*.ffn*.sequential.1", "structured": {"ratio": 0.5}},
@@ -94,6 +95,21 @@ def test_kernels_follow_the_bits(exported):
                or "conv2" in n or n.endswith("sequential.2"))
     combined = rep_kernels = exported["combined"][2]["layers"]
     assert "int8 DynamicQuantizeMatMul" in combined.values() and "int4 MatMulNBits" in rep_kernels.values()
+
+
+def test_quantized_conv_weights_are_stored_as_int8_codes(exported):
+    """The 2-D convs compute in fp32, but the file holds their int8 codes and scales, not fp32."""
+    model, _, rep = exported["quant_conv"]
+    proto = onnx.load(rep["path"])
+    assert _ops(rep["path"])["DequantizeLinear"] == 2
+    four_d = {i.name: i.data_type for i in proto.graph.initializer if len(i.dims) == 4}
+    assert four_d and all(t == onnx.TensorProto.INT8 for t in four_d.values()), four_d
+    assert rep["layers"]["subsampling.conv2"].startswith("fp32 Conv on int8-stored weights")
+    codes = onnx.numpy_helper.to_array(next(i for i in proto.graph.initializer if i.name == "subsampling.conv2.qweight8"))
+    assert np.abs(codes).max() <= 2 ** 5 - 1  # 6-bit codes in an int8 container
+    fp32 = exported["fp32"][2]["bytes"]
+    saved = (model.subsampling.conv1.weight.numel() + model.subsampling.conv2.weight.numel()) * 3
+    assert rep["bytes"] < fp32 - 0.9 * saved
 
 
 def test_unstructured_sparsity_is_not_run_as_a_different_graph(exported):

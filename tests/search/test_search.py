@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from ..compression.models import conformer
@@ -143,3 +144,31 @@ def test_resume_after_kill_9_keeps_completed_trials(env):
     counted = [t for t in study.get_trials() if not t.user_attrs.get("stale")]
     assert len(counted) == 4 and all(t.state != TrialState.RUNNING for t in counted)
     assert all(r.info.status != "RUNNING" for r in mlflow_runs(env))
+
+
+@needs_synth
+@pytest.mark.parametrize("after, reverted", [(0.5, True), (0.1, False)])
+def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reverted):
+    """Recovery keeps the better of before/after on dev: a harmful KD run is reverted."""
+    from asrcompress.models import load_model
+    from asrcompress.search import _trial, load_space
+    from asrcompress.search._trial import Context, run_trial
+
+    space = load_space(env["space"])
+    ctx = Context.load(env["model"], env["corpus"], space, REPO / "hardware_profiles", env["cwd"] / "work", 8, 8)
+
+    def scramble(student, *args, **kwargs):  # stands in for a distillation run
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+
+    wers = iter([0.2, 0.3, after])  # before KD, early check after a third, after KD
+    monkeypatch.setattr(_trial, "distill", scramble)
+    monkeypatch.setattr(_trial, "evaluate", lambda *a, **k: {"wer": next(wers)})
+    policy = {"version": 1, "rules": [{"name": "head", "prune": {"sparsity": 0.0}}],
+              "distill": {"steps": 3, "temperature": 2.0, "alpha": 0.5, "lr": 1e-4}}
+    values = run_trial(ctx, policy, 0, None)
+    assert values["kd_reverted"] == float(reverted) and values["wer"] == (0.2 if reverted else after)
+    saved = load_model(Path(values["model_dir"])).state_dict()
+    same = all(torch.equal(v, ctx.base.state_dict()[k]) for k, v in saved.items())
+    assert same == reverted

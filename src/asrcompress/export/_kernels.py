@@ -7,6 +7,9 @@ codes |c| <= 2^(b-1) - 1, so they are written exactly:
     without VNNI. Activations are quantized per tensor at run time (dynamic quantization).
   * b in 2..4: `MatMulNBits` (com.microsoft, bits=4) with u = c + 8 and the default zero
     point 8; blocks of `BLOCK` along K all carry the row's scale. fp32 activations.
+  * Conv weights (any b): int8 codes and per-output-channel scales behind a
+    `DequantizeLinear`, so the file stores what the layer really needs; the convolution itself
+    runs in fp32 (int8 ConvInteger was slower than fp32 on the hosts measured).
 """
 
 from __future__ import annotations
@@ -67,3 +70,14 @@ def nbits_matmul(name: str, a: str, y: str, g: GridWeight, accuracy_level: int =
                             domain="com.microsoft", K=k, N=n, bits=4, block_size=BLOCK,
                             accuracy_level=accuracy_level)
     return [node], [b, s]
+
+
+def dequantized_weight(name: str, shape: tuple[int, ...], g: GridWeight) -> tuple[list, list, str]:
+    """A DequantizeLinear producing the fp32 weight of `shape` from int8 codes (axis 0 scales)."""
+    c = g.codes.reshape(shape).astype(np.int8)
+    q = numpy_helper.from_array(c, f"{name}.qweight8")
+    s = numpy_helper.from_array(g.scales, f"{name}.wscale")
+    z = numpy_helper.from_array(np.zeros(shape[0], dtype=np.int8), f"{name}.wzero")
+    out = f"{name}.weight_dq"
+    node = helper.make_node("DequantizeLinear", [q.name, s.name, z.name], [out], name=f"{name}.dequantize", axis=0)
+    return [node], [q, s, z], out

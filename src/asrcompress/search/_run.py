@@ -87,7 +87,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
             continue
         for c in space.constraints:
             trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-        for k in ("size_ratio", "finetune_steps", "trial_seconds", "model_dir"):
+        for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir"):
             trial.set_user_attr(k, values[k])
         study.tell(trial, [values[o] for o in objectives])
         metrics = {k: v for k, v in values.items() if k != "model_dir"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, replace
@@ -75,13 +76,19 @@ def latency_ms(onnx_path: Path, profile: Profile, ops: list | None = None) -> fl
     return predict_ms(ops or graph_ops(onnx_path, frames_for(REFERENCE_S)), profile)[0]
 
 
-def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path) -> dict[str, float]:
-    """WER (dev, greedy), latency per profile, memory (stored bytes + peak activations, MB)."""
+def dev_wer(ctx: Context, model: ConformerCTC) -> float:
+    return evaluate(model, ctx.base_dir, ctx.dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
+
+
+def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path,
+                  wer: float | None = None) -> dict[str, float]:
+    """WER (dev, greedy; `wer` when the caller has it), latency per profile, memory (stored
+    bytes + peak activations, MB)."""
     onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
     ops = graph_ops(onnx_path, frames_for(REFERENCE_S))
     size = size_report(model, states, ctx.fp32_bytes)
     values = {
-        "wer": evaluate(model, ctx.base_dir, ctx.dev, ctx.decoder, workers=1, batch_seconds=0)["wer"],
+        "wer": dev_wer(ctx, model) if wer is None else wer,
         "memory": (size["total_bytes"] + max(op.act_bytes for op in ops)) / 1e6,
     }
     for name, profile in ctx.profiles.items():
@@ -97,8 +104,12 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
     grads = taylor_gradients(*ctx.kd_data, seed=number) if ctx.kd_data[0] else None
     student, states, _ = compress_model(ctx.base, policy, gradients=grads)
     kd: DistillConfig = policy.distill or DistillConfig(steps=0)
-    steps_done = 0
+    steps_done, wer, reverted = 0, None, False
     if kd.steps:
+        # Recovery must never cost accuracy: a mildly compressed model can lose more to a short
+        # distillation run than compression cost it, so keep the better of before and after (dev).
+        before = copy.deepcopy(student.state_dict())
+        wer_before = dev_wer(ctx, student)
         first = max(1, math.ceil(kd.steps * EARLY_FRACTION))
         try:
             distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=first), batch_seconds=16.0, seed=number)
@@ -114,15 +125,20 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
                 steps_done = kd.steps
         except FloatingPointError as e:
             raise TrialStopped(f"diverged: {e}", pruned=False) from None
+        wer = dev_wer(ctx, student)
+        if wer > wer_before:
+            student.load_state_dict(before)
+            wer, reverted = wer_before, True
     out = ctx.workdir / f"trial_{number:04d}"
     save_model(student, out, decoder=read_config(ctx.base_dir).get("decoder"))
     write_compression(out, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
                                                           "fp32_bytes": ctx.fp32_bytes})
-    values = objectives_of(ctx, student, states, out)
+    values = objectives_of(ctx, student, states, out, wer)
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
     values["finetune_steps"] = steps_done
+    values["kd_reverted"] = float(reverted)
     values["trial_seconds"] = time.perf_counter() - t0
     values["model_dir"] = str(out)
     return values
