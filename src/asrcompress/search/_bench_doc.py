@@ -44,7 +44,8 @@ def write_markdown(path: Path, doc: dict) -> None:
         "",
         f"    {doc['command']}",
         "",
-        f"Machine: {doc['machine']}. Run {doc['stamp']}, {doc.get('wall_minutes', '?')} wall-minutes, "
+        f"Machine: {doc['machine']}. Run {doc['stamp']} at commit {doc.get('commit', 'unknown')}, "
+        f"{doc.get('wall_minutes', '?')} wall-minutes, "
         f"{doc['total_cpu_minutes']} CPU-minutes of search/tuning in the arms, {doc['run_cpu_minutes']} "
         "CPU-minutes for the whole run (with scoring).",
         "",

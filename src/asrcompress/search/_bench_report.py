@@ -147,6 +147,16 @@ def _figure(arms, base: dict, stem: Path) -> list[str]:
     return written
 
 
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def machine() -> str:
     import onnxruntime
     import torch
@@ -186,7 +196,7 @@ def report(o, arms, base_model, base_onnx: Path, stamp: str, log, t0: float) -> 
         "speedup_met": (s["best_speedup"] or 0) >= TARGETS["speedup"],
         "within_cpu_hour": s["cpu_minutes"] <= 60,
     }
-    doc = {"command": o.command, "machine": machine(), "stamp": stamp, "base": base,
+    doc = {"command": o.command, "machine": machine(), "stamp": stamp, "commit": _commit(), "base": base,
            "budget_cpu_minutes_per_search_arm": o.budget_minutes, "workers": o.workers,
            "space": str(o.space), "corpus": str(o.corpus), "reference_point": REFERENCE,
            "wer_tolerance": WER_TOLERANCE, "targets": targets, "figures": figures, **summary, "all_points": points}
