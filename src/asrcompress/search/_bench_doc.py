@@ -59,7 +59,7 @@ def write_markdown(path: Path, doc: dict) -> None:
         "bytes (asrcompress arms: the format-aware deployed size of `asrcompress inspect`; ONNX peers: the "
         "tensors their ONNX file stores, against the fp32 export's). Best figures count only points with test "
         "WER at most 5% relative above the base. The `.onnx size ratio` column is the same count for every "
-        "ONNX point (the tensors the exported file stores): asrcompress's export keeps Conv weights, "
+        "ONNX point (the tensors the exported file stores): asrcompress's export keeps "
         "sparsity and clustering dense fp32, so for those it is below the format-aware ratio. Hypervolume: objectives (WER / base, latency / base, size / "
         f"base), reference point {doc['reference_point']}.",
         "",
