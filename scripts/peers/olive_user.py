@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import jiwer
+from pathlib import Path
 
+import jiwer
 import onnxruntime as ort
 import torch
 
@@ -15,7 +16,7 @@ _CACHE: dict = {}
 
 def _dev(corpus: str, n: int):
     if (corpus, n) not in _CACHE:
-        utts = load_manifest(__import__("pathlib").Path(corpus) / "dev.jsonl")[0][:n]
+        utts = load_manifest(Path(corpus) / "dev.jsonl")[0][:n]
         mel = LogMel(n_mels=80).eval()
         feats = []
         with torch.no_grad():

@@ -52,15 +52,19 @@ def _key(a: np.ndarray) -> tuple:
     return a.shape, a.tobytes()
 
 
+def _linear_quantized(model: ConformerCTC, states: dict[str, LayerState]):
+    """(layer, state, stored tensors) of every linearly quantized layer."""
+    for layer in discover_layers(model):
+        st = states.get(layer.name)
+        if st is not None and st.bits and st.quant_kind == "linear":
+            yield layer, st, layer_tensors(model, layer, st)
+
+
 def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, str, int]]:
     """(K, N) weight value key -> (node name, layer name, bits) for linearly quantized layers.
     A low-rank layer has two tensors, so two nodes."""
     out = {}
-    for layer in discover_layers(model):
-        st = states.get(layer.name)
-        if st is None or not st.bits or st.quant_kind != "linear":
-            continue
-        tensors = layer_tensors(model, layer, st)
+    for layer, st, tensors in _linear_quantized(model, states):
         for part, t in zip(("first", "second") if len(tensors) == 2 else ("",), tensors):
             w2d = t.detach().reshape(t.shape[0], -1).numpy()
             out[_key(w2d.T)] = (f"{layer.name}.{part}" if part else layer.name, layer.name, st.bits)
@@ -70,14 +74,9 @@ def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> di
 def _quantized_convs(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int]]:
     """Conv weight value key (its own shape) -> (layer name, bits) for linearly quantized Conv layers.
     Pointwise Conv1d layers run as MatMuls (DeployModel) and are matched there instead."""
-    out = {}
-    for layer in discover_layers(model):
-        st = states.get(layer.name)
-        if st is None or not st.bits or st.quant_kind != "linear" or layer.kind not in ("Conv1d", "Conv2d"):
-            continue
-        for t in layer_tensors(model, layer, st):
-            out[_key(t.detach().numpy())] = (layer.name, st.bits)
-    return out
+    return {_key(t.detach().numpy()): (layer.name, st.bits)
+            for layer, st, tensors in _linear_quantized(model, states) if layer.kind in ("Conv1d", "Conv2d")
+            for t in tensors}
 
 
 def _store_conv_weights(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int]]) -> dict[str, str]:
@@ -147,13 +146,18 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)
+    if kernels and not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return kernels
+
+
+def _drop_unused_initializers(proto: onnx.ModelProto) -> None:
+    """The fp32 weights that both rewrites replaced."""
+    graph = proto.graph
     used = {i for n in graph.node for i in n.input}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    if kernels and not any(o.domain == "com.microsoft" for o in proto.opset_import):
-        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return kernels
 
 
 def _check_names(proto: onnx.ModelProto) -> None:
@@ -204,6 +208,7 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
         proto = onnx.load(str(Path(tmp) / "fp32.onnx"))
     kernels = _store_conv_weights(proto, _quantized_convs(model, states))
     kernels.update(_rewrite(proto, _quantized_weights(model, states), accuracy_level))
+    _drop_unused_initializers(proto)
     _check_names(proto)
     tmp_out = out.with_suffix(out.suffix + ".tmp")
     onnx.save(proto, str(tmp_out))

@@ -58,8 +58,7 @@ class Point:
     label: str
     size_ratio: float  # fp32 bytes / stored bytes, each in the arm's own accounting (see `size_basis`)
     size_basis: str
-    onnx: Path | None = None  # scored with ONNX Runtime when set
-    torch_dir: Path | None = None  # else a PyTorch model scored in-process (torch.ao)
+    onnx: Path | None = None  # scored with ONNX Runtime when set; else PyTorch (extra["model"]) or by the peer
     extra: dict = field(default_factory=dict)
 
 
