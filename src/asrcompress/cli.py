@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,6 +18,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Search layer-wise compression policies for speech acoustic models.")
 err = Console(stderr=True)
 out = Console()
+
+
+@app.callback()
+def _global_options(
+    trust_pickle: Annotated[bool, typer.Option(
+        "--trust-pickle", help="Allow model folders whose weights are a pickle checkpoint (model.pt); they are "
+                               "still read with torch.load(weights_only=True)")] = False,
+) -> None:
+    if trust_pickle:
+        from .models._io import TRUST_PICKLE_ENV
+
+        os.environ[TRUST_PICKLE_ENV] = "1"
 
 
 def _command_line() -> str:
@@ -119,6 +132,8 @@ def evaluate(
     decoder: Annotated[Optional[str], typer.Option(help="greedy or beam_lm (default: the model's setting)")] = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad entry instead of skipping it")] = False,
     workers: Annotated[int, typer.Option(help="Decoding processes; 0 = all cores")] = 0,
+    onnx_file: Annotated[Optional[Path], typer.Option(
+        "--onnx", help="Run this ONNX export of the model instead (the folder gives the decoder, lexicon, LM)")] = None,
 ) -> None:
     """WER, CER, utterance count and real-time factor of a model on a dataset."""
     from .data import load_dataset
@@ -126,6 +141,13 @@ def evaluate(
     from .objectives import DecoderConfig, evaluate as run_eval
 
     model = load_model(model_dir)
+    if onnx_file is not None:
+        from .export import OnnxAcousticModel, session
+
+        if not onnx_file.is_file():
+            raise UserError(f"{onnx_file}: ONNX file not found")
+        session(onnx_file)  # a one-line error for a file ONNX Runtime cannot load
+        model = OnnxAcousticModel(onnx_file, model.cfg.n_mels)
     cfg = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
     if decoder:
         cfg = cfg.with_(kind=decoder)  # validated in DecoderConfig.__post_init__
@@ -186,7 +208,7 @@ def inspect(
         table.add_row(l["name"], f"{l['params']:,}", f"{l['nonzeros']:,}", str(l["bits"]), str(l["rank"] or "-"),
                       str(l["clusters"] or "-"), l["format"], f"{l['bytes']:,}")
     out.print(table)
-    out.print(f"other tensors (biases, norms, feature buffers): {report['other_bytes']:,} bytes")
+    out.print(f"other tensors (biases, norms): {report['other_bytes']:,} bytes")
     out.print(f"deployed {report['total_bytes']:,} bytes; fp32 {report['fp32_bytes']:,} bytes; "
               f"ratio {report['ratio']:.2f}x")
 
@@ -240,17 +262,34 @@ def export_onnx_cmd(
     model_dir: Annotated[Path, typer.Option("--model", help="Model folder (compressed or not)")],
     out_file: Annotated[Path, typer.Option("--out", help="ONNX file to write")],
     accuracy_level: Annotated[int, typer.Option(help="MatMulNBits accuracy_level (0: fp32 compute, 4: int8)")] = 0,
+    calibration: Annotated[Optional[Path], typer.Option(
+        help="Manifest or LibriSpeech folder: int8 layers then quantize activations with ranges measured "
+             "on it (static) instead of at run time (dynamic)")] = None,
+    calibration_utterances: Annotated[int, typer.Option(help="Utterances taken from --calibration")] = 64,
 ) -> None:
     """Export to ONNX (dynamic time axis) with int8 and 4-bit kernels for quantized layers."""
     from .compression._io import read_states
-    from .export import export_onnx
+    from .export import calibration_features, export_onnx
     from .models import load_model, read_config
 
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise UserError(f"--accuracy-level {accuracy_level} is not one of 0, 1, 2, 3, 4")
+    if calibration_utterances < 1:
+        raise UserError(f"--calibration-utterances {calibration_utterances} must be at least 1")
     model = load_model(model_dir)
+    feats = None
+    if calibration is not None:
+        from .data import load_dataset
+        from .data._manifest import read_audio
+
+        utts, _ = load_dataset(calibration)
+        if not utts:
+            raise UserError(f"{calibration}: no usable utterances for calibration")
+        with err.status(f"computing features of {min(calibration_utterances, len(utts))} calibration utterances"):
+            feats = calibration_features([read_audio(u.audio_filepath) for u in utts[:calibration_utterances]],
+                                         model.cfg.n_mels)
     with err.status("exporting"):
-        report = export_onnx(model, read_states(model_dir), out_file, accuracy_level)
+        report = export_onnx(model, read_states(model_dir), out_file, accuracy_level, calibration=feats)
     kernels: dict[str, int] = {}
     for k in report["layers"].values():
         kernels[k] = kernels.get(k, 0) + 1
@@ -296,7 +335,6 @@ def calibrate_cmd(
     reference: Annotated[bool, typer.Option(help="Fit the whole-graph factor on a reference Conformer")] = True,
 ) -> None:
     """Run micro-benchmarks on this machine and write a calibrated, measured hardware profile."""
-    import os
 
     from .hardware._write import write_profile
 
@@ -316,7 +354,6 @@ def calibrate_cmd(
 def _search_cfg(space: Path, model: Path, corpus: Path, trials: int, sampler: str, storage: Optional[str],
                 study: Optional[str], workers: int, tracking_uri: Optional[str], seed: int, dev_utterances: int,
                 kd_utterances: int, profiles: Path) -> dict:
-    import os
 
     from .search import default_storage
     from .tracking import tracking_uri as resolve_uri
@@ -478,6 +515,18 @@ def export_cmd(
     s = load_study(storage or default_storage(study), study)
     card = export_trial(s, trial, pick, out_dir, tracking_uri, register)
     print(json.dumps(card, indent=2))
+
+
+@app.command()
+def verify(bundle: Annotated[Path, typer.Option(help="Export bundle folder")]) -> None:
+    """Check every file of an export bundle against its SHA256SUMS (and that none was added)."""
+    from .export._bundle import SUMS, verify_bundle
+
+    if not bundle.is_dir():
+        raise UserError(f"{bundle}: bundle folder not found")
+    verify_bundle(bundle)
+    n = len((bundle / SUMS).read_text().splitlines())
+    out.print(f"{bundle}: {n} files match {SUMS}")
 
 
 @app.command()

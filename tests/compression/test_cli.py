@@ -61,7 +61,7 @@ def test_structured_policy_saves_and_loads_back_exactly(tmp_path):
             "--finetune-steps", "0")
     assert p.returncode == 0, p.stderr
     report = json.loads(run("inspect", "--model", str(out), "--json").stdout)
-    assert report["fp32_bytes"] == 17964148 and report["ratio"] > 1.3
+    assert report["fp32_bytes"] == 17898164 and report["ratio"] > 1.3
     from asrcompress.compression import Policy, compress_model
 
     policy = Policy.load(REPO / "examples" / "policies" / "structured25_lowrank50.yaml")

@@ -35,6 +35,6 @@ def test_example_policy_applies(path: Path, base, tmp_path):
     report = size_report(compressed, states)
     assert report["ratio"] > 1.2
     if path.name == "int8.yaml":
-        assert report["ratio"] > 3.7
+        assert report["ratio"] >= 3.9  # issue 3, acceptance 2
     if path.name == "combined.yaml":
         assert report["ratio"] >= 8

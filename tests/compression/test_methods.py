@@ -133,6 +133,36 @@ class TestLinearQuant:
         # Each extra bit buys about 6 dB once the grid is fine (6.02 dB/bit in theory)
         assert sqnr[-1] - sqnr[-2] == pytest.approx(2 * 6.02, abs=1.5)
 
+    @settings(max_examples=30, deadline=None)
+    @given(st.integers(1, 20), st.integers(2, 30), st.sampled_from([2, 4, 8]), st.floats(1e-3, 1e3))
+    def test_scales_are_fp16_numbers(self, rows, cols, bits, magnitude):
+        q, scale = linear_fake_quant(torch.randn(rows, cols) * magnitude, bits)
+        assert torch.equal(scale.half().float(), scale)
+        # The row maximum still lands on the largest code, so the scale is recoverable from it.
+        assert torch.allclose(q.abs().amax(dim=1), scale * (2 ** (bits - 1) - 1))
+
+    def test_quantized_model_keeps_small_tensors_as_fp16_numbers_and_counts_them_so(self):
+        from asrcompress.compression._quant import is_fp16_exact, small_tensors
+
+        base = FAMILIES["conformer"]()
+        p = Policy.from_dict({"version": 1, "rules": [{"global": True, "quant": {"bits": 8}}]})
+        compressed, states, _ = compress_model(base, p)
+        small = small_tensors(compressed)
+        assert small and all(is_fp16_exact(t) for t in small)
+        assert not all(is_fp16_exact(t) for t in small_tensors(base))  # it did round something
+        layer_bytes = sum(layer["bytes"] for layer in size_report(compressed, states)["layers"])
+        rows = sum(layer["shape"][0] for layer in size_report(compressed, states)["layers"])
+        weights = sum(layer["params"] for layer in size_report(compressed, states)["layers"])
+        assert layer_bytes == weights + 2 * rows  # int8 codes + one fp16 scale per output channel
+        other = size_report(compressed, states)["other_bytes"]
+        assert other == 2 * sum(t.numel() for t in small)  # nothing else is stored outside the layers
+
+    def test_feature_buffers_and_counters_are_not_counted(self):
+        base = FAMILIES["conformer"]()
+        floats = sum(t.numel() * 4 for k, t in base.state_dict().items()
+                     if t.is_floating_point() and not k.startswith("features."))
+        assert size_report(base)["total_bytes"] == floats
+
 
 class TestLogQuant:
     @settings(max_examples=30, deadline=None)

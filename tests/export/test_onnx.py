@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from asrcompress.compression import Policy, compress_model
 from asrcompress.export import DeployModel, export_onnx, session
@@ -112,6 +113,27 @@ def test_quantized_conv_weights_are_stored_as_int8_codes(exported):
     assert rep["bytes"] < fp32 - 0.9 * saved
 
 
+def test_quantized_exports_store_scales_biases_and_norms_in_fp16(exported):
+    def by_type(name):
+        proto = onnx.load(exported[name][2]["path"])
+        casts = {n.input[0] for n in proto.graph.node if n.op_type == "Cast"}
+        return proto, [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16], casts
+
+    _, fp16, _ = by_type("fp32")
+    assert not fp16  # an uncompressed export is left as it is
+    for name in ("quant8", "quant4"):
+        proto, fp16, casts = by_type(name)
+        names = {i.name for i in fp16}
+        assert all(i.name in casts for i in fp16)  # each is cast back to fp32 for the kernels
+        assert any(n.endswith(".scale.fp16") or n.endswith(".scale4.fp16") for n in names), name
+        assert any(n.endswith("bias.fp16") for n in names), name
+        left = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 1
+                and i.dims[0] > 1 and any(k in i.name for k in ("norm", "bias"))]
+        exact = [i.name for i in left if np.array_equal(
+            onnx.numpy_helper.to_array(i).astype(np.float16).astype(np.float32), onnx.numpy_helper.to_array(i))]
+        assert not exact, exact  # every fp16-exact one was stored as fp16
+
+
 def test_unstructured_sparsity_is_not_run_as_a_different_graph(exported):
     assert _ops(exported["prune"][2]["path"]) == _ops(exported["fp32"][2]["path"])
     assert all("not run faster" in k for k in exported["prune"][2]["layers"].values())
@@ -139,3 +161,60 @@ def test_other_model_families_are_refused(tmp_path):
 
     with pytest.raises(UserError, match="supports Conformer-CTC"):
         export_onnx(lstm(), None, tmp_path / "x.onnx")
+
+
+class TestStaticActivations:
+    """int8 layers with activation ranges measured on calibration features (static PTQ)."""
+
+    @pytest.fixture(scope="class")
+    def static(self, tmp_path_factory):
+        model, states = _compressed(CASES["quant8"])
+        torch.manual_seed(1)
+        feats = [torch.randn(1, t, model.cfg.n_mels).numpy() for t in (120, 200, 90)]
+        path = tmp_path_factory.mktemp("static") / "static.onnx"
+        return model, feats, export_onnx(model, states, path, calibration=feats)
+
+    def test_runs_on_fixed_ranges(self, static):
+        _, _, rep = static
+        ops = _ops(rep["path"])
+        assert "DynamicQuantizeMatMul" not in ops and "DynamicQuantizeLinear" not in ops
+        static_layers = [n for n, k in rep["layers"].items() if "static activation range" in k]
+        assert static_layers and ops["MatMulIntegerToFloat"] == ops["QuantizeLinear"] == len(static_layers)
+
+    def test_scale_is_the_calibration_range_over_255(self, static):
+        model, feats, rep = static
+        proto = onnx.load(rep["path"])
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+        deploy = DeployModel(model).eval()
+        seen = []
+        hook = deploy.head.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+        with torch.no_grad():
+            for f in feats:
+                deploy(torch.from_numpy(f))
+        hook.remove()
+        lo = min(0.0, min(float(a.min()) for a in seen))
+        hi = max(0.0, max(float(a.max()) for a in seen))
+        assert float(inits["head.ascale"]) == pytest.approx((hi - lo) / 255, rel=1e-5)
+        assert int(inits["head.azero"]) == round(-lo / ((hi - lo) / 255))
+
+    def test_no_calibration_utterances_is_a_clear_error(self, tmp_path):
+        from asrcompress.errors import UserError
+
+        model, states = _compressed(CASES["quant8"])
+        with pytest.raises(UserError, match="at least one calibration utterance"):
+            export_onnx(model, states, tmp_path / "x.onnx", calibration=[])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-100, 100), st.floats(0, 100))
+def test_uint8_activation_grid_holds_zero_exactly_and_covers_the_range(lo, width):
+    from asrcompress.export._static import uint8_params
+
+    hi = lo + width
+    scale, zero = uint8_params(lo, hi)
+    assert 0 <= int(zero) <= 255 and scale > 0
+    # 0 maps to the integer zero point exactly (padding and ReLU zeros stay zero)
+    assert np.float32(0) / scale + zero == int(zero)
+    for v in (min(lo, 0.0), max(hi, 0.0)):
+        q = np.clip(np.rint(v / scale) + int(zero), 0, 255)
+        assert abs((q - int(zero)) * scale - v) <= scale / 2 + 1e-6 * max(1.0, abs(v))

@@ -51,3 +51,45 @@ def test_bad_config_fields(model_dir):
     (model_dir / CONFIG).write_text(json.dumps({"architecture": "lstm"}))
     with pytest.raises(UserError, match="'architecture'"):
         load_model(model_dir)
+
+
+class TestPickleCheckpoints:
+    """A model.pt beside config.json: refused unless trusted, and then weights-only."""
+
+    @pytest.fixture
+    def pt_dir(self, model_dir):
+        state = load_model(model_dir).state_dict()
+        (model_dir / WEIGHTS).unlink()
+        torch.save(state, model_dir / "model.pt")
+        return model_dir, state
+
+    def test_refused_without_the_trust_flag(self, pt_dir, monkeypatch):
+        monkeypatch.delenv("ASRCOMPRESS_TRUST_PICKLE", raising=False)
+        with pytest.raises(UserError, match=r"model.pt: a pickle checkpoint, refused .*--trust-pickle"):
+            load_model(pt_dir[0])
+
+    def test_loads_exactly_when_trusted(self, pt_dir):
+        model = load_model(pt_dir[0], trust_pickle=True)
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in pt_dir[1].items())
+
+    def test_trusted_is_still_weights_only(self, model_dir):
+        (model_dir / WEIGHTS).unlink()
+
+        class Evil:
+            def __reduce__(self):
+                return (print, ("pwned",))
+
+        torch.save({"x": Evil()}, model_dir / "model.pt")
+        with pytest.raises(UserError, match="not a loadable weights-only checkpoint"):
+            load_model(model_dir, trust_pickle=True)
+
+    def test_cli_flag(self, pt_dir):
+        import subprocess
+        import sys
+
+        base = [sys.executable, "-m", "asrcompress.cli"]
+        refused = subprocess.run(base + ["layers", "--model", str(pt_dir[0])], capture_output=True, text=True)
+        assert refused.returncode == 2 and "refused" in refused.stderr and "Traceback" not in refused.stderr
+        ok = subprocess.run(base + ["--trust-pickle", "layers", "--model", str(pt_dir[0])], capture_output=True,
+                            text=True)
+        assert ok.returncode == 0, ok.stderr

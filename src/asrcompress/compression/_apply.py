@@ -18,6 +18,7 @@ from torch import nn
 from ._configs import LAYER_METHODS, VALUE_METHODS, MethodConfig, SparsityRegConfig
 from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
 from ._policy import Policy, PolicyError
+from ._quant import round_small_tensors
 from ._registry import Factors, Mask, Values, handler_for
 from ._structured import find_block, shrink
 
@@ -143,6 +144,8 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
             cfg = plan.get(cls.key)
             if cfg is not None:
                 _apply_one(model, by_name[name], cfg, states[name])
+    if any(st.bits for st in states.values()):
+        round_small_tensors(model)
     model.zero_grad(set_to_none=True)
     return model.eval(), states, resolution.skipped
 

@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 from ._apply import LayerState
 from ._configs import DistillConfig, SparsityRegConfig
 from ._layers import discover_layers
-from ._quant import linear_fake_quant, log_quant
+from ._quant import linear_fake_quant, log_quant, round_small_tensors
 from ._registry import handler_for
 
 
@@ -156,6 +156,8 @@ def distill(
             exact = param[0].project(param.original)
             parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
             getattr(module, pname).copy_(exact)
+    if any(st.bits for st in states.values()):
+        round_small_tensors(student)  # biases and norms trained off the fp16 numbers they are stored as
     student.eval()
     return {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 1),
             "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}

@@ -1,4 +1,9 @@
-"""Weight quantization: linear (symmetric per output channel) and logarithmic (power of two)."""
+"""Weight quantization: linear (symmetric per output channel) and logarithmic (power of two).
+
+Linear scales are fp16 numbers, and a quantized model keeps its remaining small tensors
+(biases, norm parameters, BatchNorm statistics) as fp16 numbers too, so a deployment stores
+them in 2 bytes each with nothing lost: the PyTorch model, `inspect` and the ONNX file agree.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,39 @@ from ._registry import Handler, Values, register
 def linear_fake_quant(w2d: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row fake quantization with torch's kernel; returns (values, scales)."""
     qmax = 2 ** (bits - 1) - 1
-    scale = (w2d.abs().amax(dim=1) / qmax).clamp(min=1e-12).float()
+    # Round the scale to fp16 (its stored type); the row maximum may then clip by < 2^-11.
+    scale = (w2d.abs().amax(dim=1) / qmax).clamp(min=FP16_TINY).half().float()
     zero = torch.zeros(w2d.shape[0], dtype=torch.int32)
     q = torch.fake_quantize_per_channel_affine(w2d.float(), scale, zero, 0, -qmax, qmax)
     return q, scale
+
+
+FP16_TINY = 2.0 ** -24  # the smallest positive fp16 number
+
+
+def as_fp16_values(t: torch.Tensor) -> torch.Tensor:
+    """`t` rounded to the nearest fp16 number, kept in its own dtype."""
+    return t.detach().half().to(t.dtype)
+
+
+def is_fp16_exact(t: torch.Tensor) -> bool:
+    return bool(t.is_floating_point() and torch.equal(as_fp16_values(t), t.detach()))
+
+
+def small_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The 1-D parameters (biases, norm weights) and BatchNorm running statistics."""
+    out = [p for p in model.parameters() if p.ndim == 1]
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            out += [m.running_mean, m.running_var]
+    return out
+
+
+@torch.no_grad()
+def round_small_tensors(model: torch.nn.Module) -> None:
+    """Make a quantized model's small tensors fp16 numbers, which is how they are stored."""
+    for t in small_tensors(model):
+        t.copy_(as_fp16_values(t))
 
 
 def log_quant(w2d: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:

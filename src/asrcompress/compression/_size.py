@@ -7,8 +7,13 @@ n = values, z = non-zeros, R = rows, C = columns, k = codebook entries):
     csr              ceil(z * b / 8) + z * index_bytes(C) + (R + 1) * 4
     codebook         k * b / 8 + ceil(n * ceil(log2 k) / 8)
     codebook+bitmap  k * b / 8 + ceil(z * ceil(log2 k) / 8) + ceil(n / 8)
-plus per-output-channel scales when quantized (fp32 for linear, one int8 exponent for log).
-Everything not in a compressible layer (biases, norms, feature buffers) is stored as is.
+plus per-output-channel scales when quantized (fp16 for linear, one int8 exponent for log).
+Everything not in a compressible layer is stored as is, except that a quantized model's
+biases, norm parameters and BatchNorm statistics are fp16 numbers (`round_small_tensors`) and
+count 2 bytes each. Not counted, in the compressed model or in the fp32 reference: integer
+bookkeeping (BatchNorm's batch counter) and buffers a model lists in `NOT_DEPLOYED` (the
+Conformer's mel filterbank and window: the exported graph takes features, and the app
+computes them from the sample rate and `n_mels`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch import nn
 
 from ._apply import LayerState, layer_tensors
 from ._layers import discover_layers
+from ._quant import is_fp16_exact, small_tensors
 
 
 def _index_bytes(cols: int) -> int:
@@ -48,7 +54,19 @@ def _scale_bytes(rows: int, st: LayerState | None) -> int:
     if st is None or st.bits is None:
         return 0
     channels = 1 if st.clusters else rows  # a quantized codebook has one scale
-    return channels * (4 if st.quant_kind == "linear" else 1)
+    return channels * (2 if st.quant_kind == "linear" else 1)
+
+
+def _other_bytes(model: nn.Module, covered: set[int], quantized: bool) -> int:
+    """Bytes of the tensors outside the compressible layers."""
+    skip = tuple(getattr(model, "NOT_DEPLOYED", ()))
+    fp16 = {id(t) for t in small_tensors(model) if is_fp16_exact(t)} if quantized else set()
+    total = 0
+    for name, t in model.state_dict(keep_vars=True).items():
+        if id(t) in covered or not t.is_floating_point() or (skip and name.startswith(skip)):
+            continue
+        total += t.numel() * (2 if id(t) in fp16 else t.element_size())
+    return total
 
 
 def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
@@ -80,13 +98,12 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             "nonzeros": nonzeros, "bits": bits, "rank": st.rank if st else None,
             "clusters": clusters, "format": "+".join(dict.fromkeys(formats)), "bytes": layer_bytes,
         })
-    # Layers found above are the compressible weights; the rest is stored as is.
-    other = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values()
-                if id(t) not in covered)
+    other = _other_bytes(model, covered, any(st.bits for st in states.values()))
     total += other
     # Without a reference: every layer's original weights in fp32 (low-rank layers report
     # their original shape) plus the uncompressed rest.
-    fp32 = fp32_bytes if fp32_bytes is not None else sum(l.params * 4 for l in layers) + other
+    fp32 = fp32_bytes if fp32_bytes is not None else (sum(l.params * 4 for l in layers)
+                                                       + _other_bytes(model, covered, quantized=False))
     return {"total_bytes": total, "fp32_bytes": fp32, "ratio": fp32 / total, "other_bytes": other,
             "layers": layers_out}
 

@@ -31,8 +31,25 @@ def write_sums(folder: Path) -> None:
     (folder / SUMS).write_text("\n".join(lines) + "\n")
 
 
-def verify_bundle(folder: Path) -> None:
-    """Every file listed in SHA256SUMS is present and unchanged, and nothing unlisted was added."""
+def bundle_root(path: Path) -> Path | None:
+    """The bundle folder that holds `path` (the bundle itself, its model/ or its model.onnx)."""
+    path = Path(path)
+    for folder in (path, path.parent) if path.is_dir() else (path.parent,):
+        if (folder / SUMS).is_file():
+            return folder
+    return None
+
+
+def verify_if_bundled(path: Path) -> None:
+    """Loading from a bundle checks its sums first: a changed or corrupt file is refused."""
+    root = bundle_root(path)
+    if root is not None:
+        verify_bundle(root, allow_extra=True)
+
+
+def verify_bundle(folder: Path, allow_extra: bool = False) -> None:
+    """Every file listed in SHA256SUMS is present and unchanged, and (unless `allow_extra`)
+    nothing unlisted was added."""
     folder = Path(folder)
     sums = folder / SUMS
     if not sums.is_file():
@@ -49,6 +66,8 @@ def verify_bundle(folder: Path) -> None:
             raise UserError(f"{path}: listed in {SUMS} but missing")
         if sha256(path) != digest:
             raise UserError(f"{path}: sha256 does not match {SUMS} (file changed or corrupt)")
+    if allow_extra:
+        return
     extra = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != SUMS
              and p.relative_to(folder).as_posix() not in listed]
     if extra:

@@ -7,6 +7,9 @@ Weights are matched by value, so the swap does not depend on the exporter's name
 Conv weights of linearly quantized layers are stored as int8 codes behind a DequantizeLinear
 (the convolution stays fp32). Unstructured sparsity, clustering and log quantization stay
 dense fp32 here: no kernel runs them faster, and `inspect` counts their storage savings instead.
+In a quantized export every 1-D float tensor whose values are fp16 numbers (the scales, and the
+biases and norms `round_small_tensors` left so) is stored in fp16 behind a Cast, which ONNX
+Runtime folds once when the session starts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import logging
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,7 @@ from ..errors import UserError
 from ..models._conformer_ctc import ConformerCTC
 from ._deploy import DeployModel
 from ._kernels import as_grid, dequantized_weight, int8_matmul, nbits_matmul
+from ._static import activation_ranges, static_int8_matmul
 
 OPSET = 18
 MAX_FRAMES = 100_000  # 1000 s of audio
@@ -110,23 +115,41 @@ def _constant(graph: onnx.GraphProto, name: str, inits: dict, producers: dict) -
     return None
 
 
+def _matmul_weight(node: onnx.NodeProto, graph: onnx.GraphProto, inits: dict, producers: dict) -> np.ndarray | None:
+    """The constant (K, N) right-hand side of a MatMul, or of a Gemm that is a plain A @ B (+ C)."""
+    if node.op_type == "MatMul":
+        return _constant(graph, node.input[1], inits, producers)
+    if node.op_type == "Gemm":
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0:
+            b = _constant(graph, node.input[1], inits, producers)
+            return b.T if b is not None and attrs.get("transB", 0) else b
+    return None
+
+
+def _int8_inputs(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]]) -> set[str]:
+    """Names of the activations that enter int8 MatMuls (what static calibration measures)."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    out = set()
+    for node in graph.node:
+        b = _matmul_weight(node, graph, inits, producers)
+        hit = wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
+        if hit and hit[2] > 4:
+            out.add(node.input[0])
+    return out
+
+
 def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], accuracy_level: int,
-             ) -> dict[str, str]:
+             act_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
     kernels: dict[str, str] = {}
     new_nodes, new_inits = [], []
     for node in graph.node:
-        b = None
-        if node.op_type == "MatMul":
-            b = _constant(graph, node.input[1], inits, producers)
-        elif node.op_type == "Gemm":
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            if attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0:
-                b = _constant(graph, node.input[1], inits, producers)
-                if b is not None and attrs.get("transB", 0):
-                    b = b.T
+        b = _matmul_weight(node, graph, inits, producers)
         hit = wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
         grid = as_grid(b.T, hit[2]) if hit else None
         if grid is None:
@@ -134,15 +157,20 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
             continue
         name, layer_name, bits = hit
         y = node.output[0] + ("_nobias" if node.op_type == "Gemm" and len(node.input) > 2 else "")
+        static = act_ranges is not None and node.input[0] in act_ranges
         if bits <= 4:
             nodes, tensors = nbits_matmul(name, node.input[0], y, grid, accuracy_level)
+        elif static:
+            nodes, tensors = static_int8_matmul(name, node.input[0], y, grid, act_ranges[node.input[0]])
         else:
             nodes, tensors = int8_matmul(name, node.input[0], y, grid)
         if y != node.output[0]:
             nodes.append(helper.make_node("Add", [y, node.input[2]], [node.output[0]], name=f"{name}.bias"))
         new_nodes += nodes
         new_inits += tensors
-        kernels[layer_name] = "int4 MatMulNBits" if bits <= 4 else "int8 DynamicQuantizeMatMul"
+        kernels[layer_name] = ("int4 MatMulNBits" if bits <= 4 else
+                               "int8 MatMulIntegerToFloat (static activation range)" if static else
+                               "int8 DynamicQuantizeMatMul")
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)
@@ -158,6 +186,29 @@ def _drop_unused_initializers(proto: onnx.ModelProto) -> None:
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def _store_fp16(proto: onnx.ModelProto) -> int:
+    """Store exactly-fp16 1-D float initializers as fp16 + Cast; returns bytes saved."""
+    graph = proto.graph
+    inputs = {i.name for i in graph.input}
+    keep, casts, saved = [], [], 0
+    for init in graph.initializer:
+        a = numpy_helper.to_array(init) if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 1 else None
+        h = a.astype(np.float16) if a is not None and a.size >= 2 and init.name not in inputs else None
+        if h is None or not np.array_equal(h.astype(np.float32), a):
+            keep.append(init)
+            continue
+        keep.append(numpy_helper.from_array(h, f"{init.name}.fp16"))
+        casts.append(helper.make_node("Cast", [f"{init.name}.fp16"], [init.name], name=f"{init.name}.cast",
+                                      to=onnx.TensorProto.FLOAT))
+        saved += 2 * a.size
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return saved
 
 
 def _check_names(proto: onnx.ModelProto) -> None:
@@ -196,8 +247,12 @@ def _verify(model: ConformerCTC, path: Path, int8: bool) -> None:
 
 
 def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: Path,
-                accuracy_level: int = 0) -> dict:
-    """Write `out` (.onnx); returns which kernel each compressed layer runs on."""
+                accuracy_level: int = 0, calibration: Sequence[np.ndarray] | None = None) -> dict:
+    """Write `out` (.onnx); returns which kernel each compressed layer runs on.
+
+    `calibration`: (1, T, n_mels) feature arrays; with them the int8 MatMuls quantize their
+    inputs with ranges measured on these features (static), else at run time (dynamic).
+    """
     if not isinstance(model, ConformerCTC):
         raise UserError(f"ONNX export supports Conformer-CTC models, not {type(model).__name__}")
     states = states or {}
@@ -206,9 +261,17 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
     with tempfile.TemporaryDirectory() as tmp:
         _fp32_onnx(model, Path(tmp) / "fp32.onnx")
         proto = onnx.load(str(Path(tmp) / "fp32.onnx"))
+        wanted = _quantized_weights(model, states)
+        ranges = None
+        if calibration is not None:
+            if not len(calibration):
+                raise UserError("static activation quantization needs at least one calibration utterance")
+            ranges = activation_ranges(Path(tmp) / "fp32.onnx", calibration, _int8_inputs(proto, wanted))
     kernels = _store_conv_weights(proto, _quantized_convs(model, states))
-    kernels.update(_rewrite(proto, _quantized_weights(model, states), accuracy_level))
+    kernels.update(_rewrite(proto, wanted, accuracy_level, ranges))
     _drop_unused_initializers(proto)
+    if kernels:
+        _store_fp16(proto)
     _check_names(proto)
     tmp_out = out.with_suffix(out.suffix + ".tmp")
     onnx.save(proto, str(tmp_out))

@@ -28,6 +28,9 @@ def session_options(threads: int, optimized_path: str | None = None,
 
 
 def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    from ._bundle import verify_if_bundled
+
+    verify_if_bundled(path)  # an .onnx inside an export bundle must match its SHA256SUMS
     try:
         return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for bad files

@@ -63,6 +63,10 @@ class ConvSubsampling(nn.Module):
 
 
 class ConformerCTC(nn.Module):
+    # Buffers the deployed graph does not hold: it takes log-mel features, and the app derives
+    # the filterbank and window from the sample rate and n_mels (see compression/_size.py).
+    NOT_DEPLOYED = ("features.",)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -16,6 +17,8 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "model_card.json"
 FORMAT_VERSION = 1
+PICKLE_NAMES = ("model.pt", "model.pth", "pytorch_model.bin")
+TRUST_PICKLE_ENV = "ASRCOMPRESS_TRUST_PICKLE"
 
 
 def save_model(model: ConformerCTC, out: Path, decoder: dict | None = None) -> None:
@@ -44,10 +47,51 @@ def read_config(model_dir: Path) -> dict:
         raise UserError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
 
 
-def load_model(model_dir: Path) -> ConformerCTC:
+def trusts_pickle() -> bool:
+    """Set by `asrcompress --trust-pickle` (an environment variable, so worker processes see it)."""
+    return os.environ.get(TRUST_PICKLE_ENV) == "1"
+
+
+def _read_weights(model_dir: Path, trust_pickle: bool) -> dict:
+    path = model_dir / WEIGHTS
+    if path.is_file():
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{path}: not a valid safetensors file ({e})") from None
+    pickled = next((model_dir / n for n in PICKLE_NAMES if (model_dir / n).is_file()), None)
+    if pickled is None:
+        raise UserError(f"{path}: weights not found")
+    if not (trust_pickle or trusts_pickle()):
+        raise UserError(f"{pickled}: a pickle checkpoint, refused (loading pickle can run code); convert it "
+                        f"to {WEIGHTS}, or pass --trust-pickle if you trust where it came from")
+    import pickle
+
+    import torch
+
+    try:  # still the restricted unpickler: tensors and plain containers only
+        state = torch.load(pickled, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UserError(f"{pickled}: not a loadable weights-only checkpoint ({str(e).splitlines()[0][:160]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a training checkpoint {"model": state_dict, ...}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{pickled}: holds no state dict of tensors")
+    return state
+
+
+def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
+    """A model folder. Weights come from model.safetensors; a pickle checkpoint (model.pt,
+    model.pth, pytorch_model.bin) only with `trust_pickle` (or --trust-pickle), and then with
+    torch.load(weights_only=True)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found")
+    from ..export._bundle import verify_if_bundled
+
+    if (model_dir / "SHA256SUMS").is_file() and (model_dir / "model").is_dir():
+        model_dir = model_dir / "model"  # a whole export bundle was given
+    verify_if_bundled(model_dir)
     cfg = read_config(model_dir)
     if cfg.get("architecture") != "conformer_ctc":
         raise UserError(f"{model_dir / CONFIG}: field 'architecture' must be 'conformer_ctc'")
@@ -64,13 +108,8 @@ def load_model(model_dir: Path) -> ConformerCTC:
             model = apply_structure(model, model_dir)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{model_dir / 'compression.json'}: does not fit the model in {CONFIG} ({e})") from None
+    state = _read_weights(model_dir, trust_pickle)
     path = model_dir / WEIGHTS
-    if not path.is_file():
-        raise UserError(f"{path}: weights not found")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise UserError(f"{path}: not a valid safetensors file ({e})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
