@@ -153,7 +153,9 @@ def evaluate(
         cfg = cfg.with_(kind=decoder)  # validated in DecoderConfig.__post_init__
     utts, report = load_dataset(manifest, strict=strict)
     if report.n_skipped:
-        err.print(f"[yellow]warning:[/] {report.summary()}")
+        err.print(f"[yellow]warning:[/] {report.summary()}", soft_wrap=True)
+    if not utts:
+        raise UserError(f"{manifest}: no usable utterances to evaluate ({report.n_skipped} skipped)")
     with err.status(f"decoding {len(utts)} utterances ({cfg.kind})"):
         result = run_eval(model, model_dir, utts, cfg, workers)
     result["skipped"] = report.n_skipped
@@ -406,6 +408,8 @@ def search(
     backend: Annotated[str, typer.Option(help="optuna (processes on this machine) or ray (a Ray cluster)")] = "optuna",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start one here)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    trial_timeout: Annotated[Optional[float], typer.Option(
+        help="Minutes a trial may run; past it the trial is recorded as failed and the study goes on")] = None,
 ) -> None:
     """Multi-objective search of per-layer policies; re-running the same command resumes the study."""
     from .search import run_search
@@ -415,6 +419,10 @@ def search(
         raise UserError(f"--backend {backend!r} is not one of optuna, ray")
     cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
                       dev_utterances, kd_utterances, profiles)
+    if trial_timeout is not None:
+        if not trial_timeout > 0:
+            raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
+        cfg["trial_timeout_s"] = trial_timeout * 60
     if backend == "ray":
         import time as _time
 

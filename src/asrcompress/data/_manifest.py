@@ -1,7 +1,10 @@
 """Loading user speech data: JSONL manifests (NeMo style) and LibriSpeech folders.
 
-Bad entries are either skipped and counted by reason (the default, reported to the user)
-or, with ``strict=True``, raised as a UserError naming the file. Nothing is dropped silently.
+Bad entries (missing, empty, corrupt, non-mono, below 16 kHz or not .wav/.flac/.ogg audio;
+empty or unusable transcripts) are either skipped and counted by reason (the default,
+reported to the user) or, with ``strict=True``, raised as a UserError naming the file.
+Nothing is dropped silently. A malformed manifest line, or a relative path that escapes
+the manifest's folder, is always an error naming the line.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def _check_entry(report: LoadReport, uid: str, audio: Path, raw_text: object, st
 
     if not audio.is_file():
         return bad("missing audio file")
+    if audio.suffix.lower() not in AUDIO_SUFFIXES:
+        return bad(f"unsupported audio format '{audio.suffix}' (use {', '.join(AUDIO_SUFFIXES)})")
     if not isinstance(raw_text, str) or not raw_text.strip():
         return bad("empty transcript")
     text = clean_transcript(raw_text)
@@ -90,6 +95,12 @@ def _check_entry(report: LoadReport, uid: str, audio: Path, raw_text: object, st
         return bad("unreadable or corrupt audio")
     if info.frames == 0:
         return bad("audio has no samples")
+    # Upsampling cannot restore the band the model was trained on; higher rates are resampled.
+    if info.samplerate < SAMPLE_RATE:
+        return bad(f"sample rate {info.samplerate} Hz is below the model's {SAMPLE_RATE} Hz")
+    # Mixing channels is a guess (a call recording has one speaker per channel): the user decides.
+    if info.channels != 1:
+        return bad(f"{info.channels} audio channels; give mono audio (mix or pick a channel first)")
     report.loaded += 1
     return Utterance(uid, audio, text, info.frames / info.samplerate)
 
@@ -116,8 +127,16 @@ def load_manifest(path: Path, strict: bool = False) -> tuple[list[Utterance], Lo
             raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict) or "audio_filepath" not in row or "text" not in row:
             raise UserError(f"{path}:{lineno}: each line needs the fields 'audio_filepath' and 'text'")
+        if not isinstance(row["audio_filepath"], str) or not row["audio_filepath"].strip():
+            raise UserError(f"{path}:{lineno}: 'audio_filepath' must be a non-empty string")
         audio = Path(row["audio_filepath"])
-        audio = audio if audio.is_absolute() else root / audio
+        if not audio.is_absolute():
+            audio = root / audio
+            # A relative path stays under the manifest's folder (no ../ traversal); absolute
+            # paths are the user's explicit choice.
+            if not audio.resolve().is_relative_to(root.resolve()):
+                raise UserError(f"{path}:{lineno}: audio_filepath {row['audio_filepath']!r} escapes the "
+                                f"manifest's folder {root}; use an absolute path if the file really lives there")
         u = _check_entry(report, f"{path.stem}:{lineno}", audio, row["text"], strict)
         if u:
             out.append(u)

@@ -33,6 +33,7 @@ def _trainable(config: dict) -> None:
     if _CTX.get("key") != key:  # one context per Ray worker process
         _CTX["key"], (_CTX["space"], _CTX["ctx"]) = key, _context(cfg)
     space, ctx = _CTX["space"], _CTX["ctx"]
+    ctx.trial_timeout_s = cfg.get("trial_timeout_s")
     storage = open_storage(cfg["storage"])
     study = optuna.load_study(study_name=cfg["study"], storage=storage)
     trial = optuna.trial.Trial(study, config["optuna_trial_id"])

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from ..compression import PolicyError
 from ..errors import UserError
 from ..tracking import Tracker
+from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
 from ._space import check_against_model, load_space
 from ._study import counted, make_sampler, open_storage, open_study, recover_stale, worker_id
@@ -46,6 +47,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
     study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], seed))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
     parent = study.user_attrs["mlflow_parent"]
+    ctx.trial_timeout_s = study.user_attrs.get("trial_timeout_s")
     objectives = list(space.objectives)
     base = study.user_attrs["base"]
     done = {"complete": 0, "pruned": 0, "failed": 0, "saved_steps": 0}
@@ -108,14 +110,8 @@ def _work_entry(cfg: dict, queue) -> None:
 def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     """Open (or resume) the study: base objectives, baselines and the MLflow parent run, once.
     Returns the study and the loaded (space, context), for a worker in this process."""
+    preflight(cfg)
     space, ctx = _context(cfg)
-    Path(cfg["workdir"]).mkdir(parents=True, exist_ok=True)
-    probe = Path(cfg["workdir"]) / ".write-test"
-    try:
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{cfg['workdir']}: not writable ({e.strerror}); the search would lose its models") from None
     storage = open_storage(cfg["storage"], cfg["workers"])
     study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
@@ -130,6 +126,8 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
         study.set_user_attr("workdir", str(Path(cfg["workdir"]).resolve()))
         study.set_user_attr("dev_utterances", cfg["dev_utterances"])
         study.set_user_attr("profiles", cfg["profiles"])
+    if cfg.get("trial_timeout_s") is not None:
+        study.set_user_attr("trial_timeout_s", cfg["trial_timeout_s"])
     if "mlflow_parent" not in study.user_attrs:
         study.set_user_attr("mlflow_parent", tracker.parent_run({
             "space": Path(cfg["space"]).name, "sampler": cfg["sampler"], "profiles": ",".join(space.profiles)}))

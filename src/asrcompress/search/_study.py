@@ -35,6 +35,9 @@ def open_storage(url: str, workers: int = 1):
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except ImportError:
+            raise UserError(f"--storage {url.split('@')[-1]}: its database driver is not installed (PostgreSQL: "
+                            "pip install 'psycopg[binary]'; MySQL: pip install pymysql)") from None
         except Exception as e:  # unreachable server, bad credentials
             raise UserError(f"--storage {url.split('@')[-1]}: cannot connect ({str(e).splitlines()[0][:150]})") from None
     raise UserError(f"--storage {url!r}: use journal:PATH, postgresql://... or sqlite:///PATH")

@@ -48,6 +48,7 @@ class Context:
     decoder: DecoderConfig
     fp32_bytes: int
     workdir: Path
+    trial_timeout_s: float | None = None  # the study's per-trial wall-clock budget
 
     @classmethod
     def load(cls, base_dir: Path, corpus: Path, space: Space, profile_dir: Path, workdir: Path,
@@ -97,9 +98,22 @@ def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path,
     return values
 
 
+def _deadline(t0: float, limit: float | None):
+    """A check to call between steps: past the trial's budget it stops the trial (cooperatively:
+    a step already running finishes first)."""
+
+    def check(*_: object) -> None:
+        if limit is not None and time.perf_counter() - t0 > limit:
+            raise TrialStopped(f"timed out: {time.perf_counter() - t0:.1f} s exceeds the trial budget of "
+                               f"{limit:g} s", pruned=False)
+
+    return check
+
+
 def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: float | None) -> dict:
     """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN."""
     t0 = time.perf_counter()
+    in_time = _deadline(t0, ctx.trial_timeout_s)
     policy = Policy.from_dict(policy_doc, source=f"trial {number}")
     grads = taylor_gradients(*ctx.kd_data, seed=number) if ctx.kd_data[0] else None
     student, states, _ = compress_model(ctx.base, policy, gradients=grads)
@@ -109,10 +123,12 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
         # Recovery must never cost accuracy: a mildly compressed model can lose more to a short
         # distillation run than compression cost it, so keep the better of before and after (dev).
         before = copy.deepcopy(student.state_dict())
+        in_time()
         wer_before = dev_wer(ctx, student)
         first = max(1, math.ceil(kd.steps * EARLY_FRACTION))
         try:
-            distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=first), batch_seconds=16.0, seed=number)
+            distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=first), batch_seconds=16.0, seed=number,
+                    on_step=in_time)
             steps_done = first
             early = evaluate(student, ctx.base_dir, ctx.early_dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
             limit = max(worst_front_wer or 0.0, 0.0) + HOPELESS_MARGIN
@@ -121,7 +137,7 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
                                    pruned=True, saved_steps=kd.steps - first)
             if kd.steps > first:
                 distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=kd.steps - first),
-                        batch_seconds=16.0, seed=number + 10_000)
+                        batch_seconds=16.0, seed=number + 10_000, on_step=in_time)
                 steps_done = kd.steps
         except FloatingPointError as e:
             raise TrialStopped(f"diverged: {e}", pruned=False) from None
@@ -129,6 +145,7 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
         if wer > wer_before:
             student.load_state_dict(before)
             wer, reverted = wer_before, True
+    in_time()
     out = ctx.workdir / f"trial_{number:04d}"
     save_model(student, out, decoder=read_config(ctx.base_dir).get("decoder"))
     write_compression(out, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
