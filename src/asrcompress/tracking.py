@@ -13,6 +13,7 @@ import yaml
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACTS = "mlruns/artifacts"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def tracking_uri(flag: str | None = None) -> str:
@@ -55,6 +56,9 @@ class Tracker:
             exp_id = self.client.create_experiment(f"asrcompress/{study}", artifact_location=location)
         else:
             exp_id = exp.experiment_id
+        if exp is None or EXPERIMENT_KIND[0] not in exp.tags:
+            # Without it the MLflow 3 UI opens an experiment on its GenAI trace overview, not the runs.
+            self.client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
         self.experiment_id = exp_id
 
     def parent_run(self, tags: dict[str, str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from pathlib import Path
@@ -65,15 +66,14 @@ def _figures(study: optuna.Study, base: dict, objectives: list[str]) -> tuple[st
                                  name="base model", showlegend=col == 1), row=1, col=col)
         fig.update_xaxes(title_text=b, row=1, col=col)
         fig.update_yaxes(title_text=a, row=1, col=col)
-    html2d = fig.to_html(include_plotlyjs="cdn")
-    html3d = ""
+    divs = [fig.to_html(full_html=False, include_plotlyjs=False)]
     if len(objectives) >= 3:
         f3 = go.Figure(go.Scatter3d(
             x=[t.values[1] for t in done], y=[t.values[2] for t in done], z=[t.values[0] for t in done],
             mode="markers", marker={"color": ["crimson" if t.number in front else "gray" for t in done], "size": 5},
             text=[f"trial {t.number}" for t in done]))
         f3.update_layout(scene={"xaxis_title": objectives[1], "yaxis_title": objectives[2], "zaxis_title": objectives[0]})
-        html3d = f3.to_html(include_plotlyjs="cdn")
+        divs.append(f3.to_html(full_html=False, include_plotlyjs=False))
     ref = reference_point(base, objectives)
     hv, xs, pts = [], [], []
     for t in sorted(done, key=lambda t: t.number):
@@ -83,7 +83,18 @@ def _figures(study: optuna.Study, base: dict, objectives: list[str]) -> tuple[st
     fh = go.Figure(go.Scatter(x=xs, y=hv, mode="lines+markers"))
     fh.update_layout(title=f"hypervolume, reference point {dict(zip(objectives, [round(r, 4) for r in ref]))}",
                      xaxis_title="trial", yaxis_title="hypervolume")
-    return html2d + html3d, fh.to_html(include_plotlyjs="cdn"), (hv[-1] if hv else 0.0)
+    divs.append(fh.to_html(full_html=False, include_plotlyjs=False))
+    return _page(study.study_name, divs), (hv[-1] if hv else 0.0)
+
+
+def _page(title: str, divs: list[str]) -> str:
+    """One self-contained page: plotly.js is embedded (about 4.6 MB) so the artifact opens
+    offline and from the MLflow UI with no request to a CDN."""
+    from plotly.offline import get_plotlyjs
+
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Pareto front: {html.escape(title)}</title>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<h2>Pareto front of study {html.escape(title)}</h2>{''.join(divs)}</body></html>")
 
 
 def rescore_front_on_test(study: optuna.Study) -> dict[int, dict]:
@@ -120,9 +131,8 @@ def summarize_study(cfg: dict) -> dict:
             tracker.client.log_metric(runs[number], "test_wer", s["test_wer"])
     tracker.mark_pareto({t.number for t in study.best_trials})
     parent = study.user_attrs["mlflow_parent"]
-    pareto_html, hv_html, hv = _figures(study, base, objectives)
+    pareto_html, hv = _figures(study, base, objectives)
     tracker.client.log_text(parent, pareto_html, "pareto_front.html")
-    tracker.client.log_text(parent, hv_html, "hypervolume.html")
     rows = front_rows(study)
     buf = io.StringIO()
     w = csv.writer(buf)
