@@ -6,7 +6,7 @@ MODEL := models/conformer_ctc_base
 DEMO_SEED ?= 2026
 DEMO_TRIALS ?= 40
 
-.PHONY: setup demo test test-slow bench bench-quick
+.PHONY: setup demo test test-slow test-reliability bench bench-quick
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The long fault-injection tests (4 concurrent workers on journal and PostgreSQL storage);
+# the fast suite already kills a driver and a worker with SIGKILL.
+test-reliability: setup
+	$(BIN)/python -m pytest -q -m slow tests/search/test_faults.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.

@@ -3,6 +3,7 @@ recorded as failed with the reason (in Optuna and MLflow) and the study complete
 a search that could not write its results stops before it starts."""
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -116,3 +117,140 @@ class TestPreflight:
         p = run("search", "--space", cfg["space"], "--model", cfg["model"], "--corpus", cfg["corpus"], "--trials", "1",
                 "--tracking-uri", f"sqlite:///{blocker}/x/mlflow.db", "--study", "pre")
         assert_one_line_error(p, "blocker/x", "not writable")
+
+
+@needs_synth
+def test_kill_9_of_a_worker_process_mid_trial_is_survived(tmp_path, tiny_corpus):
+    """Two workers; one is killed with SIGKILL while it runs a trial. The driver replaces it,
+    the killed trial is failed as stale and re-run, and the budget completes with no trial
+    lost or duplicated and no MLflow run left RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from asrcompress.models import save_model
+
+    from ..compression.models import conformer
+    from .test_search import search_args
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    env = {"cwd": tmp_path, "model": tmp_path / "tiny", "space": tmp_path / "space.yaml", "corpus": tiny_corpus,
+           "study": "k"}
+    driver = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", *search_args(env, trials=6, workers=2)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 400
+    while killed is None and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+        try:
+            trials = study_of(env).get_trials()
+        except Exception:  # the study does not exist yet
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+        if any(t.state == TrialState.COMPLETE for t in trials) and running:
+            victim = running[0]
+            os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+            killed = victim.number
+    out, err = driver.communicate(timeout=900)
+    assert killed is not None, "no running trial to kill was seen"
+    assert driver.returncode == 0, err[-3000:]
+    assert f"trial(s) [{killed}] failed as stale and re-queued" in out + err
+
+    study = study_of(env)
+    trials = study.get_trials()
+    stale = [t for t in trials if t.user_attrs.get("stale")]
+    assert [t.number for t in stale] == [killed] and stale[0].state == TrialState.FAIL
+    counted = [t for t in trials if not t.user_attrs.get("stale")]
+    assert len(counted) == 6 and all(t.state != TrialState.RUNNING for t in counted)  # budget met, none lost
+    assert len({t.number for t in trials}) == len(trials)  # no trial number twice
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].params == stale[0].params  # the killed trial was run again, once
+    runs = _runs_by_trial(env)
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    assert runs[killed].info.status == "KILLED"
+    front = {t.number for t in study.best_trials}
+    assert {n for n, r in runs.items() if r.data.tags["pareto"] == "true"} == front
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server (Debian's package) on 127.0.0.1, run as `postgres` when
+    the tests run as root (the server refuses root)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("Debian postgresql is not installed")
+    root = Path(tempfile.mkdtemp(prefix="asr-pg-"))
+    root.chmod(0o755)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def pg(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "asr")
+    pg(str(bindir / "pg_ctl"), "-D", str(root / "data"), "-w", "-l", str(root / "log"), "-o",
+       f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "asr", "optuna")
+        yield f"postgresql://asr@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@needs_synth
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_four_concurrent_workers_lose_and_duplicate_nothing(backend, tmp_path, tiny_corpus, request):
+    import subprocess
+    import sys
+
+    from asrcompress.models import save_model
+
+    from ..compression.models import conformer
+    from .test_search import search_args
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    env = {"cwd": tmp_path, "model": tmp_path / "tiny", "space": tmp_path / "space.yaml", "corpus": tiny_corpus,
+           "study": "four"}
+    args = search_args(env, trials=10, workers=4)
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres")
+        args += ["--storage", url]
+    p = subprocess.run([sys.executable, "-m", "asrcompress.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=1500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    from asrcompress.search import open_storage
+
+    storage = open_storage(url) if backend == "postgresql" else None
+    study = optuna.load_study(study_name="four", storage=storage) if storage else study_of(env)
+    trials = study.get_trials()
+    assert len(trials) == 10 and all(t.state != TrialState.RUNNING for t in trials)  # none lost, none extra
+    assert sorted(t.number for t in trials) == list(range(10))  # no duplicate numbers
+    assert len({t.user_attrs["mlflow_run_id"] for t in trials}) == 10
+    assert len({t.user_attrs["worker"] for t in trials}) >= 3  # the workers really ran side by side
+    sampled = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("baseline")]
+    assert len(set(sampled)) == len(sampled)  # no policy drawn twice by two workers
+    runs = _runs_by_trial(env)
+    assert set(runs) == set(range(10)) and all(r.info.status != "RUNNING" for r in runs.values())

@@ -102,9 +102,58 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
 
 def _work_entry(cfg: dict, queue) -> None:
     try:
-        queue.put(work(cfg))
+        queue.put({"worker_index": cfg["worker_index"], **work(cfg)})
     except UserError as e:
-        queue.put({"error": str(e)})
+        queue.put({"worker_index": cfg["worker_index"], "error": str(e)})
+
+
+MAX_RESTARTS_PER_WORKER = 3
+
+
+def _supervise(cfg: dict) -> list[dict]:
+    """Run the worker processes; a worker killed mid-trial (kill -9, out of memory) is
+    replaced while budget is left, and its trial is failed as stale and retried."""
+    import queue as queue_mod
+
+    spawn = mp.get_context("spawn")
+    results_q = spawn.Queue()
+
+    def start(i: int, generation: int):
+        # A replacement gets its own seed: the dead worker's seeded draws are already in the study.
+        seed = None if cfg["seed"] is None else cfg["seed"] + 100 * generation
+        p = spawn.Process(target=_work_entry, args=({**cfg, "threads": 1, "worker_index": i, "seed": seed},
+                                                    results_q))
+        p.start()
+        return p
+
+    procs = {i: start(i, 0) for i in range(cfg["workers"])}
+    generation = {i: 0 for i in procs}
+    results: list[dict] = []
+    while procs:
+        try:
+            r = results_q.get(timeout=1.0)
+            results.append(r)
+            procs.pop(r["worker_index"]).join()
+            continue
+        except queue_mod.Empty:
+            pass
+        for i, p in list(procs.items()):
+            if p.is_alive() or p.exitcode == 0:  # exit 0: its result is on the way
+                continue
+            p.join()
+            study = optuna.load_study(study_name=cfg["study"], storage=open_storage(cfg["storage"], cfg["workers"]))
+            stale = recover_stale(study)
+            live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            Tracker(cfg["tracking_uri"], cfg["study"]).close_stale(live)
+            print(f"worker {i} died (exit code {p.exitcode}); trial(s) {stale} failed as stale and re-queued",
+                  flush=True)
+            if generation[i] < MAX_RESTARTS_PER_WORKER and counted(study) < cfg["budget"]:
+                generation[i] += 1
+                procs[i] = start(i, generation[i])
+            else:
+                del procs[i]
+                results.append({"worker_index": i, "died": p.exitcode})
+    return results
 
 
 def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
@@ -146,15 +195,7 @@ def run_search(cfg: dict) -> dict:
     if cfg["workers"] == 1:
         results = [work(cfg, (space, ctx))]
     else:
-        spawn = mp.get_context("spawn")
-        queue = spawn.Queue()
-        procs = [spawn.Process(target=_work_entry, args=({**cfg, "threads": 1, "worker_index": i}, queue))
-                 for i in range(cfg["workers"])]
-        for p in procs:
-            p.start()
-        results = [queue.get() for _ in procs]
-        for p in procs:
-            p.join()
+        results = _supervise(cfg)
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise UserError(errors[0])
