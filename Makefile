@@ -32,10 +32,12 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The long fault-injection tests (4 concurrent workers on journal and PostgreSQL storage);
-# the fast suite already kills a driver and a worker with SIGKILL.
+# The long reliability tests: SIGKILL of a worker process and of a Ray node, 4 concurrent
+# workers on journal and PostgreSQL storage, the MLflow UI in headless Chromium. (The fast
+# suite kills the driver, and injects raising, NaN and timed-out trials.)
 test-reliability: setup
-	$(BIN)/python -m pytest -q -m slow tests/search/test_faults.py
+	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py \
+		tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search tests/test_ui_browser.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.

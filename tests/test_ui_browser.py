@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -118,7 +117,7 @@ def _expand_study(driver, name: str) -> None:
     WebDriverWait(driver, TIMEOUT).until(lambda d: _visible_trials(d))
 
 
-pytestmark = [needs_synth, needs_browser]
+pytestmark = [needs_synth, needs_browser, pytest.mark.slow]  # about 2 minutes: make test-reliability
 
 
 def test_runs_filter_run_page_and_pareto_artifact(server, truth, browser, tmp_path):

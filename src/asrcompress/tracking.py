@@ -76,6 +76,19 @@ class Tracker:
     def start_trial(self, parent: str, number: int, policy: dict, profiles: list[str]) -> str:
         from mlflow.entities import Param
 
+        # A trial run again after its node or process died (Ray retries it with the same Optuna
+        # trial): keep one run per trial, the earlier attempt's, marked as retried.
+        earlier = self.client.search_runs([self.experiment_id],
+                                          f"tags.asrcompress_role = 'trial' and tags.trial = '{number}' "
+                                          f"and tags.`mlflow.parentRunId` = '{parent}'", max_results=5)
+        if earlier:
+            run_id = earlier[0].info.run_id
+            attempt = int(earlier[0].data.tags.get("attempt", "1")) + 1
+            self.client.set_tag(run_id, "attempt", str(attempt))
+            self.client.set_tag(run_id, "reason", f"attempt {attempt - 1} did not finish; run again")
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+
         run = self.client.create_run(self.experiment_id, run_name=f"trial {number}", tags={
             "mlflow.parentRunId": parent, "asrcompress_role": "trial", "study": self.study,
             "trial": str(number), "profiles": ",".join(profiles), "pareto": "false"})

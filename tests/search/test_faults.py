@@ -120,6 +120,7 @@ class TestPreflight:
 
 
 @needs_synth
+@pytest.mark.slow
 def test_kill_9_of_a_worker_process_mid_trial_is_survived(tmp_path, tiny_corpus):
     """Two workers; one is killed with SIGKILL while it runs a trial. The driver replaces it,
     the killed trial is failed as stale and re-run, and the budget completes with no trial

@@ -43,3 +43,57 @@ def ray_nodes(address: str) -> list[dict]:
     code = f"import ray, json; ray.init(address={address!r}); print(json.dumps(ray.nodes()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_ray_worker_node_mid_search(env):  # noqa: F811
+    """A 2-node cluster loses its worker node (all its processes SIGKILLed) while trials run on
+    both nodes. Tune re-runs the lost trial on the head; the study completes its budget with
+    no trial lost or duplicated, one MLflow run per trial, none left RUNNING, and a second run
+    of the command (resume) adds nothing."""
+    import subprocess
+    import time
+
+    from optuna.trial import TrialState
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4}})
+    worker = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    try:
+        args = search_args(env, trials=5, workers=2) + ["--backend", "ray", "--address", c.address]
+        proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", *args], cwd=env["cwd"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline, killed = time.time() + 600, False
+        while not killed and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                states = [t.state for t in study_of(env).get_trials()]
+            except Exception:
+                continue
+            if TrialState.COMPLETE in states and states.count(TrialState.RUNNING) >= 2:
+                c.remove_node(worker, allow_graceful=False)  # SIGKILL of the node's raylet and workers
+                killed = True
+        out, err = proc.communicate(timeout=1200)
+        assert killed, "never saw trials running on both nodes"
+        assert proc.returncode == 0, err[-3000:]
+        study = study_of(env)
+        trials = study.get_trials()
+        assert len({t.number for t in trials}) == len(trials)
+        assert all(t.state != TrialState.RUNNING for t in trials)
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+        assert len(done) == 5  # the budget, with the lost trial run again rather than dropped
+        children = [r for r in mlflow_runs(env) if r.data.tags.get("asrcompress_role") == "trial"]
+        assert sorted(int(r.data.tags["trial"]) for r in children) == sorted(t.number for t in trials)
+        assert all(r.info.status != "RUNNING" for r in children)
+        assert any(r.data.tags.get("attempt") == "2" for r in children)  # the lost trial's second attempt
+        front = {t.number for t in study.best_trials}
+        assert {int(r.data.tags["trial"]) for r in children if r.data.tags["pareto"] == "true"} == front
+
+        before = {t.number: (t.state, t.values) for t in trials}
+        again = cli(env["cwd"], *args, timeout=900)  # resume: the budget is spent, nothing is redone
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert {t.number: (t.state, t.values) for t in study_of(env).get_trials()} == before
+    finally:
+        c.shutdown()

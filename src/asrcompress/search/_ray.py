@@ -9,6 +9,7 @@ values). Ray changes each trial's working directory, so every path here is absol
 from __future__ import annotations
 
 import math
+import traceback
 from pathlib import Path
 
 _CTX: dict = {}
@@ -49,15 +50,11 @@ def _trainable(config: dict) -> None:
     worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
     try:
         values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
-    except TrialStopped as e:
-        # OptunaSearch cannot record a pruned or failed multi-objective trial: report finite
-        # worst-case values so the Optuna trial completes, and say why.
-        trial.set_user_attr("reason", e.reason)
-        trial.set_user_attr("saved_steps", e.saved_steps)
-        for c in space.constraints:
-            trial.set_constraint(c.objective, 1.0)
-        tracker.finish_trial(run_id, {"saved_steps": e.saved_steps}, "PRUNED" if e.pruned else "FAIL", e.reason)
-        tune.report({_metric(o): v for o, v in worst.items()} | {"stopped": 1})
+    except Exception as e:  # noqa: BLE001  a trial's crash is recorded, not retried as a node failure
+        stopped = e if isinstance(e, TrialStopped) else TrialStopped(f"{type(e).__name__}: {e}".strip(), pruned=False)
+        if not isinstance(e, TrialStopped):
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        _report_stopped(trial, tracker, run_id, space, worst, stopped)
         return
     for c in space.constraints:
         trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
@@ -66,6 +63,19 @@ def _trainable(config: dict) -> None:
     tracker.finish_trial(run_id, {k: v for k, v in values.items() if k != "model_dir"}, "COMPLETE")
     tune.report({_metric(o): values[o] if math.isfinite(values[o]) else worst[o] for o in space.objectives}
                 | {"stopped": 0})
+
+
+def _report_stopped(trial, tracker, run_id: str, space, worst: dict, e) -> None:
+    """OptunaSearch cannot record a pruned or failed multi-objective trial: report finite
+    worst-case values so the Optuna trial completes, and say why."""
+    from ray import tune
+
+    trial.set_user_attr("reason", e.reason)
+    trial.set_user_attr("saved_steps", e.saved_steps)
+    for c in space.constraints:
+        trial.set_constraint(c.objective, 1.0)
+    tracker.finish_trial(run_id, {"saved_steps": e.saved_steps}, "PRUNED" if e.pruned else "FAIL", e.reason)
+    tune.report({_metric(o): v for o, v in worst.items()} | {"stopped": 1})
 
 
 class _Define:
