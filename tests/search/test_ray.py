@@ -70,9 +70,14 @@ def test_kill_9_of_a_ray_worker_node_mid_search(env):  # noqa: F811
             time.sleep(0.5)
             try:
                 states = [t.state for t in study_of(env).get_trials()]
+                # Optuna marks a trial RUNNING when Tune asks for it, before it is placed on a
+                # node: wait for two trainables that really run (each opened its MLflow run),
+                # which with one CPU per node means one on each node.
+                started = [r for r in mlflow_runs(env) if r.data.tags.get("asrcompress_role") == "trial"
+                           and r.info.status == "RUNNING"]
             except Exception:
                 continue
-            if TrialState.COMPLETE in states and states.count(TrialState.RUNNING) >= 2:
+            if TrialState.COMPLETE in states and len(started) >= 2:
                 c.remove_node(worker, allow_graceful=False)  # SIGKILL of the node's raylet and workers
                 killed = True
         out, err = proc.communicate(timeout=1200)
