@@ -142,12 +142,11 @@ def evaluate(
 
     model = load_model(model_dir)
     if onnx_file is not None:
-        from .export import OnnxAcousticModel, session
+        from .export import OnnxAcousticModel
 
         if not onnx_file.is_file():
             raise UserError(f"{onnx_file}: ONNX file not found")
-        session(onnx_file)  # a one-line error for a file ONNX Runtime cannot load
-        model = OnnxAcousticModel(onnx_file, model.cfg.n_mels)
+        model = OnnxAcousticModel(onnx_file, model.cfg.n_mels)  # session(): one line for a bad file
     cfg = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
     if decoder:
         cfg = cfg.with_(kind=decoder)  # validated in DecoderConfig.__post_init__

@@ -127,30 +127,26 @@ def _matmul_weight(node: onnx.NodeProto, graph: onnx.GraphProto, inits: dict, pr
     return None
 
 
-def _int8_inputs(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]]) -> set[str]:
-    """Names of the activations that enter int8 MatMuls (what static calibration measures)."""
-    graph = proto.graph
+def _matched(graph: onnx.GraphProto, wanted: dict[tuple, tuple[str, str, int]]):
+    """Every node, with its constant (K, N) weight and the quantized layer it matches (or None)."""
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    out = set()
-    for node in graph.node:
+    for node in list(graph.node):
         b = _matmul_weight(node, graph, inits, producers)
-        hit = wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
-        if hit and hit[2] > 4:
-            out.add(node.input[0])
-    return out
+        yield node, b, wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
+
+
+def _int8_inputs(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]]) -> set[str]:
+    """Names of the activations that enter int8 MatMuls (what static calibration measures)."""
+    return {node.input[0] for node, _, hit in _matched(proto.graph, wanted) if hit and hit[2] > 4}
 
 
 def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], accuracy_level: int,
              act_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
     graph = proto.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
     kernels: dict[str, str] = {}
     new_nodes, new_inits = [], []
-    for node in graph.node:
-        b = _matmul_weight(node, graph, inits, producers)
-        hit = wanted.get(_key(b)) if b is not None and b.ndim == 2 else None
+    for node, b, hit in _matched(graph, wanted):
         grid = as_grid(b.T, hit[2]) if hit else None
         if grid is None:
             new_nodes.append(node)
@@ -188,11 +184,11 @@ def _drop_unused_initializers(proto: onnx.ModelProto) -> None:
     graph.initializer.extend(keep)
 
 
-def _store_fp16(proto: onnx.ModelProto) -> int:
-    """Store exactly-fp16 1-D float initializers as fp16 + Cast; returns bytes saved."""
+def _store_fp16(proto: onnx.ModelProto) -> None:
+    """Store exactly-fp16 1-D float initializers as fp16 + Cast."""
     graph = proto.graph
     inputs = {i.name for i in graph.input}
-    keep, casts, saved = [], [], 0
+    keep, casts = [], []
     for init in graph.initializer:
         a = numpy_helper.to_array(init) if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 1 else None
         h = a.astype(np.float16) if a is not None and a.size >= 2 and init.name not in inputs else None
@@ -202,13 +198,11 @@ def _store_fp16(proto: onnx.ModelProto) -> int:
         keep.append(numpy_helper.from_array(h, f"{init.name}.fp16"))
         casts.append(helper.make_node("Cast", [f"{init.name}.fp16"], [init.name], name=f"{init.name}.cast",
                                       to=onnx.TensorProto.FLOAT))
-        saved += 2 * a.size
     del graph.initializer[:]
     graph.initializer.extend(keep)
     nodes = casts + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
-    return saved
 
 
 def _check_names(proto: onnx.ModelProto) -> None:

@@ -52,11 +52,12 @@ def trusts_pickle() -> bool:
     return os.environ.get(TRUST_PICKLE_ENV) == "1"
 
 
-def _read_weights(model_dir: Path, trust_pickle: bool) -> dict:
+def _read_weights(model_dir: Path, trust_pickle: bool) -> tuple[dict, Path]:
+    """The state dict, and the file it came from."""
     path = model_dir / WEIGHTS
     if path.is_file():
         try:
-            return load_file(str(path))
+            return load_file(str(path)), path
         except (SafetensorError, OSError) as e:
             raise UserError(f"{path}: not a valid safetensors file ({e})") from None
     pickled = next((model_dir / n for n in PICKLE_NAMES if (model_dir / n).is_file()), None)
@@ -77,7 +78,7 @@ def _read_weights(model_dir: Path, trust_pickle: bool) -> dict:
         state = state["model"]  # a training checkpoint {"model": state_dict, ...}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{pickled}: holds no state dict of tensors")
-    return state
+    return state, pickled
 
 
 def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
@@ -87,9 +88,9 @@ def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found")
-    from ..export._bundle import verify_if_bundled
+    from ..export._bundle import SUMS, verify_if_bundled
 
-    if (model_dir / "SHA256SUMS").is_file() and (model_dir / "model").is_dir():
+    if (model_dir / SUMS).is_file() and (model_dir / "model").is_dir():
         model_dir = model_dir / "model"  # a whole export bundle was given
     verify_if_bundled(model_dir)
     cfg = read_config(model_dir)
@@ -108,8 +109,7 @@ def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
             model = apply_structure(model, model_dir)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{model_dir / 'compression.json'}: does not fit the model in {CONFIG} ({e})") from None
-    state = _read_weights(model_dir, trust_pickle)
-    path = model_dir / WEIGHTS
+    state, path = _read_weights(model_dir, trust_pickle)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -50,11 +50,13 @@ def _trainable(config: dict) -> None:
     worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
     try:
         values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
+    except TrialStopped as e:
+        _report_stopped(trial, tracker, run_id, space, worst, e)
+        return
     except Exception as e:  # noqa: BLE001  a trial's crash is recorded, not retried as a node failure
-        stopped = e if isinstance(e, TrialStopped) else TrialStopped(f"{type(e).__name__}: {e}".strip(), pruned=False)
-        if not isinstance(e, TrialStopped):
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-        _report_stopped(trial, tracker, run_id, space, worst, stopped)
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        _report_stopped(trial, tracker, run_id, space, worst,
+                        TrialStopped(f"{type(e).__name__}: {e}".strip(), pruned=False))
         return
     for c in space.constraints:
         trial.set_constraint(c.objective, values[c.objective] - c.limit(base))

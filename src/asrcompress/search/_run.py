@@ -110,6 +110,13 @@ def _work_entry(cfg: dict, queue) -> None:
 MAX_RESTARTS_PER_WORKER = 3
 
 
+def _recover_dead_workers(study: optuna.Study, tracker: Tracker) -> list[int]:
+    """Fail and re-queue the trials of dead workers, and close their MLflow runs as KILLED."""
+    stale = recover_stale(study)
+    tracker.close_stale({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))})
+    return stale
+
+
 def _supervise(cfg: dict) -> list[dict]:
     """Run the worker processes; a worker killed mid-trial (kill -9, out of memory) is
     replaced while budget is left, and its trial is failed as stale and retried."""
@@ -142,9 +149,7 @@ def _supervise(cfg: dict) -> list[dict]:
                 continue
             p.join()
             study = optuna.load_study(study_name=cfg["study"], storage=open_storage(cfg["storage"], cfg["workers"]))
-            stale = recover_stale(study)
-            live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            Tracker(cfg["tracking_uri"], cfg["study"]).close_stale(live)
+            stale = _recover_dead_workers(study, Tracker(cfg["tracking_uri"], cfg["study"]))
             print(f"worker {i} died (exit code {p.exitcode}); trial(s) {stale} failed as stale and re-queued",
                   flush=True)
             if generation[i] < MAX_RESTARTS_PER_WORKER and counted(study) < cfg["budget"]:
@@ -180,9 +185,7 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     if "mlflow_parent" not in study.user_attrs:
         study.set_user_attr("mlflow_parent", tracker.parent_run({
             "space": Path(cfg["space"]).name, "sampler": cfg["sampler"], "profiles": ",".join(space.profiles)}))
-    stale = recover_stale(study)
-    live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    tracker.close_stale(live)
+    stale = _recover_dead_workers(study, tracker)
     if stale:
         print(f"retrying {len(stale)} trial(s) left running by dead workers: {stale}")
     return study, space, ctx
