@@ -42,13 +42,18 @@ def corpus(
     seed: Annotated[int, typer.Option(help="Seed for sentences, voices and augmentation")] = 0,
     size: Annotated[str, typer.Option(help="small (tests, demos) or default (>= 10k training utterances)")] = "default",
     workers: Annotated[int, typer.Option(help="Synthesis processes; 0 = all cores")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
-    """Synthesise the built-in benchmark corpus (espeak-ng + flite) with train/dev/test manifests."""
+    """Synthesise the built-in benchmark corpus (espeak-ng + flite) with train/dev/test manifests.
+    Interrupted, it resumes: running the same command again keeps the splits already made."""
+    from ._outputs import output_folder
     from .data import SIZES, build_corpus
 
     if size not in SIZES:
         raise UserError(f"--size {size!r} is not one of {', '.join(SIZES)}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with output_folder(out_dir, {}, overwrite=overwrite, command=_command_line(), kind="corpus",
+                       resume=True) as stage, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err) as progress:
         tasks: dict[str, int] = {}
 
@@ -57,7 +62,7 @@ def corpus(
                 tasks[split] = progress.add_task(f"synthesising {split}", total=total)
             progress.update(tasks[split], completed=done)
 
-        summary = build_corpus(out_dir, seed=seed, size=size, workers=workers or None, progress=update)
+        summary = build_corpus(stage, seed=seed, size=size, workers=workers or None, progress=update)
     out.print(json.dumps(summary, indent=2))
 
 
@@ -72,14 +77,15 @@ def train(
     workers: Annotated[int, typer.Option(help="Audio-loading processes; 0 = all cores")] = 0,
     finalize_after: Annotated[bool, typer.Option("--finalize/--no-finalize",
                                                  help="Build LM + lexicon, tune decoder, score, write card")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
-    """Train the Conformer-CTC base model from scratch (checkpoints and resumes)."""
+    """Train the Conformer-CTC base model from scratch (checkpoints and resumes). The model
+    folder appears at --out only when training (and finalize) is complete."""
     import torch
 
-    from .models import ModelConfig
-    from .models._card import finalize
+    from ._outputs import is_ours, output_folder, real
     from .models._train import TrainConfig
-    from .models._train import train as run_train
 
     if device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {device!r} is not one of auto, cpu, cuda")
@@ -91,6 +97,20 @@ def train(
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, batch_seconds=batch_seconds, workers=workers)
+    # Unfinished training lives in a resumable hidden sibling of --out; going on from a finished
+    # model of ours (more epochs) starts from a copy of it.
+    with output_folder(out_dir, {"corpus": corpus_dir}, overwrite=overwrite, command=_command_line(), kind="model",
+                       resume=True, start_from=real(out_dir) if is_ours(out_dir) else None) as stage:
+        _train_into(stage, corpus_dir, cfg, dev, finalize_after)
+
+
+def _train_into(out_dir: Path, corpus_dir: Path, cfg, dev, finalize_after: bool) -> None:
+    import torch
+
+    from .models import ModelConfig
+    from .models._card import finalize
+    from .models._train import train as run_train
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("training steps", total=None)
@@ -114,13 +134,24 @@ def train(
 def finalize(
     model_dir: Annotated[Path, typer.Option("--model", help="Trained model folder")],
     corpus_dir: Annotated[Path, typer.Option("--corpus", help="The corpus it was trained on")],
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the finalized model here (default: update --model, if asrcompress wrote it)")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
     """Build the LM and lexicon from training text, tune the decoder on dev, score dev/test, write the card."""
+    from ._json import read_json
+    from ._outputs import output_folder
+    from .models import load_model
     from .models._card import finalize as run_finalize
 
-    summary_path = model_dir / "train_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    card = run_finalize(model_dir, corpus_dir, summary, summary.get("command", _command_line()), log=err.print)
+    load_model(model_dir)  # one line for a folder that is no model
+    inputs = {"corpus": corpus_dir} | ({"model": model_dir} if out_dir is not None else {})
+    with output_folder(out_dir or model_dir, inputs, overwrite=overwrite, command=_command_line(), kind="model",
+                       start_from=model_dir, flag="--out" if out_dir is not None else "--model") as stage:
+        summary_path = stage / "train_summary.json"
+        summary = read_json(summary_path) if summary_path.exists() else {}
+        card = run_finalize(stage, corpus_dir, summary, summary.get("command", _command_line()), log=err.print)
     out.print(json.dumps({k: card[k] for k in ("parameters", "wer", "cer", "greedy_wer")}, indent=2))
 
 
@@ -217,23 +248,30 @@ def inspect(
 @app.command()
 def compress(
     model_dir: Annotated[Path, typer.Option("--model", help="Uncompressed model folder (the KD teacher)")],
-    policy_path: Annotated[Path, typer.Option("--policy", help="Policy YAML or JSON")],
+    policy_path: Annotated[Path, typer.Option("--policy", help="Policy YAML or JSON, or the name of a shipped "
+                                                               "example (int8, int4, combined, ...)")],
     out_dir: Annotated[Path, typer.Option("--out", help="Compressed model folder to write")],
     finetune_steps: Annotated[Optional[int], typer.Option(help="KD recovery steps (default: the policy's)")] = None,
     kd_temperature: Annotated[Optional[float], typer.Option(help="KD temperature T")] = None,
     kd_alpha: Annotated[Optional[float], typer.Option(help="KD weight alpha (1 - alpha goes to CTC)")] = None,
     corpus_dir: Annotated[Optional[Path], typer.Option("--corpus", help="Corpus with train.jsonl, for KD")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
     """Apply a per-layer policy, recover with distillation, and write a compressed model folder."""
+    from ._outputs import output_folder
+    from ._shipped import resolve
     from .compression import Policy
     from .compression._run import compress_folder, distill_config
 
+    policy_path = resolve("policy", policy_path)
     policy = Policy.load(policy_path)
     kd = distill_config(policy, finetune_steps, kd_temperature, kd_alpha)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    inputs = {"model": model_dir, "policy": policy_path, "corpus": corpus_dir}
+    with output_folder(out_dir, inputs, overwrite=overwrite, command=_command_line(), kind="model") as stage, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("distillation steps", total=kd.steps or None)
-        summary = compress_folder(model_dir, policy, out_dir, kd, corpus_dir, _command_line(),
+        summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, _command_line(),
                                   log=progress.console.print,
                                   on_step=lambda s, t: progress.update(task, completed=s, total=t))
     out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
@@ -269,10 +307,12 @@ def export_onnx_cmd(
     calibration_utterances: Annotated[int, typer.Option(help="Utterances taken from --calibration")] = 64,
 ) -> None:
     """Export to ONNX (dynamic time axis) with int8 and 4-bit kernels for quantized layers."""
+    from ._outputs import refuse_overlap
     from .compression._io import read_states
     from .export import calibration_features, export_onnx
     from .models import load_model, read_config
 
+    refuse_overlap(out_file, {"model": model_dir, "calibration set": calibration})
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise UserError(f"--accuracy-level {accuracy_level} is not one of 0, 1, 2, 3, 4")
     if calibration_utterances < 1:
@@ -302,16 +342,18 @@ def export_onnx_cmd(
 @app.command()
 def latency(
     model: Annotated[Path, typer.Option("--model", help="Model folder or exported .onnx file")],
-    profile_path: Annotated[Path, typer.Option("--profile", help="hardware_profiles/NAME.yaml")],
+    profile_path: Annotated[Path, typer.Option("--profile", help="A profile YAML, or the name of a shipped one "
+                                                                 "(host, rpi4, rpi5, phone_x3, ...)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     repeats: Annotated[int, typer.Option(help="Timed runs per length (measured profiles)")] = 20,
 ) -> None:
     """Latency, real-time factor and peak memory: measured on this machine's profile, predicted on others."""
     import tempfile
 
+    from ._shipped import resolve
     from .hardware import latency_report, load_profile
 
-    profile = load_profile(profile_path)
+    profile = load_profile(resolve("profile", profile_path))
     if repeats < 1:
         raise UserError(f"--repeats {repeats} must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,25 +394,39 @@ def calibrate_cmd(
 
 # --- search, front, ui, export -------------------------------------------------------------
 
-def _search_cfg(space: Path, model: Path, corpus: Path, trials: int, sampler: str, storage: Optional[str],
-                study: Optional[str], workers: int, tracking_uri: Optional[str], seed: int, dev_utterances: int,
-                kd_utterances: int, profiles: Path) -> dict:
-
+def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[Path], trials: Optional[int],
+                sampler: Optional[str], storage: Optional[str], study: Optional[str], workers: int,
+                tracking_uri: Optional[str], seed: int, dev_utterances: Optional[int], kd_utterances: Optional[int],
+                profiles: Optional[Path], trial_timeout_s: Optional[float] = None,
+                heartbeat_grace_s: Optional[float] = None) -> dict:
+    """The driver's settings. A new study takes defaults for what is not given (the shipped base
+    model and profiles); a resumed one keeps its stored settings, and `given` says which of
+    them the user named (a named fixed setting that differs is refused)."""
+    from ._shipped import base_model, profiles_dir, resolve
     from .search import default_storage
     from .tracking import tracking_uri as resolve_uri
 
-    if trials < 1:
+    if trials is not None and trials < 1:
         raise UserError(f"--trials {trials} must be at least 1")
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
+    if space is None and study is None:
+        raise UserError("give --space (a new study) or --study (resume one)")
+    space = resolve("space", space) if space is not None else None
     name = study or space.stem
+    given = {k for k, v in {"space": space, "model": model, "corpus": corpus, "budget": trials, "sampler": sampler,
+                            "tracking_uri": tracking_uri, "dev_utterances": dev_utterances,
+                            "kd_utterances": kd_utterances, "profiles": profiles, "trial_timeout_s": trial_timeout_s,
+                            "heartbeat_grace_s": heartbeat_grace_s}.items() if v is not None}
     return {
-        "space": str(space.resolve()), "model": str(model.resolve()), "corpus": str(corpus.resolve()),
-        "profiles": str(profiles.resolve()), "budget": trials, "sampler": sampler, "seed": seed,
+        "space": str(space.resolve()) if space else None, "model": str((model or base_model()).resolve()),
+        "corpus": str((corpus or Path("data/default")).resolve()), "profiles": str((profiles or profiles_dir()).resolve()),
+        "budget": trials or 20, "sampler": sampler or "tpe", "seed": seed,
         "storage": storage or default_storage(name), "study": name, "workers": workers,
         "tracking_uri": resolve_uri(tracking_uri), "workdir": str((Path("mlruns") / "studies" / name).resolve()),
-        "dev_utterances": dev_utterances, "kd_utterances": kd_utterances,
-        "threads": 1 if workers > 1 else max(1, (os.cpu_count() or 1)),
+        "dev_utterances": dev_utterances or 100, "kd_utterances": kd_utterances or 2000,
+        "trial_timeout_s": trial_timeout_s, "heartbeat_grace_s": heartbeat_grace_s or 120.0,
+        "threads": 1 if workers > 1 else max(1, (os.cpu_count() or 1)), "given": sorted(given),
     }
 
 
@@ -389,11 +445,15 @@ def _print_front(rows: list[dict], objectives: list[str]) -> None:
 
 @app.command()
 def search(
-    space: Annotated[Path, typer.Option(help="Search space YAML (spaces/*.yaml)")],
-    model: Annotated[Path, typer.Option(help="Base model folder (the KD teacher)")] = Path("models/conformer_ctc_base"),
-    corpus: Annotated[Path, typer.Option(help="Corpus with train/dev/test.jsonl")] = Path("data/default"),
-    trials: Annotated[int, typer.Option(help="Trial budget of the study (resuming counts finished trials)")] = 20,
-    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random")] = "tpe",
+    space: Annotated[Optional[Path], typer.Option(
+        help="Search space YAML, or the name of a shipped one (quick, conformer_small, grouped_ffn_attention); "
+             "a resumed study keeps its own")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Base model folder, the KD teacher (default: the shipped "
+                                                       "base model)")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus with train/dev/test.jsonl (default: data/default)")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Trial budget of the study (resuming counts finished "
+                                                        "trials; default 20)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="tpe (default), nsga2, gp or random")] = None,
     storage: Annotated[Optional[str], typer.Option(help="journal:PATH or postgresql://...; default: a journal "
                                                        "file under mlruns/optuna/")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the space's file name)")] = None,
@@ -401,27 +461,35 @@ def search(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: $MLFLOW_TRACKING_URI or "
                                                             "sqlite:///mlruns/mlflow.db)")] = None,
     seed: Annotated[int, typer.Option(help="Sampler seed")] = 0,
-    dev_utterances: Annotated[int, typer.Option(help="Dev utterances each trial is scored on")] = 100,
-    kd_utterances: Annotated[int, typer.Option(help="Training utterances distillation draws from")] = 2000,
-    profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
+    dev_utterances: Annotated[Optional[int], typer.Option(help="Dev utterances each trial is scored on "
+                                                               "(default 100)")] = None,
+    kd_utterances: Annotated[Optional[int], typer.Option(help="Training utterances distillation draws from "
+                                                              "(default 2000)")] = None,
+    profiles: Annotated[Optional[Path], typer.Option(help="Folder of hardware profiles (default: the shipped "
+                                                          "ones)")] = None,
     backend: Annotated[str, typer.Option(help="optuna (processes on this machine) or ray (a Ray cluster)")] = "optuna",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start one here)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     trial_timeout: Annotated[Optional[float], typer.Option(
         help="Minutes a trial may run; past it the trial is recorded as failed and the study goes on")] = None,
+    heartbeat_grace: Annotated[Optional[float], typer.Option(
+        help="Seconds without a heartbeat after which a running trial counts as lost (its worker died, on any "
+             "host) and is re-queued (default 120)")] = None,
 ) -> None:
-    """Multi-objective search of per-layer policies; re-running the same command resumes the study."""
+    """Multi-objective search of per-layer policies; re-running the same command resumes the study.
+    The study keeps its settings (model, corpus, space, profiles, scoring); workers read them."""
     from .search import run_search
     from .search._run import dumps
 
     if backend not in ("optuna", "ray"):
         raise UserError(f"--backend {backend!r} is not one of optuna, ray")
+    if trial_timeout is not None and not trial_timeout > 0:
+        raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
+    if heartbeat_grace is not None and not heartbeat_grace >= 2:
+        raise UserError(f"--heartbeat-grace {heartbeat_grace} must be at least 2 seconds")
     cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
-                      dev_utterances, kd_utterances, profiles)
-    if trial_timeout is not None:
-        if not trial_timeout > 0:
-            raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
-        cfg["trial_timeout_s"] = trial_timeout * 60
+                      dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
+                      heartbeat_grace)
     if backend == "ray":
         import time as _time
 
@@ -432,7 +500,7 @@ def search(
         summary = run_ray(cfg, address)
         summary["wall_seconds"] = round(_time.perf_counter() - t0, 1)
     else:
-        with err.status(f"searching {cfg['study']} ({trials} trials, {workers} worker(s))"):
+        with err.status(f"searching {cfg['study']} ({workers} worker(s))"):
             summary = run_search(cfg)
     if as_json:
         print(dumps(summary))
@@ -448,20 +516,17 @@ def search(
 def worker(
     study: Annotated[str, typer.Option(help="Study name")],
     storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
-    trials: Annotated[int, typer.Option(help="The study's trial budget")] = 20,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2, gp or random")] = "tpe",
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
-    profiles: Annotated[Path, typer.Option(help="Folder of hardware profiles")] = Path("hardware_profiles"),
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: the one the study was "
+                                                            "started with)")] = None,
 ) -> None:
-    """Join a running study (from this or another machine) and run trials until its budget is used."""
+    """Join a running study (from this or another machine) and run trials until its budget is used.
+    Everything that scores a trial (model, corpus, space, profiles, utterance counts) comes from
+    the study itself."""
     from .search import load_study, work
 
-    s = load_study(storage, study)
-    attrs = s.user_attrs
-    cfg = _search_cfg(Path(attrs["space"]), Path(attrs["model"]), Path(attrs["corpus"]), trials, sampler, storage,
-                      study, 1, tracking_uri, 0, 100, 2000, profiles)
-    cfg["workdir"] = attrs["workdir"]
-    cfg["seed"] = None  # a joining worker must not replay another worker's seeded draws
+    load_study(storage, study)  # one line for a study that is not there
+    cfg = {"study": study, "storage": storage, "tracking_uri": tracking_uri, "workers": 2, "threads": 1,
+           "seed": None}  # a joining worker must not replay another worker's seeded draws
     print(json.dumps(work(cfg)))
 
 
@@ -512,6 +577,8 @@ def export_cmd(
     storage: Annotated[Optional[str], typer.Option(help="Storage URL (default: the journal under mlruns/)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
     register: Annotated[bool, typer.Option(help="Register in the MLflow Model Registry with alias 'candidate'")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
     """Write a deployment bundle for one trial, re-measured on its ONNX export."""
     from .search import default_storage, load_study
@@ -520,7 +587,7 @@ def export_cmd(
     if (trial is None) == (pick is None):
         raise UserError("give exactly one of --trial N or --pick \"...\"")
     s = load_study(storage or default_storage(study), study)
-    card = export_trial(s, trial, pick, out_dir, tracking_uri, register)
+    card = export_trial(s, trial, pick, out_dir, tracking_uri, register, overwrite, _command_line())
     print(json.dumps(card, indent=2))
 
 
@@ -541,8 +608,9 @@ def bench(
     budget_minutes: Annotated[float, typer.Option(help="CPU-minutes for each search arm (search, random)")] = 30.0,
     out: Annotated[Path, typer.Option(help="Stem of the .md/.json/.html/.png outputs")] = Path("docs/benchmarks"),
     quick: Annotated[bool, typer.Option("--quick", help="A small run (small corpus, short budgets): <= 20 min")] = False,
-    space: Annotated[Path, typer.Option(help="Search space of the search and random arms")] = Path("spaces/quick.yaml"),
-    model: Annotated[Path, typer.Option(help="Base model folder")] = Path("models/conformer_ctc_base"),
+    space: Annotated[Path, typer.Option(help="Search space of the search and random arms (a file, or a shipped "
+                                             "space's name)")] = Path("quick"),
+    model: Annotated[Optional[Path], typer.Option(help="Base model folder (default: the shipped one)")] = None,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus (default: the built-in benchmark, synthesised "
                                                         "if missing; --quick: a small one)")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes of each search arm")] = 2,
@@ -553,8 +621,12 @@ def bench(
                                                                 "(default: all; --quick: 100)")] = None,
 ) -> None:
     """Search vs random search vs uniform policies vs peer tools, scored side by side in one run."""
+    from ._outputs import output_folder
+    from ._shipped import base_model, resolve
     from .search._bench import BenchOptions, run_bench
     from .tracking import tracking_uri as resolve_uri
+
+    space, model = resolve("space", space), model or base_model()
 
     if budget_minutes <= 0:
         raise UserError(f"--budget-minutes {budget_minutes} must be positive")
@@ -566,7 +638,8 @@ def bench(
             from .data import build_corpus
 
             err.print(f"bench: synthesising the built-in benchmark corpus into {corpus}")
-            build_corpus(corpus, seed=2026 if quick else 0, size="small" if quick else "default")
+            with output_folder(corpus, {}, command=_command_line(), kind="corpus", resume=True) as stage:
+                build_corpus(stage, seed=2026 if quick else 0, size="small" if quick else "default")
     for name in ("train", "dev", "test"):
         if not (corpus / f"{name}.jsonl").is_file():
             raise UserError(f"{corpus / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")

@@ -167,7 +167,10 @@ def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reve
     from asrcompress.search._trial import Context, run_trial
 
     space = load_space(env["space"])
-    ctx = Context.load(env["model"], env["corpus"], space, REPO / "hardware_profiles", env["cwd"] / "work", 8, 8)
+    from asrcompress.hardware import load_profiles
+
+    ctx = Context.load(env["model"], env["corpus"], space, load_profiles(REPO / "hardware_profiles", space.profiles),
+                       env["cwd"] / "work", 8, 8)
 
     def scramble(student, *args, **kwargs):  # stands in for a distillation run
         with torch.no_grad():

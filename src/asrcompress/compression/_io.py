@@ -10,6 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .._json import read_json
+
 from torch import nn
 
 from ._apply import LayerState, rebuild_structure, states_from_dict, states_to_dict
@@ -17,6 +19,8 @@ from ._policy import Policy
 
 COMPRESSION = "compression.json"
 COMPRESSION_VERSION = 1
+COMPRESSION_KEYS = frozenset({"version", "base_model", "policy", "layers", "trial", "distill", "fp32_bytes",
+                              "compress_seconds", "skipped", "command", "total_bytes", "ratio"})
 # Decoder assets travel with the model so `evaluate` decodes a compressed model the same way.
 CARRIED = ("lexicon.txt", "lm.arpa")
 
@@ -31,16 +35,19 @@ def write_compression(out: Path, base_dir: Path, policy: Policy, states: dict[st
     (Path(out) / COMPRESSION).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def read_states(model_dir: Path) -> dict[str, LayerState] | None:
+def read_compression(model_dir: Path) -> dict | None:
     path = Path(model_dir) / COMPRESSION
-    if not path.exists():
-        return None
-    return states_from_dict(json.loads(path.read_text())["layers"])
+    return read_json(path, COMPRESSION_KEYS) if path.exists() else None
+
+
+def read_states(model_dir: Path) -> dict[str, LayerState] | None:
+    doc = read_compression(model_dir)
+    return None if doc is None else states_from_dict(doc.get("layers") or {})
 
 
 def read_fp32_bytes(model_dir: Path) -> int | None:
-    path = Path(model_dir) / COMPRESSION
-    return json.loads(path.read_text()).get("fp32_bytes") if path.exists() else None
+    doc = read_compression(model_dir)
+    return None if doc is None else doc.get("fp32_bytes")
 
 
 def apply_structure(model: nn.Module, model_dir: Path) -> nn.Module:

@@ -71,7 +71,7 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
         try:
             kd_summary = distill(student, teacher, states, *data, kd, on_step=on_step)
         except FloatingPointError as e:
-            raise UserError(f"{e}; nothing was written to {out} (try a smaller distill.lr)") from None
+            raise UserError(f"{e}; nothing was written (try a smaller distill.lr)") from None
     out = Path(out)
     save_model(student, out, decoder=read_config(model_dir).get("decoder"))
     report = size_report(student, states, fp32_bytes=size_report(teacher)["total_bytes"])

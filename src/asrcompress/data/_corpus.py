@@ -81,9 +81,19 @@ def build_corpus(
     workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"seed": seed, "size": size, "generator_version": GENERATOR_VERSION, "splits": {}}
+    # A split already synthesised here with the same settings is kept: an interrupted build
+    # (in `corpus`'s resumable staging folder) continues where it stopped.
+    settings = {"seed": seed, "size": size, "counts": counts, "generator_version": GENERATOR_VERSION}
+    done_path = out / ".splits-done.json"
+    done = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    if done.get("settings") != settings:
+        done = {"settings": settings, "splits": {}}
     start = time.time()
     ctx = get_context("fork")
     for split in SPLITS:
+        if split in done["splits"] and (out / f"{split}.jsonl").is_file():
+            summary["splits"][split] = done["splits"][split]
+            continue
         (out / split).mkdir(exist_ok=True)
         voices = voices_for(split)
         espeak = tuple(v for v in voices if v.startswith("espeak:"))
@@ -106,6 +116,9 @@ def build_corpus(
             "hours": round(sum(r["duration"] for r in rows) / 3600, 3),
             "voices": len({r["voice"] for r in rows}),
         }
+        done["splits"][split] = summary["splits"][split]
+        done_path.write_text(json.dumps(done))
     summary["synthesis_seconds"] = round(time.time() - start, 1)
     (out / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
+    done_path.unlink(missing_ok=True)
     return summary

@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from ..compression._apply import LayerState, layer_tensors
 from ..compression._layers import discover_layers
+from .._outputs import output_file
 from ..errors import UserError
 from ..models._conformer_ctc import ConformerCTC
 from ._deploy import DeployModel
@@ -267,14 +268,9 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
     if kernels:
         _store_fp16(proto)
     _check_names(proto)
-    tmp_out = out.with_suffix(out.suffix + ".tmp")
-    onnx.save(proto, str(tmp_out))
-    try:
+    with output_file(out, {}) as tmp_out:  # replaced in one rename, and only once verified
+        onnx.save(proto, str(tmp_out))
         _verify(model, tmp_out, int8=any(k.startswith("int8") for k in kernels.values()))
-    except Exception:
-        tmp_out.unlink(missing_ok=True)
-        raise
-    tmp_out.replace(out)
     layers = {}
     for name, st in states.items():
         if name in kernels:

@@ -95,3 +95,8 @@ def parse_profile(doc: object, path: Path) -> Profile:
 
 def load_profile(path: Path) -> Profile:
     return parse_profile(read_yaml(path, "hardware profile"), Path(path))
+
+
+def load_profiles(folder: Path, names: list[str]) -> dict[str, Profile]:
+    """The profiles `names` from `folder` (NAME.yaml each)."""
+    return {name: load_profile(Path(folder) / f"{name}.yaml") for name in names}

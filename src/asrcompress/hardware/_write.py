@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from .._outputs import write_text
 from ._calibrate import calibrate, host_description, memory_bandwidth_gbs, reference_factor
 from ._profile import parse_profile
 
@@ -52,9 +53,5 @@ def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bo
               "# per-operation cost of the MatMul classes, bandwidth is a 3 x 32 MB element-wise Add,\n"
               "# overhead the fitted fixed cost of element-wise operators. `measure: true`: latency\n"
               "# on this profile is measured, not predicted.\n")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(out)
+    write_text(Path(out), header + yaml.safe_dump(doc, sort_keys=False))
     return doc

@@ -9,6 +9,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .._json import read_json
 from ..errors import UserError
 from ._conformer_ctc import ConformerCTC, ModelConfig
 from ._tokens import TOKENS
@@ -18,6 +19,12 @@ CONFIG = "config.json"
 CARD = "model_card.json"
 FORMAT_VERSION = 1
 PICKLE_NAMES = ("model.pt", "model.pth", "pytorch_model.bin")
+CONFIG_KEYS = frozenset({"format_version", "architecture", "model", "tokens", "sample_rate", "decoder"})
+# A trained model's card (finalize) and an export bundle's card (export).
+CARD_KEYS = frozenset({"architecture", "model_config", "parameters", "corpus", "training_command",
+                       "training_time_seconds", "training_hardware", "training", "decoder", "wer", "cer",
+                       "greedy_wer", "greedy_cer", "utterances", "scored_on"})
+
 TRUST_PICKLE_ENV = "ASRCOMPRESS_TRUST_PICKLE"
 
 
@@ -41,10 +48,14 @@ def read_config(model_dir: Path) -> dict:
     path = Path(model_dir) / CONFIG
     if not path.is_file():
         raise UserError(f"{path}: not found; a model folder needs {CONFIG} and {WEIGHTS}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
+    return read_json(path, CONFIG_KEYS)
+
+
+def check_card(folder: Path) -> None:
+    """A model card, where there is one, holds only the keys `finalize` writes."""
+    path = Path(folder) / CARD
+    if path.is_file():
+        read_json(path, CARD_KEYS, "model card")
 
 
 def trusts_pickle() -> bool:
@@ -88,12 +99,17 @@ def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found")
+    from .._outputs import is_incomplete
     from ..export._bundle import SUMS, verify_if_bundled
 
+    if is_incomplete(model_dir):
+        raise UserError(f"{model_dir}: an unfinished output (the command writing it was stopped); run that "
+                        "command again")
     if (model_dir / SUMS).is_file() and (model_dir / "model").is_dir():
         model_dir = model_dir / "model"  # a whole export bundle was given
     verify_if_bundled(model_dir)
     cfg = read_config(model_dir)
+    check_card(model_dir)
     if cfg.get("architecture") != "conformer_ctc":
         raise UserError(f"{model_dir / CONFIG}: field 'architecture' must be 'conformer_ctc'")
     if list(cfg.get("tokens", [])) != list(TOKENS):

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._outputs import refuse_overlap, write_text
+from .._shipped import profiles_dir
 from ..compression import DistillConfig
 from ..export import export_onnx
 from ..models import load_model
@@ -41,7 +43,7 @@ class BenchOptions:
     out: Path  # docs/benchmarks (the .md / .json / figure stem)
     workdir: Path  # models, logs and the studies' journal
     tracking_uri: str
-    profiles: Path = Path("hardware_profiles")
+    profiles: Path = field(default_factory=profiles_dir)
     seed: int = 0
     dev_utterances: int = 100
     kd_utterances: int = 2000
@@ -118,8 +120,10 @@ def _uniform_arm(o: BenchOptions) -> Arm:
     from ._trial import Context, run_trial
 
     space = load_space(o.space)
-    ctx = Context.load(o.model, o.corpus, space, o.profiles, o.workdir / "uniform", o.dev_utterances,
-                       o.kd_utterances)
+    from ..hardware import load_profiles
+
+    ctx = Context.load(o.model, o.corpus, space, load_profiles(o.profiles, space.profiles), o.workdir / "uniform",
+                       o.dev_utterances, o.kd_utterances)
     kd = DistillConfig(steps=space.distill_steps, temperature=2.0, alpha=0.5, lr=space.lr)
     points, errors = [], []
     cpu0 = time.process_time()
@@ -187,6 +191,10 @@ def run_bench(o: BenchOptions, log=print) -> dict:
     from ._bench_report import report
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    inputs = {"model": o.model, "corpus": o.corpus, "space": o.space}
+    refuse_overlap(o.workdir, inputs, "--workdir")
+    for suffix in (".md", ".json", ".html", ".png"):
+        refuse_overlap(o.out.with_suffix(suffix), inputs)
     o.workdir.mkdir(parents=True, exist_ok=True)
     (o.workdir / "peers").mkdir(exist_ok=True)
     t0 = time.perf_counter()
@@ -202,5 +210,5 @@ def run_bench(o: BenchOptions, log=print) -> dict:
     arms.extend(_peer_arms(o, base_onnx))
     log("bench: scoring every point on test, latency side by side")
     doc = report(o, arms, base, base_onnx, stamp, log, t0)
-    (o.out.with_suffix(".json")).write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    write_text(o.out.with_suffix(".json"), json.dumps(doc, indent=1, default=str) + "\n")
     return doc

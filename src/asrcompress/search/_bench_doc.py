@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._outputs import write_text
+
 
 PEER_NOTES = {
     "ort_quantize_dynamic": "ONNX Runtime's own dynamic int8 quantizer with its defaults (QInt8 weights, Conv "
@@ -108,7 +110,7 @@ def write_markdown(path: Path, doc: dict) -> None:
         lines.append(f"| {p['arm']} | {p['label']} | {100 * p['test_wer']:.2f}% | {p['wer_rel']:.3f} | "
                      f"{p['speedup']:.2f}x | {p['size_ratio']:.2f}x | {p['size_basis']} | "
                      f"{_f(p.get('onnx_size_ratio'), '{:.2f}x', '-')} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def log_mlflow(uri: str, doc: dict, figures: list[str], stamp: str) -> str:

@@ -12,6 +12,7 @@ import os
 import platform
 from pathlib import Path
 
+from .._outputs import output_file
 from ..data import load_manifest
 from ..export import OnnxAcousticModel
 from ..hardware import frames_for, measure_latency
@@ -134,11 +135,13 @@ def _figure(arms, base: dict, stem: Path) -> list[str]:
                       "(dotted: base WER + 5% relative)")
     written = []
     html = stem.with_suffix(".html")
-    fig.write_html(str(html), include_plotlyjs="cdn")
+    with output_file(html, {}) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs="cdn")
     written.append(str(html))
     try:
         os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
-        fig.write_image(str(stem.with_suffix(".png")), scale=1)
+        with output_file(stem.with_suffix(".png"), {}) as tmp:
+            fig.write_image(str(tmp), scale=1)
         written.append(str(stem.with_suffix(".png")))
     except Exception as e:  # kaleido needs a Chromium; the HTML stays the primary figure
         written.append(f"PNG not written: {type(e).__name__}: {str(e).splitlines()[0][:200]}")

@@ -45,43 +45,56 @@ def choose(study: optuna.Study, number: int | None, pick: str | None) -> optuna.
 
 
 def export_trial(study: optuna.Study, number: int | None, pick: str | None, out: Path,
-                 tracking_uri: str | None, register: bool) -> dict:
-    from ..compression import size_report
-    from ..compression._io import read_fp32_bytes, read_states
-    from ..data import load_manifest
-    from ..export import OnnxAcousticModel, export_onnx
-    from ..export._bundle import write_bundle, write_sums
-    from ..hardware import load_profile
-    from ..models import load_model, read_config
-    from ..objectives import DecoderConfig, evaluate
-    from ._trial import latency_ms
+                 tracking_uri: str | None, register: bool, overwrite: bool = False, command: str = "") -> dict:
+    """Write the bundle of the chosen trial into `out` (atomically: all of it or nothing)."""
+    from .._outputs import output_folder
+    from ._settings import study_settings
 
     t = choose(study, number, pick)
     mdir = Path(t.user_attrs["model_dir"])
     if not mdir.is_dir():
         raise UserError(f"{mdir}: trial {t.number}'s model is gone; re-run the trial or pick another")
     objectives = study.user_attrs["objectives"]
+    settings = study_settings(study)
+    inputs = {"trial's model": mdir, "study's base model": Path(settings.model),
+              "study's corpus": Path(settings.corpus)}
+    with output_folder(out, inputs, overwrite=overwrite, command=command, kind="bundle") as stage:
+        card = _bundle(study, t, mdir, stage, settings, pick, objectives, tracking_uri, register)
+    return card
+
+
+def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str | None, objectives: list[str],
+            tracking_uri: str | None, register: bool) -> dict:
+    from ..compression import size_report
+    from ..compression._io import read_fp32_bytes, read_states
+    from ..data import load_manifest
+    from ..export import OnnxAcousticModel, export_onnx
+    from ..export._bundle import write_bundle, write_sums
+    from ..hardware import parse_profile
+    from ..models import load_model, read_config
+    from ..objectives import DecoderConfig, evaluate
+    from ._trial import latency_ms
+
     write_bundle(mdir, t.user_attrs["policy"], out, {})
     model = load_model(out / "model")
     states = read_states(out / "model")
     onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
-    corpus = Path(study.user_attrs["corpus"])
+    corpus = Path(settings.corpus)
     n_mels = model.cfg.n_mels
     onnx_model = OnnxAcousticModel(onnx_path, n_mels)
-    dev = load_manifest(corpus / "dev.jsonl")[0][: study.user_attrs.get("dev_utterances", 100)]
+    dev = load_manifest(corpus / "dev.jsonl")[0][: settings.dev_utterances]
     test = load_manifest(corpus / "test.jsonl")[0]
     default = DecoderConfig.from_dict(read_config(out / "model").get("decoder") or {"kind": "greedy"})
     measured = {
-        "wer": evaluate(onnx_model, out / "model", dev, DecoderConfig(kind="greedy"), workers=1)["wer"],
+        "wer": evaluate(onnx_model, out / "model", dev, DecoderConfig.from_dict(settings.decoder), workers=1)["wer"],
         "test_wer": evaluate(onnx_model, out / "model", test, default)["wer"],
         "size_ratio": size_report(model, states, read_fp32_bytes(out / "model"))["ratio"],
         "onnx_bytes": onnx_path.stat().st_size,
     }
-    profile_dir = Path(study.user_attrs.get("profiles", "hardware_profiles"))
     for o in objectives:
         if o.startswith("latency@"):
             name = o.split("@", 1)[1]
-            measured[o] = latency_ms(onnx_path, load_profile(profile_dir / f"{name}.yaml"))
+            measured[o] = latency_ms(onnx_path, settings.profile(name))
     card = {
         "study": study.study_name, "trial": t.number, "picked_by": pick or f"--trial {t.number}",
         "search": {**dict(zip(objectives, t.values)), "size_ratio": t.user_attrs.get("size_ratio"),

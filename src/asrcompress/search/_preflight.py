@@ -44,7 +44,7 @@ def trial_model_bytes(model_dir: Path) -> int:
 
 def preflight(cfg: dict, free_bytes=None) -> None:
     """`free_bytes(path)` is shutil.disk_usage's free figure unless a test passes its own."""
-    workdir = Path(cfg["workdir"])
+    model, budget, workdir = Path(cfg["model"]), cfg["budget"], Path(cfg["workdir"])
     _writable(workdir, "the trial model folder")
     uri = cfg["tracking_uri"]
     if uri.startswith(("http://", "https://")):
@@ -54,8 +54,8 @@ def preflight(cfg: dict, free_bytes=None) -> None:
         _writable(Path(ARTIFACTS).resolve(), "the MLflow artifact folder")
     if cfg["storage"].startswith("journal:"):
         _writable(Path(cfg["storage"].removeprefix("journal:")).parent, "the Optuna journal's folder")
-    need = cfg["budget"] * trial_model_bytes(Path(cfg["model"])) + MARGIN_BYTES
+    need = budget * trial_model_bytes(model) + MARGIN_BYTES
     free = (free_bytes or (lambda p: shutil.disk_usage(p).free))(workdir)
     if free < need:
-        raise UserError(f"{workdir}: only {free / 2**20:,.0f} MB free; {cfg['budget']} trials keep about "
+        raise UserError(f"{workdir}: only {free / 2**20:,.0f} MB free; {budget} trials keep about "
                         f"{need / 2**20:,.0f} MB of models and logs there (free space, or lower --trials)")

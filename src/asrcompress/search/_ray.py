@@ -24,31 +24,28 @@ def _trainable(config: dict) -> None:
     from ray import tune
 
     from ..tracking import Tracker
-    from ._run import _context, _front_wers
+    from ._run import _context, _front_wers, _open
     from ._sample import policy_from_params
-    from ._study import open_storage
     from ._trial import TrialStopped, run_trial
 
     cfg = config["asrcompress"]
-    key = (cfg["space"], cfg["model"], cfg["corpus"])
+    study, settings = _open(cfg)  # everything that scores the trial comes from the study
+    key = (cfg["storage"], cfg["study"])
     if _CTX.get("key") != key:  # one context per Ray worker process
-        _CTX["key"], (_CTX["space"], _CTX["ctx"]) = key, _context(cfg)
+        _CTX["key"], (_CTX["space"], _CTX["ctx"]) = key, _context(settings)
     space, ctx = _CTX["space"], _CTX["ctx"]
-    ctx.trial_timeout_s = cfg.get("trial_timeout_s")
-    storage = open_storage(cfg["storage"])
-    study = optuna.load_study(study_name=cfg["study"], storage=storage)
     trial = optuna.trial.Trial(study, config["optuna_trial_id"])
     number = config["optuna_trial_number"]
     params = {k: v for k, v in config.items() if k not in ("asrcompress", "optuna_trial_id", "optuna_trial_number")}
     policy = policy_from_params(space, ctx.layer_names, params)
-    tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    tracker = Tracker(cfg.get("tracking_uri") or settings.tracking_uri, cfg["study"])
     run_id = tracker.start_trial(study.user_attrs["mlflow_parent"], number, policy, space.profiles)
     trial.set_user_attr("policy", policy)
     trial.set_user_attr("mlflow_run_id", run_id)
     trial.set_user_attr("worker", f"ray:{Path.cwd().name}")
     base = study.user_attrs["base"]
     worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
-    try:
+    try:  # no heartbeat here: Tune itself re-runs a trial whose node died (FailureConfig)
         values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
     except TrialStopped as e:
         _report_stopped(trial, tracker, run_id, space, worst, e)
@@ -60,7 +57,7 @@ def _trainable(config: dict) -> None:
         return
     for c in space.constraints:
         trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-    for k in ("size_ratio", "finetune_steps", "trial_seconds", "model_dir"):
+    for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir"):
         trial.set_user_attr(k, values[k])
     tracker.finish_trial(run_id, {k: v for k, v in values.items() if k != "model_dir"}, "COMPLETE")
     tune.report({_metric(o): values[o] if math.isfinite(values[o]) else worst[o] for o in space.objectives}
@@ -101,6 +98,7 @@ def run_ray(cfg: dict, address: str | None) -> dict:
     from ray.tune.search.optuna import OptunaSearch
 
     from ._run import prepare
+    from ._settings import study_settings
     from ._study import make_sampler, open_storage
     from ._summary import summarize_study
 
@@ -110,12 +108,12 @@ def run_ray(cfg: dict, address: str | None) -> dict:
     storage = open_storage(cfg["storage"], workers=2)
     study = optuna.load_study(study_name=cfg["study"], storage=storage)
     done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
-    remaining = max(0, cfg["budget"] - done)
+    remaining = max(0, study_settings(study).budget - done)
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}})
     metrics = [_metric(o) for o in space.objectives]
     searcher = OptunaSearch(define, metric=metrics, mode=["min"] * len(metrics),
-                            sampler=make_sampler(cfg["sampler"], cfg["seed"]), study_name=cfg["study"],
+                            sampler=make_sampler(study_settings(study).sampler, cfg["seed"]), study_name=cfg["study"],
                             storage=storage)
     path = Path(cfg["workdir"]).resolve() / "ray"
     trainable = tune.with_resources(_trainable, {"cpu": 1})

@@ -15,19 +15,42 @@ from optuna.trial import TrialState
 from ..compression import PolicyError
 from ..errors import UserError
 from ..tracking import Tracker
+from ._heartbeat import Heartbeat
 from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
-from ._space import check_against_model, load_space
-from ._study import counted, make_sampler, open_storage, open_study, recover_stale, worker_id
+from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
+from ._space import check_against_model
+from ._study import counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
 from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
-def _context(cfg: dict):
-    space = load_space(Path(cfg["space"]))
-    ctx = Context.load(Path(cfg["model"]), Path(cfg["corpus"]), space, Path(cfg["profiles"]),
-                       Path(cfg["workdir"]), cfg["dev_utterances"], cfg["kd_utterances"])
+def _context(settings: SearchConfig):
+    """The space and trial context of the study's settings. The model and corpus are read at
+    the paths the study names, and must be the ones it was started with."""
+    for what, path, want, fingerprint in (("model", settings.model, settings.model_sha256, model_sha256),
+                                          ("corpus", settings.corpus, settings.corpus_fingerprint, corpus_fingerprint)):
+        if not Path(path).exists():
+            raise UserError(f"{path}: the study's {what} is not at this path on this machine (mount it there)")
+        if fingerprint(Path(path)) != want:
+            raise UserError(f"{path}: the {what} here differs from the one the study was started with "
+                            f"(sha256 {want[:12]}); a study's {what} may not change")
+    space = settings.space()
+    ctx = Context.load(Path(settings.model), Path(settings.corpus), space,
+                       {name: settings.profile(name) for name in space.profiles}, Path(settings.workdir),
+                       settings.dev_utterances, settings.kd_utterances, settings.decoder)
+    ctx.trial_timeout_s = settings.trial_timeout_s
     check_against_model(space, ctx.layer_names)
     return space, ctx
+
+
+def _open(cfg: dict) -> tuple[optuna.Study, SearchConfig]:
+    """The existing study and its settings; its storage reopened with the study's heartbeat."""
+    from ._summary import load_study
+
+    study = load_study(cfg["storage"], cfg["study"])
+    settings = study_settings(study)
+    storage = open_storage(cfg["storage"], cfg.get("workers", 2), settings.heartbeat_grace_s)
+    return optuna.load_study(study_name=cfg["study"], storage=storage), settings
 
 
 def _front_wers(study: optuna.Study, objectives: list[str]) -> float | None:
@@ -35,19 +58,34 @@ def _front_wers(study: optuna.Study, objectives: list[str]) -> float | None:
     return max(t.values[objectives.index("wer")] for t in front) if front else None
 
 
+def _next_trial(study: optuna.Study, settings: SearchConfig, tracker: Tracker, cpu_left) -> optuna.Trial | None:
+    """A new trial while budget is left, else None. While the budget is used but trials of other
+    workers still run, wait: one whose worker died (here or on another host) goes stale, is
+    re-queued, and is picked up here, so a study never stalls short of its budget."""
+    while cpu_left():
+        _recover_dead_workers(study, tracker, settings.heartbeat_grace_s)
+        if counted(study) < settings.budget:
+            return study.ask()
+        if not others_running(study):
+            return None
+        time.sleep(settings.heartbeat_interval_s)
+    return None
+
+
 def work(cfg: dict, loaded: tuple | None = None) -> dict:
-    """Run trials until the study's budget is used; returns counts for this worker.
+    """Run trials until the study's budget is used; returns counts for this worker. Everything
+    that scores a trial comes from the study's settings; `cfg` holds only the storage, study
+    name, seed, thread count and (optionally) the MLflow URI and a CPU budget.
     `loaded`: (space, context) when this process has them already."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(cfg["threads"])
-    space, ctx = loaded or _context(cfg)
-    storage = open_storage(cfg["storage"], cfg["workers"])
+    study, settings = _open(cfg)
+    space, ctx = loaded or _context(settings)
     # Each worker its own seed: equal seeds make every worker draw the same random/startup trials.
-    seed = None if cfg["seed"] is None else cfg["seed"] + 1000 * cfg.get("worker_index", 0)
-    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], seed))
-    tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    seed = None if cfg.get("seed") is None else cfg["seed"] + 1000 * cfg.get("worker_index", 0)
+    study = open_study(study._storage, cfg["study"], space, make_sampler(settings.sampler, seed))
+    tracker = Tracker(cfg.get("tracking_uri") or settings.tracking_uri, cfg["study"])
     parent = study.user_attrs["mlflow_parent"]
-    ctx.trial_timeout_s = study.user_attrs.get("trial_timeout_s")
     objectives = list(space.objectives)
     base = study.user_attrs["base"]
     done = {"complete": 0, "pruned": 0, "failed": 0, "saved_steps": 0}
@@ -55,9 +93,11 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
     # A CPU-time budget per worker (the benchmark's): no new trial starts once it is spent. CPU, not
     # wall time, so arms compared at equal budget stay equal when the machine is shared.
     cpu_budget = cfg.get("cpu_budget_s")
-    while counted(study) < cfg["budget"] and (cpu_budget is None or time.process_time() - cpu0 < cpu_budget):
-        trial = study.ask()
+    heartbeat = Heartbeat(study, settings.heartbeat_interval_s)
+    while (trial := _next_trial(study, settings, tracker,
+                                lambda: cpu_budget is None or time.process_time() - cpu0 < cpu_budget)) is not None:
         trial.set_user_attr("worker", worker_id())
+        heartbeat.start(trial)
         params = suggest(trial, space, ctx.layer_names)
         policy = policy_from_params(space, ctx.layer_names, params)
         trial.set_user_attr("policy", policy)
@@ -81,6 +121,8 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
         else:
             reason = ""
+        finally:
+            heartbeat.stop()
         if reason:
             trial.set_user_attr("reason", reason)
             study.tell(trial, state=TrialState.FAIL)
@@ -110,10 +152,12 @@ def _work_entry(cfg: dict, queue) -> None:
 MAX_RESTARTS_PER_WORKER = 3
 
 
-def _recover_dead_workers(study: optuna.Study, tracker: Tracker) -> list[int]:
-    """Fail and re-queue the trials of dead workers, and close their MLflow runs as KILLED."""
-    stale = recover_stale(study)
-    tracker.close_stale({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))})
+def _recover_dead_workers(study: optuna.Study, tracker: Tracker, grace_s: float, always: bool = False) -> list[int]:
+    """Fail and re-queue the trials of dead workers, and close their MLflow runs as KILLED
+    (`always`: also runs left RUNNING by a worker killed between its last two records)."""
+    stale = recover_stale(study, grace_s)
+    if stale or always:
+        tracker.close_stale({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))})
     return stale
 
 
@@ -148,11 +192,12 @@ def _supervise(cfg: dict) -> list[dict]:
             if p.is_alive() or p.exitcode == 0:  # exit 0: its result is on the way
                 continue
             p.join()
-            study = optuna.load_study(study_name=cfg["study"], storage=open_storage(cfg["storage"], cfg["workers"]))
-            stale = _recover_dead_workers(study, Tracker(cfg["tracking_uri"], cfg["study"]))
+            study, settings = _open(cfg)
+            stale = _recover_dead_workers(study, Tracker(cfg["tracking_uri"], cfg["study"]), settings.heartbeat_grace_s,
+                                          always=True)
             print(f"worker {i} died (exit code {p.exitcode}); trial(s) {stale} failed as stale and re-queued",
                   flush=True)
-            if generation[i] < MAX_RESTARTS_PER_WORKER and counted(study) < cfg["budget"]:
+            if generation[i] < MAX_RESTARTS_PER_WORKER and counted(study) < settings.budget:
                 generation[i] += 1
                 procs[i] = start(i, generation[i])
             else:
@@ -161,31 +206,41 @@ def _supervise(cfg: dict) -> list[dict]:
     return results
 
 
+def _existing(storage, name: str) -> optuna.Study | None:
+    if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
-    """Open (or resume) the study: base objectives, baselines and the MLflow parent run, once.
-    Returns the study and the loaded (space, context), for a worker in this process."""
+    """Open (or resume) the study: settings, base objectives, baselines and the MLflow parent
+    run, once. Resuming with another model, corpus, space or profiles is refused, and the study
+    is left as it was. Returns the study and the loaded (space, context), for a worker here."""
+    from .._outputs import refuse_overlap
+
     preflight(cfg)
-    space, ctx = _context(cfg)
     storage = open_storage(cfg["storage"], cfg["workers"])
-    study = open_study(storage, cfg["study"], space, make_sampler(cfg["sampler"], cfg["seed"]))
+    existing = _existing(storage, cfg["study"])
+    stored = study_settings(existing) if existing is not None else None
+    settings = settings_for(cfg, stored)  # refused here, before anything is written
+    cfg |= {"tracking_uri": settings.tracking_uri or cfg["tracking_uri"]}
+    refuse_overlap(Path(settings.workdir), {"model": Path(settings.model), "corpus": Path(settings.corpus)},
+                   "the study's trial folder")
+    space, ctx = _context(settings)
+    storage = open_storage(cfg["storage"], cfg["workers"], settings.heartbeat_grace_s)
+    study = open_study(storage, cfg["study"], space, make_sampler(settings.sampler, cfg["seed"]))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     if "base" not in study.user_attrs:
-        base = objectives_of(ctx, ctx.base, {}, Path(cfg["workdir"]) / "base")
+        base = objectives_of(ctx, ctx.base, {}, Path(settings.workdir) / "base")
         study.set_user_attr("base", {k: v for k, v in base.items() if k in space.objectives})
         for name, params in (baseline_params(space, ctx.layer_names) if cfg.get("baselines", True) else {}).items():
             study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
-        study.set_user_attr("space", str(Path(cfg["space"]).resolve()))
-        study.set_user_attr("model", str(Path(cfg["model"]).resolve()))
-        study.set_user_attr("corpus", str(Path(cfg["corpus"]).resolve()))
-        study.set_user_attr("workdir", str(Path(cfg["workdir"]).resolve()))
-        study.set_user_attr("dev_utterances", cfg["dev_utterances"])
-        study.set_user_attr("profiles", cfg["profiles"])
-    if cfg.get("trial_timeout_s") is not None:
-        study.set_user_attr("trial_timeout_s", cfg["trial_timeout_s"])
+        study.set_user_attr("workdir", settings.workdir)  # read by front, export and the summary
     if "mlflow_parent" not in study.user_attrs:
         study.set_user_attr("mlflow_parent", tracker.parent_run({
-            "space": Path(cfg["space"]).name, "sampler": cfg["sampler"], "profiles": ",".join(space.profiles)}))
-    stale = _recover_dead_workers(study, tracker)
+            "space": settings.space_name, "sampler": settings.sampler, "profiles": ",".join(space.profiles)}))
+    stale = _recover_dead_workers(study, tracker, settings.heartbeat_grace_s, always=True)
     if stale:
         print(f"retrying {len(stale)} trial(s) left running by dead workers: {stale}")
     return study, space, ctx

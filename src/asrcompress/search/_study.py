@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import optuna
@@ -19,8 +20,15 @@ def default_storage(study: str, root: Path = Path("mlruns")) -> str:
     return f"journal:{(root / 'optuna' / f'{study}.journal').resolve()}"
 
 
-def open_storage(url: str, workers: int = 1):
-    """journal:PATH (file journal, the default), postgresql://..., or sqlite:/// (one worker only)."""
+HOSTNAME_ENV = "ASRCOMPRESS_HOSTNAME"  # the host name a worker reports (tests fake a remote host with it)
+
+
+def open_storage(url: str, workers: int = 1, grace_s: float | None = None):
+    """journal:PATH (file journal, the default), postgresql://..., or sqlite:/// (one worker only).
+
+    `grace_s`: the study's heartbeat grace. On PostgreSQL/MySQL it turns on Optuna's own heartbeat
+    (a heartbeat table with the database's clock); a journal has none, so workers write theirs
+    as a trial attribute (see _heartbeat)."""
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -33,8 +41,11 @@ def open_storage(url: str, workers: int = 1):
             raise UserError(f"--storage {url}: SQLite cannot serve several workers; use journal:PATH or PostgreSQL")
         return optuna.storages.RDBStorage(url)
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
+        beat = {} if grace_s is None else {
+            "heartbeat_interval": max(1, round(heartbeat_interval(grace_s))), "grace_period": max(2, round(grace_s)),
+            "failed_trial_callback": _requeue_stale}
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beat)
         except ImportError:
             raise UserError(f"--storage {url.split('@')[-1]}: its database driver is not installed (PostgreSQL: "
                             "pip install 'psycopg[binary]'; MySQL: pip install pymysql)") from None
@@ -75,14 +86,23 @@ def open_study(storage, name: str, space: Space, sampler) -> optuna.Study:
     return study
 
 
+def heartbeat_interval(grace_s: float) -> float:
+    return max(0.5, grace_s / 6)
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{os.environ.get(HOSTNAME_ENV) or socket.gethostname()}:{os.getpid()}"
+
+
+def _this_host() -> str:
+    return os.environ.get(HOSTNAME_ENV) or socket.gethostname()
 
 
 def _alive(worker: str) -> bool | None:
+    """A worker on this host: is its process alive? On another host: cannot tell (None)."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return None  # another machine: cannot tell
+    if host != _this_host():
+        return None
     try:
         os.kill(int(pid), 0)
         return True
@@ -92,24 +112,62 @@ def _alive(worker: str) -> bool | None:
         return True
 
 
-def recover_stale(study: optuna.Study) -> list[int]:
-    """RUNNING trials whose worker process is gone: failed as stale and re-enqueued once."""
-    stale = []
+def _heartbeat_age(t: optuna.trial.FrozenTrial) -> float | None:
+    beat = t.user_attrs.get("heartbeat")
+    return None if beat is None else time.time() - float(beat)
+
+
+def _requeue(study: optuna.Study, number: int, params: dict) -> None:
+    if params:
+        study.enqueue_trial(params, user_attrs={"retry_of": number})
+
+
+def _requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's failed-trial callback (RDB heartbeat): the stale trial is re-queued once."""
+    if "retry_of" not in trial.user_attrs:
+        _requeue(study, trial.number, trial.params)
+
+
+def recover_stale(study: optuna.Study, grace_s: float) -> list[int]:
+    """RUNNING trials whose worker is gone, failed as stale and re-queued once: a worker on
+    this host whose process is dead, or any worker, on any host, whose heartbeat is older than
+    `grace_s` (Optuna's heartbeat table on an RDB, the `heartbeat` attribute on a journal)."""
+    from optuna.storages import fail_stale_trials
+
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    fail_stale_trials(study)  # a no-op unless the RDB storage has Optuna's heartbeat on
+    stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and _failed_by_heartbeat(t)]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive(t.user_attrs.get("worker", "")) is False:
-            study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-            study.tell(t.number, state=TrialState.FAIL)
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        alive = _alive(t.user_attrs.get("worker", ""))
+        age = _heartbeat_age(t)
+        if alive is False or (alive is None and age is not None and age > grace_s):
+            try:
+                study._storage.set_trial_user_attr(t._trial_id, "stale", True)
+                study.tell(t.number, state=TrialState.FAIL)
+            except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another process recovered it first
+            if "retry_of" not in t.user_attrs:
+                _requeue(study, t.number, t.params)
             stale.append(t.number)
-    return stale
+    return sorted(stale)
+
+
+def _failed_by_heartbeat(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.FAIL and "reason" not in t.user_attrs  # a worker's own FAIL says why
+
+
+def others_running(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def counted(study: optuna.Study) -> int:
-    """Trials that use the budget: finished ones (stale retries excluded) and running ones."""
+    """Trials that use the budget: finished ones (stale ones excluded: their retry counts) and
+    running ones."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state in FINISHED and not t.user_attrs.get("stale"):
+    for t in trials:
+        if t.state in FINISHED and not t.user_attrs.get("stale") and t.number not in retried:
             n += 1
         elif t.state == TrialState.RUNNING:
             n += 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from .._outputs import write_text
 from ..tracking import Tracker
 from ._pareto import hypervolume, reference_point
 from ._study import open_storage
@@ -105,7 +106,9 @@ def rescore_front_on_test(study: optuna.Study) -> dict[int, dict]:
 
     path = test_scores_path(study)
     scores = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
-    utts, _ = load_manifest(Path(study.user_attrs["corpus"]) / "test.jsonl")
+    from ._settings import study_settings
+
+    utts, _ = load_manifest(Path(study_settings(study).corpus) / "test.jsonl")
     for t in study.best_trials:
         if t.number in scores or "model_dir" not in t.user_attrs:
             continue
@@ -113,14 +116,12 @@ def rescore_front_on_test(study: optuna.Study) -> dict[int, dict]:
         cfg = DecoderConfig.from_dict(read_config(mdir).get("decoder") or {"kind": "greedy"})
         r = evaluate(load_model(mdir), mdir, utts, cfg, batch_seconds=0)
         scores[t.number] = {"test_wer": r["wer"], "test_cer": r["cer"], "decoder": cfg.kind}
-        path.write_text(json.dumps(scores, indent=1))
+        write_text(path, json.dumps(scores, indent=1))
     return scores
 
 
 def summarize_study(cfg: dict) -> dict:
     study = load_study(cfg["storage"], cfg["study"])
-    if "workdir" not in study.user_attrs:
-        study.set_user_attr("workdir", str(Path(cfg["workdir"]).resolve()))
     objectives = study.user_attrs["objectives"]
     base = study.user_attrs["base"]
     tests = rescore_front_on_test(study) if cfg.get("rescore_test", True) else {}

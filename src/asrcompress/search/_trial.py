@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .._outputs import output_folder
 from ..compression import DistillConfig, Policy, compress_model, size_report
 from ..compression._distill import distill, taylor_gradients
 from ..compression._io import write_compression
 from ..compression._run import load_kd_data
 from ..data import load_manifest
 from ..export import export_onnx
-from ..hardware import Profile, frames_for, graph_ops, load_profile, measure_latency, predict_ms
+from ..hardware import Profile, frames_for, graph_ops, measure_latency, predict_ms
 from ..models import ConformerCTC, load_model, read_config, save_model
 from ..objectives import DecoderConfig, evaluate
 from ._space import Space
@@ -51,12 +52,11 @@ class Context:
     trial_timeout_s: float | None = None  # the study's per-trial wall-clock budget
 
     @classmethod
-    def load(cls, base_dir: Path, corpus: Path, space: Space, profile_dir: Path, workdir: Path,
-             dev_utterances: int, kd_utterances: int) -> "Context":
+    def load(cls, base_dir: Path, corpus: Path, space: Space, profiles: dict[str, Profile], workdir: Path,
+             dev_utterances: int, kd_utterances: int, decoder: dict | None = None) -> "Context":
         from ..compression import discover_layers
 
         base = load_model(base_dir)
-        profiles = {name: load_profile(Path(profile_dir) / f"{name}.yaml") for name in space.profiles}
         dev, _ = load_manifest(Path(corpus) / "dev.jsonl")
         if not dev:
             from ..errors import UserError
@@ -66,7 +66,8 @@ class Context:
         return cls(base=base, base_dir=Path(base_dir), corpus=Path(corpus), space=space,
                    layer_names=[l.name for l in discover_layers(base)], profiles=profiles,
                    kd_data=load_kd_data(corpus, kd_utterances) if space.distill_steps else ([], []),
-                   dev=dev, early_dev=dev[: max(10, len(dev) // 3)], decoder=DecoderConfig(kind="greedy"),
+                   dev=dev, early_dev=dev[: max(10, len(dev) // 3)],
+                   decoder=DecoderConfig.from_dict(decoder or {"kind": "greedy"}),
                    fp32_bytes=size_report(base)["total_bytes"], workdir=Path(workdir))
 
 
@@ -147,10 +148,12 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
             wer, reverted = wer_before, True
     in_time()
     out = ctx.workdir / f"trial_{number:04d}"
-    save_model(student, out, decoder=read_config(ctx.base_dir).get("decoder"))
-    write_compression(out, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
-                                                          "fp32_bytes": ctx.fp32_bytes})
-    values = objectives_of(ctx, student, states, out, wer)
+    with output_folder(out, {"base model": ctx.base_dir, "corpus": ctx.corpus}, overwrite=True,
+                       kind="trial", command=f"trial {number}") as stage:
+        save_model(student, stage, decoder=read_config(ctx.base_dir).get("decoder"))
+        write_compression(stage, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
+                                                                "fp32_bytes": ctx.fp32_bytes})
+        values = objectives_of(ctx, student, states, stage, wer)
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
