@@ -388,18 +388,15 @@ def snapshot(work: Path) -> dict[str, str]:
             for p in sorted((work / "mlruns").rglob("*")) if p.is_file() and "studies" not in p.parts}
 
 
-def run_case(case: Case, work: Path) -> tuple[int, str, str]:
+def run_cli(args: list[str], cwd: Path) -> tuple[int, str, str]:
     """The CLI in this process (as `asrcompress ...` would run it); returns (exit code, stdout, stderr)."""
     from asrcompress import cli
 
-    case_dir = work / case.id
-    case_dir.mkdir(exist_ok=True)
-    args = case.build(case_dir)
-    cwd, argv, env = os.getcwd(), sys.argv, dict(os.environ)
+    old_cwd, argv, env = os.getcwd(), sys.argv, dict(os.environ)
     out, err = io.StringIO(), io.StringIO()
     code = 0
     try:
-        os.chdir(work)
+        os.chdir(cwd)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         sys.argv = ["asrcompress", *args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -408,11 +405,26 @@ def run_case(case: Case, work: Path) -> tuple[int, str, str]:
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
     finally:
-        os.chdir(cwd)
+        os.chdir(old_cwd)
         sys.argv = argv
         os.environ.clear()
         os.environ.update(env)
     return code, out.getvalue(), err.getvalue()
+
+
+def run_case(case: Case, work: Path) -> tuple[int, str, str]:
+    case_dir = work / case.id
+    case_dir.mkdir(exist_ok=True)
+    return run_cli(case.build(case_dir), work)
+
+
+def one_error_line(code: int, out: str, err: str) -> str:
+    """The single `error:` line of a refused command (exit 2, no traceback)."""
+    assert code == 2, (code, err[-2000:])
+    assert "Traceback" not in out + err
+    lines_ = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert len(lines_) == 1 and lines_[0].startswith("error: "), err
+    return lines_[0]
 
 
 @pytest.fixture(scope="module")
@@ -431,11 +443,7 @@ def test_the_catalogue_is_complete_and_documented():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_input_gives_one_line_naming_it(case: Case, work: Path):
     before = snapshot(work)
-    code, out, err = run_case(case, work)
-    assert code == 2, (code, err[-2000:])
-    assert "Traceback" not in out + err
-    lines_ = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert len(lines_) == 1 and lines_[0].startswith("error: "), err
+    line = one_error_line(*run_case(case, work))
     for needle in case.needles:
-        assert needle in lines_[0], (needle, lines_[0])
+        assert needle in line, (needle, line)
     assert snapshot(work) == before  # the existing study and MLflow store are untouched

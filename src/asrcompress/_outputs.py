@@ -5,8 +5,8 @@ Every writer goes through `output_folder` or `output_file`:
   (paths compared after resolving symlinks and `..`);
 - the output is built in a hidden sibling and renamed into place only when complete, so a
   crash or kill -9 at any point leaves the old output untouched, or no output at all;
-- a folder being built carries INCOMPLETE, which `load_model` refuses, so even the hidden
-  sibling never loads as a model; a finished folder carries MARKER, which says it is ours;
+- a folder being built carries INCOMPLETE, which `load_model` refuses, until it is in place, so
+  no half-written or hidden folder ever loads as a model; a finished one carries MARKER (ours);
 - an existing non-empty folder without MARKER is replaced only with --overwrite.
 """
 
@@ -91,16 +91,45 @@ def _check_replaceable(out: Path, overwrite: bool, flag: str) -> None:
                         "--overwrite to replace it, or choose another output")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or file system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _swap_in(stage: Path, out: Path) -> None:
-    """Rename `stage` to `out`. An existing `out` is moved aside first and removed after: a kill
-    between the two renames leaves no output (never a mixture), and the next run sweeps it."""
-    if out.exists():
+    """Put `stage` (still marked INCOMPLETE) at `out`, then declare it finished.
+
+    An existing `out` is exchanged with it in one atomic step, so a kill leaves the old output or
+    the new one; where that is not supported, the old one is moved aside first (a kill between
+    the two renames leaves no output, never a mixture). What is moved aside is marked INCOMPLETE
+    before it is removed, so a half-deleted old folder never loads either; the next run sweeps it.
+    """
+    old = None
+    if not out.exists():
+        os.rename(stage, out)
+    elif _exchange(stage, out):
+        old = stage  # it now holds the old output
+    else:
         old = out.parent / f".{out.name}{_OLD}-{os.getpid()}"
         os.rename(out, old)
+        (old / INCOMPLETE).write_text("replaced\n")
         os.rename(stage, out)
+    if old is not None:
+        (old / INCOMPLETE).write_text("replaced\n")
+    # Declared finished only once in place: a kill at any point before this leaves no complete
+    # new folder anywhere that loads (an unfinished one is refused until the command is re-run).
+    (out / INCOMPLETE).unlink()
+    if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(stage, out)
 
 
 @contextmanager
@@ -135,7 +164,6 @@ def output_folder(out: Path, inputs: Mapping[str, Path | None], *, overwrite: bo
         raise
     (stage / MARKER).write_text(json.dumps({"kind": kind, "command": command,
                                             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
-    (stage / INCOMPLETE).unlink()
     _swap_in(stage, out)
 
 

@@ -20,7 +20,7 @@ from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
 from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
-from ._study import counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
+from ._study import check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
 from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
@@ -131,7 +131,8 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
             continue
         for c in space.constraints:
             trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-        for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir"):
+        for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir", "dev_utterances",
+                  "kd_utterances"):
             trial.set_user_attr(k, values[k])
         study.tell(trial, [values[o] for o in objectives])
         metrics = {k: v for k, v in values.items() if k != "model_dir"}
@@ -206,7 +207,12 @@ def _supervise(cfg: dict) -> list[dict]:
     return results
 
 
-def _existing(storage, name: str) -> optuna.Study | None:
+def _existing(cfg: dict) -> optuna.Study | None:
+    """The study if it exists (a journal that does not exist yet is not created here)."""
+    url, name = cfg["storage"], cfg["study"]
+    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
+        return None
+    storage = open_storage(url, cfg["workers"])
     if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         return None
     return optuna.load_study(study_name=name, storage=storage)
@@ -218,9 +224,13 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     is left as it was. Returns the study and the loaded (space, context), for a worker here."""
     from .._outputs import refuse_overlap
 
+    from ._space import load_space
+
+    requested_space = load_space(Path(cfg["space"])) if cfg.get("space") else None  # a bad space: one line, no study
     preflight(cfg)
-    storage = open_storage(cfg["storage"], cfg["workers"])
-    existing = _existing(storage, cfg["study"])
+    existing = _existing(cfg)
+    if existing is not None and requested_space is not None:
+        check_objectives(cfg["study"], existing.user_attrs, requested_space)
     stored = study_settings(existing) if existing is not None else None
     settings = settings_for(cfg, stored)  # refused here, before anything is written
     cfg |= {"tracking_uri": settings.tracking_uri or cfg["tracking_uri"]}

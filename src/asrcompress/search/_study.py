@@ -66,14 +66,17 @@ def make_sampler(name: str, seed: int | None):
     raise UserError(f"--sampler {name!r} is not one of tpe, nsga2, gp, random")
 
 
+def check_objectives(name: str, attrs: dict, space: Space) -> None:
+    names = attrs.get("objectives")
+    if names is not None and list(names) != list(space.objectives):
+        raise UserError(f"study {name!r} already exists with objectives {names}; this space has "
+                        f"{list(space.objectives)} (pick another --study)")
+
+
 def open_study(storage, name: str, space: Space, sampler) -> optuna.Study:
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
-        s = existing[name]
-        names = s.user_attrs.get("objectives")
-        if names is not None and list(names) != list(space.objectives):
-            raise UserError(f"study {name!r} already exists with objectives {names}; this space has "
-                            f"{list(space.objectives)} (pick another --study)")
+        check_objectives(name, existing[name].user_attrs, space)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, load_if_exists=True,
                                 directions=["minimize"] * len(space.objectives))
     if "objectives" not in study.user_attrs:

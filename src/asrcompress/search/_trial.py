@@ -158,6 +158,8 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
     if bad:
         raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
     values["finetune_steps"] = steps_done
+    values["dev_utterances"] = len(ctx.dev)  # what the trial was scored on, from the study's settings
+    values["kd_utterances"] = len(ctx.kd_data[0])
     values["kd_reverted"] = float(reverted)
     values["trial_seconds"] = time.perf_counter() - t0
     values["model_dir"] = str(out)
