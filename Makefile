@@ -21,7 +21,6 @@ demo: setup
 	test -f data/demo/test.jsonl || $(BIN)/asrcompress corpus --out data/demo --size small --seed $(DEMO_SEED)
 	$(BIN)/asrcompress search --space spaces/quick.yaml --model $(MODEL) --corpus data/demo --study demo \
 		--trials $(DEMO_TRIALS) --workers 2 --dev-utterances 60 --kd-utterances 300
-	rm -rf runs/demo-knee
 	$(BIN)/asrcompress export --study demo --pick knee --out runs/demo-knee
 	@echo "Browse the trials: $(BIN)/asrcompress ui  -> http://127.0.0.1:5000, experiment asrcompress/demo,"
 	@echo "filter runs with: tags.pareto = 'true'"
@@ -32,12 +31,14 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The long reliability tests: SIGKILL of a worker process and of a Ray node, 4 concurrent
-# workers on journal and PostgreSQL storage, the MLflow UI in headless Chromium. (The fast
-# suite kills the driver, and injects raising, NaN and timed-out trials.)
+# The long reliability tests: SIGKILL of a worker process, of a worker on another host (journal
+# and PostgreSQL heartbeats) and of a Ray node, 4 concurrent workers on journal and PostgreSQL
+# storage, kill -9 of the long writers (train, export, corpus, calibrate), the wheel installed
+# outside the repository, the MLflow UI in headless Chromium. (The fast suite kills the driver
+# and the short writers, and injects raising, NaN and timed-out trials.)
 test-reliability: setup
-	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py \
-		tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search tests/test_ui_browser.py
+	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
+		tests/test_wheel.py tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search tests/test_ui_browser.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.

@@ -30,6 +30,14 @@ counted in a warning, and `--strict` turns the first one into the error shown. A
 manifest line, or a relative `audio_filepath` that leaves the manifest's folder, is always an
 error. Absolute paths are allowed: they are the user's explicit choice.
 
+Output rules behind the outputs rows (one helper, `asrcompress/_outputs.py`, used by every
+writer): an output that is an input, lies inside an input folder or contains an input is refused
+(after resolving symlinks and `..`); outputs are built in a hidden sibling and renamed into place
+only when complete, so a kill leaves the old output or none; a non-empty folder that asrcompress
+did not write (no `.asrcompress-output` marker) is replaced only with `--overwrite`. A study keeps
+its settings (model and corpus by sha256, space and profiles by content, scoring options): a
+resume that names a different one is refused.
+
 """
 
 

@@ -30,6 +30,8 @@ echo "synthesis done at ${SECONDS}s; training for at most $left min"
 python3 -m asrcompress.cli train --corpus /tmp/corpus --out /tmp/model --epochs "$epochs" \
   --max-minutes "$left" --no-finalize || echo "train exit $?"
 mkdir -p "$out"
+# An unfinished run (time budget reached) stays in train's resumable staging folder.
+[ -d /tmp/model ] || { [ -d /tmp/.model.partial ] && ln -sfn /tmp/.model.partial /tmp/model; }
 cp /tmp/model/config.json /tmp/model/train_summary.json /tmp/corpus/corpus.json "$out"/ 2>/dev/null || true
 [ -f /tmp/model/model.safetensors ] && split -b 15M /tmp/model/model.safetensors "$out"/model.safetensors.part.
 sha256sum /tmp/model/model.safetensors || true

@@ -165,6 +165,59 @@ def tampered_bundle(w: Path) -> list[str]:
     return ["layers", "--model", str(w / "bundle")]
 
 
+def ours_with_note(w: Path) -> Path:
+    """A folder the user keeps notes in: not written by asrcompress."""
+    (w / "notes").mkdir()
+    (w / "notes" / "todo.txt").write_text("keep me")
+    return w / "notes"
+
+
+def compress_to(out: Callable[[Path], Path], model: Callable[[Path], Path] = lambda w: BASE_MODEL
+                ) -> Callable[[Path], list[str]]:
+    def build(w: Path) -> list[str]:
+        (w / "int8.yaml").write_text("version: 1\nrules:\n  - global: true\n    quant: {bits: 8}\n")
+        return ["compress", "--model", str(model(w)), "--policy", str(w / "int8.yaml"), "--out", str(out(w))]
+    return build
+
+
+def with_key(name: str, key: str = "surprise") -> Callable[[Path], None]:
+    def change(m: Path) -> None:
+        doc = json.loads((m / name).read_text()) if (m / name).exists() else {}
+        (m / name).write_text(json.dumps(doc | {key: 1}))
+    return change
+
+
+def bundle_with_card_key(w: Path) -> list[str]:
+    from asrcompress.export._bundle import write_sums
+
+    (w / "bundle").mkdir()
+    model_copy(w / "bundle", lambda m: None)
+    (w / "bundle" / "model_card.json").write_text(json.dumps({"study": "s", "trail": 3}))
+    write_sums(w / "bundle")
+    return ["verify", "--bundle", str(w / "bundle")]
+
+
+def resume(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda w: ["search", "--study", "settled", *extra]
+
+
+def tiny_model(w: Path) -> Path:
+    from asrcompress.models import save_model
+
+    from .compression.models import conformer
+
+    save_model(conformer(), w / "tiny")
+    return w / "tiny"
+
+
+def other_corpus(w: Path) -> Path:
+    import shutil
+
+    shutil.copytree(w.parent / "corpus", w / "corpus")
+    (w / "corpus" / "dev.jsonl").write_text((w / "corpus" / "dev.jsonl").read_text().splitlines()[0] + "\n")
+    return w / "corpus"
+
+
 def lines(rows: list[str]) -> str:
     return "".join(r + "\n" for r in rows)
 
@@ -334,6 +387,47 @@ CASES = [
     Case("tracking-unwritable", "storage", "an MLflow store under a file (a folder that cannot be made)",
          lambda w: search(w, "s6.yaml", "--tracking-uri", f"sqlite:///{blocked(w)}/mlflow.db"),
          ("blocker/mlruns", "not writable")),
+    # outputs (one helper for every writer: never over an input, never half-written)
+    Case("output-is-input", "outputs", "compress --out the model folder it reads (it was overwritten once)",
+         compress_to(lambda w: BASE_MODEL), ("--out", "is the model")),
+    Case("output-inside-input", "outputs", "export-onnx --out a file inside the model folder",
+         lambda w: ["export-onnx", "--model", str(BASE_MODEL), "--out", str(BASE_MODEL / "model.onnx")],
+         ("--out", "lies inside the model folder")),
+    Case("output-contains-input", "outputs", "compress --out a folder that holds the model",
+         compress_to(lambda w: w, model=lambda w: model_copy(w, lambda m: None)), ("--out", "contains the model")),
+    Case("output-is-policy", "outputs", "compress --out the policy file",
+         compress_to(lambda w: w / "int8.yaml"), ("--out", "is the policy")),
+    Case("output-not-ours", "outputs", "compress --out a non-empty folder asrcompress did not write",
+         compress_to(ours_with_note), ("notes", "not written by asrcompress", "--overwrite")),
+    Case("output-finalize-in-place", "outputs", "finalize in place on a model folder asrcompress did not write",
+         lambda w: ["finalize", "--model", str(model_copy(w, lambda m: None)), "--corpus", str(w.parent / "corpus")],
+         ("--model", "not written by asrcompress")),
+    Case("output-unfinished", "outputs", "a model folder whose writer was killed (it still holds its marker)",
+         lambda w: ["layers", "--model", str(model_copy(w, lambda m: (m / ".asrcompress-incomplete").write_text("")))],
+         ("model", "an unfinished output")),
+    # strict configs
+    Case("config-unknown-key", "checkpoints", "config.json with a key this version does not know",
+         checkpoint_case(with_key("config.json")), ("config.json", "unknown key 'surprise'")),
+    Case("card-unknown-key", "checkpoints", "model_card.json with a misspelt key",
+         checkpoint_case(with_key("model_card.json", "wer_tset")), ("model_card.json", "unknown key 'wer_tset'")),
+    Case("compression-unknown-key", "checkpoints", "compression.json with an unknown key",
+         checkpoint_case(with_key("compression.json")), ("compression.json", "unknown key 'surprise'")),
+    Case("bundle-card-unknown-key", "checkpoints", "an export bundle whose model_card.json has a misspelt key",
+         bundle_with_card_key, ("model_card.json", "unknown key 'trail'")),
+    # a study's settings
+    Case("resume-other-model", "studies", "resuming a study with another --model",
+         lambda w: resume("--model", str(tiny_model(w)))(w), ("study 'settled'", "--model", "differs")),
+    Case("resume-other-corpus", "studies", "resuming a study with another --corpus",
+         lambda w: resume("--corpus", str(other_corpus(w)))(w), ("study 'settled'", "--corpus", "differs")),
+    Case("resume-other-scoring", "studies", "resuming a study with other --dev-utterances",
+         resume("--dev-utterances", "50"), ("study 'settled'", "--dev-utterances 50 differs from the study's 2")),
+    Case("study-no-settings", "studies", "resuming a study made by an older asrcompress (no stored settings)",
+         lambda w: ["search", "--study", "existing", "--trials", "3"], ("study 'existing'", "holds no settings")),
+    Case("worker-unknown-study", "studies", "a worker joining a study that does not exist",
+         lambda w: ["worker", "--study", "nope", "--storage", f"journal:{w.parent / 'mlruns' / 'optuna' / 'existing.journal'}"],
+         ("study 'nope' not found",)),
+    Case("search-no-space", "studies", "search with neither --space nor --study",
+         lambda w: ["search", "--trials", "2"], ("--space", "--study")),
     # options
     Case("option-trial-timeout", "options", "--trial-timeout 0",
          lambda w: search(w, "o1.yaml", "--trial-timeout", "0"), ("--trial-timeout 0",)),
@@ -379,8 +473,26 @@ def make_work(root: Path) -> Path:
         rows = [{"audio_filepath": wav(corpus / f"{split}{i}.wav", seconds=1.0).name, "text": "hello world"}
                 for i in range(3)]
         manifest(corpus, f"{split}.jsonl", rows)
+    _settled_study(work, corpus)
     (work / "x.jsonl").write_text(json.dumps({"audio_filepath": "corpus/dev0.wav", "text": "hello"}) + "\n")
     return work
+
+
+def _settled_study(work: Path, corpus: Path) -> None:
+    """A study made by this version (settings stored) on the shipped model and the corpus above."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from asrcompress.search._settings import SETTINGS_ATTR, build_settings
+
+    (work / "settled.yaml").write_text(GOOD_SPACE)
+    storage = JournalStorage(JournalFileBackend(str(work / "mlruns" / "optuna" / "settled.journal")))
+    study = optuna.create_study(storage=storage, study_name="settled", directions=["minimize"] * 3)
+    settings = build_settings(work / "settled.yaml", BASE_MODEL, corpus, REPO / "hardware_profiles",
+                              work / "mlruns" / "studies" / "settled", budget=2, dev_utterances=2)
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    study.set_user_attr("objectives", list(settings.space().objectives))
 
 
 def snapshot(work: Path) -> dict[str, str]:

@@ -49,3 +49,33 @@ def test_voice_splits_are_disjoint_and_large():
     assert len(splits["train"]) >= 100 and len(splits["test"]) >= 10
     # kal and kal16 are one flite speaker and must share a split.
     assert voice_split("flite:kal") == voice_split("flite:kal16")
+
+
+@needs_synth
+def test_an_interrupted_build_keeps_its_finished_splits(tmp_path, monkeypatch):
+    """`corpus` builds in a resumable staging folder: a re-run synthesises only what is missing,
+    and gives the same manifests as an uninterrupted build."""
+    from asrcompress.data import _corpus
+
+    counts = {"train": 3, "dev": 2, "test": 2}
+    real = _corpus.generate_sentences
+    made = []
+
+    def stop_at_test(split, n, seed):
+        made.append(split)
+        if split == "test" and len(made) == 3:
+            raise KeyboardInterrupt  # the user's ^C, during the last split
+        return real(split, n, seed)
+
+    monkeypatch.setattr(_corpus, "generate_sentences", stop_at_test)
+    try:
+        build_corpus(tmp_path / "k", seed=5, counts=counts, workers=1)
+    except KeyboardInterrupt:
+        pass
+    assert not (tmp_path / "k" / "test.jsonl").exists() and (tmp_path / "k" / "dev.jsonl").exists()
+    build_corpus(tmp_path / "k", seed=5, counts=counts, workers=1)
+    assert made == ["train", "dev", "test", "test"]  # train and dev were not made again
+    build_corpus(tmp_path / "ref", seed=5, counts=counts, workers=1)
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "k" / f"{split}.jsonl").read_text() == (tmp_path / "ref" / f"{split}.jsonl").read_text()
+    assert not (tmp_path / "k" / ".splits-done.json").exists()

@@ -255,3 +255,74 @@ def test_four_concurrent_workers_lose_and_duplicate_nothing(backend, tmp_path, t
     assert len(set(sampled)) == len(sampled)  # no policy drawn twice by two workers
     runs = _runs_by_trial(env)
     assert set(runs) == set(range(10)) and all(r.info.status != "RUNNING" for r in runs.values())
+
+
+@needs_synth
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_sigkill_of_a_worker_on_another_host_is_recovered(backend, tmp_path, tiny_corpus, request):
+    """A worker that says it runs on another host (so its process cannot be checked) is killed
+    with SIGKILL mid-trial. Its heartbeat stops; once it is older than the study's grace, the
+    trial is failed as stale and re-queued (journal: our heartbeat attribute; PostgreSQL:
+    Optuna's heartbeat), and a worker here runs it. The budget completes: 0 lost, 0 duplicated."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from asrcompress.cli import _search_cfg
+    from asrcompress.models import save_model
+    from asrcompress.search import open_storage, prepare
+
+    from ..compression.models import conformer
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    url = request.getfixturevalue("postgres") if backend == "postgresql" else \
+        f"journal:{tmp_path / 'mlruns' / 'optuna' / 'remote.journal'}"
+    cfg = _search_cfg(tmp_path / "space.yaml", tmp_path / "tiny", tiny_corpus, 4, "random", url, "remote", 1,
+                      f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", 0, 4, 8, REPO / "hardware_profiles",
+                      heartbeat_grace_s=3.0)
+    prepare(cfg | {"baselines": False})
+    storage = open_storage(url)
+
+    def worker(host: str | None) -> subprocess.Popen:
+        env = dict(os.environ) | ({"ASRCOMPRESS_HOSTNAME": host} if host else {})
+        return subprocess.Popen([sys.executable, "-m", "asrcompress.cli", "worker", "--study", "remote", "--storage",
+                                 url], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+
+    remote = worker("remote-host-7")
+    killed, deadline = None, time.time() + 300
+    while killed is None and time.time() < deadline and remote.poll() is None:
+        time.sleep(0.3)
+        running = [t for t in optuna.load_study(study_name="remote", storage=storage).get_trials()
+                   if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").startswith("remote-host-7:")]
+        if running:
+            time.sleep(random.uniform(0.0, 1.0))  # somewhere inside the trial
+            os.killpg(remote.pid, signal.SIGKILL)
+            killed = running[0].number
+    remote.communicate()
+    assert killed is not None, "the remote worker never ran a trial"
+    here = worker(None)
+    out, err = here.communicate(timeout=900)
+    assert here.returncode == 0, err[-3000:]
+
+    study = optuna.load_study(study_name="remote", storage=storage)
+    trials = study.get_trials()
+    by_number = {t.number: t for t in trials}
+    assert by_number[killed].state == TrialState.FAIL
+    # the heartbeat each backend keeps: Optuna's own table on PostgreSQL, our attribute on a journal
+    assert ("heartbeat" in by_number[killed].user_attrs) == (backend == "journal")
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].params == by_number[killed].params  # re-run once, by the worker here
+    assert not retry[0].user_attrs["worker"].startswith("remote-host-7:")
+    counted = [t for t in trials if t.number != killed]
+    assert len(counted) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    assert len({t.number for t in trials}) == len(trials) and not [t for t in trials if t.state == TrialState.RUNNING]
+    runs = _runs_by_trial({"cwd": tmp_path, "study": "remote"})
+    assert runs[killed].info.status == "KILLED" and all(r.info.status != "RUNNING" for r in runs.values())
+    front = {t.number for t in study.best_trials}
+    assert {n for n, r in runs.items() if r.data.tags["pareto"] == "true"} == front

@@ -25,6 +25,8 @@ SETTINGS_VERSION = 1
 MODEL_FILES = ("config.json", "model.safetensors", "model.pt", "model.pth", "pytorch_model.bin",
                "compression.json", "lexicon.txt", "lm.arpa")  # what loading and decoding read
 MANIFESTS = ("train.jsonl", "dev.jsonl", "test.jsonl")
+FLAGS = {"dev_utterances": "--dev-utterances", "kd_utterances": "--kd-utterances",
+         "heartbeat_grace_s": "--heartbeat-grace"}
 
 
 def _sha256_files(paths: list[Path]) -> str:
@@ -123,8 +125,12 @@ class SearchConfig:
                            f"{mine[0]} (sha256 {str(mine[1])[:12]})")
             elif name in ("space", "profiles"):
                 out.append(f"--{name} differs from the {name} stored in the study")
+            elif name == "trial_timeout_s":
+                minutes = [None if v is None else v / 60 for v in (other.trial_timeout_s, self.trial_timeout_s)]
+                out.append(f"--trial-timeout {minutes[0]} differs from the study's {minutes[1]} (minutes)")
             else:
-                out.append(f"{name} {getattr(other, name)!r} differs from the study's {getattr(self, name)!r}")
+                flag = FLAGS.get(name, name)
+                out.append(f"{flag} {getattr(other, name)!r} differs from the study's {getattr(self, name)!r}")
         return out
 
 

@@ -43,7 +43,7 @@ def open_storage(url: str, workers: int = 1, grace_s: float | None = None):
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
         beat = {} if grace_s is None else {
             "heartbeat_interval": max(1, round(heartbeat_interval(grace_s))), "grace_period": max(2, round(grace_s)),
-            "failed_trial_callback": _requeue_stale}
+            "heartbeat_stale_trial_callback": _requeue_stale}
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beat)
         except ImportError:
