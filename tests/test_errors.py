@@ -126,7 +126,7 @@ def model_copy(w: Path, change: Callable[[Path], None]) -> Path:
     import shutil
 
     m = w / "model"
-    shutil.copytree(BASE_MODEL, m, ignore=shutil.ignore_patterns("*.onnx"))
+    shutil.copytree(BASE_MODEL, m, ignore=shutil.ignore_patterns("*.onnx", ".asrcompress-output"))  # a user's copy
     change(m)
     return m
 

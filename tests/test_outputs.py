@@ -391,3 +391,18 @@ def test_kill_between_the_renames_leaves_no_output_or_the_new_one(inputs, kill_a
     assert code == 0, err
     assert [s.name for s in out.parent.iterdir()] == ["c"]  # swept
     assert json.loads((out / MARKER).read_text())["kind"] == "model"
+
+
+def test_what_killed_runs_left_is_swept_by_the_next_run(tmp_path):
+    """Hidden siblings of processes that are gone (a stage, a file's temporary, a replaced old
+    output) are removed by the next write of that output; a resumable stage is kept."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = [f".m.onnx.partial-{dead}.onnx", f".b.partial-{dead}", f".b.replaced-{dead}", ".b.partial"]
+    for name in left:
+        (tmp_path / name).mkdir() if "onnx" not in name else (tmp_path / name).write_text("half")
+    with output_file(tmp_path / "m.onnx", {}) as tmp:
+        tmp.write_text("whole")
+    with output_folder(tmp_path / "b", {}) as stage:
+        (stage / "f").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.partial", "b", "m.onnx"]

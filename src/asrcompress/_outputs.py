@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -75,12 +76,11 @@ def _pid_alive(pid: int) -> bool:
 def _sweep(out: Path) -> None:
     """Remove the hidden siblings that killed runs of this output left behind (their process is
     gone); a resumable run's stage is kept, since it holds work a re-run continues."""
-    prefix = f".{out.name}"
-    for p in out.parent.glob(f"{prefix}.*"):
-        rest = p.name[len(prefix):]
-        for tag in (_STAGE + "-", _OLD + "-"):
-            if rest.startswith(tag) and rest[len(tag):].isdigit() and not _pid_alive(int(rest[len(tag):])):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    pattern = re.compile(re.escape(f".{out.name}") + rf"(?:{re.escape(_STAGE)}|{re.escape(_OLD)})-(\d+)")
+    for p in out.parent.iterdir():
+        m = pattern.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _check_replaceable(out: Path, overwrite: bool, flag: str) -> None:

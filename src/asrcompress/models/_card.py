@@ -67,7 +67,7 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
     model_dir, corpus = Path(model_dir), Path(corpus)
     n_words = build_decoder_assets(model_dir, corpus)
     log(f"lexicon: {n_words} words; LM: 4-gram on training sentences")
-    model = load_model(model_dir)
+    model = load_model(model_dir, unfinished_ok=True)  # the folder this finalize is writing
     cfg = tune_decoder(model, model_dir, corpus, log)
     config = json.loads((model_dir / CONFIG).read_text())
     config["decoder"] = cfg.to_dict()

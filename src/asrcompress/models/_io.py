@@ -92,17 +92,18 @@ def _read_weights(model_dir: Path, trust_pickle: bool) -> tuple[dict, Path]:
     return state, pickled
 
 
-def load_model(model_dir: Path, trust_pickle: bool = False) -> ConformerCTC:
+def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool = False) -> ConformerCTC:
     """A model folder. Weights come from model.safetensors; a pickle checkpoint (model.pt,
     model.pth, pytorch_model.bin) only with `trust_pickle` (or --trust-pickle), and then with
-    torch.load(weights_only=True)."""
+    torch.load(weights_only=True). An unfinished output is refused, except to the writer that is
+    finishing it (`unfinished_ok`)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found")
     from .._outputs import is_incomplete
     from ..export._bundle import SUMS, verify_if_bundled
 
-    if is_incomplete(model_dir):
+    if is_incomplete(model_dir) and not unfinished_ok:
         raise UserError(f"{model_dir}: an unfinished output (the command writing it was stopped); run that "
                         "command again")
     if (model_dir / SUMS).is_file() and (model_dir / "model").is_dir():

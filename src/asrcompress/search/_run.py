@@ -68,7 +68,7 @@ def _next_trial(study: optuna.Study, settings: SearchConfig, tracker: Tracker, c
             return study.ask()
         if not others_running(study):
             return None
-        time.sleep(settings.heartbeat_interval_s)
+        time.sleep(min(2.0, settings.heartbeat_interval_s))
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -80,8 +81,6 @@ def open_study(storage, name: str, space: Space, sampler) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, load_if_exists=True,
                                 directions=["minimize"] * len(space.objectives))
     if "objectives" not in study.user_attrs:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(space.objectives))
@@ -138,7 +137,10 @@ def recover_stale(study: optuna.Study, grace_s: float) -> list[int]:
     from optuna.storages import fail_stale_trials
 
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    fail_stale_trials(study)  # a no-op unless the RDB storage has Optuna's heartbeat on
+    if before:
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, and still so in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)  # a no-op unless the RDB storage has Optuna's heartbeat on
     stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and _failed_by_heartbeat(t)]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         alive = _alive(t.user_attrs.get("worker", ""))
