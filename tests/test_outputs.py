@@ -406,3 +406,21 @@ def test_what_killed_runs_left_is_swept_by_the_next_run(tmp_path):
     with output_folder(tmp_path / "b", {}) as stage:
         (stage / "f").write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".b.partial", "b", "m.onnx"]
+
+
+@pytest.mark.slow
+@needs_synth
+def test_kill_9_of_the_bench_leaves_its_earlier_report(inputs):
+    """The bench's report files are replaced in one rename each, at the end: a kill at any
+    point before leaves the earlier report byte for byte."""
+    stem = inputs["root"] / "kill-bench" / "benchmarks"
+    stem.parent.mkdir()
+    for suffix in (".md", ".json"):
+        stem.with_suffix(suffix).write_text(f"an earlier report{suffix}")
+    before = {s: tree_sha(stem.with_suffix(s)) for s in (".md", ".json")}
+    args = _writer_args(inputs, "bench", stem) + ["--budget-minutes", "0.2", "--workers", "1"]
+    finished = _kill_at(args, inputs["root"], random.Random(int(time.time())).uniform(3.0, 30.0))
+    after = {s: tree_sha(stem.with_suffix(s)) for s in (".md", ".json")}
+    assert after == before or finished == 0  # only a finished bench replaces them
+    leftovers = [p.name for p in stem.parent.iterdir() if p.name.startswith(".")]
+    assert all(".partial-" in n for n in leftovers)  # at most a killed writer's temporary, never a half report

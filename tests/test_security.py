@@ -35,10 +35,10 @@ def test_torch_load_always_weights_only_and_no_pickle():
 
 
 def test_servers_default_to_loopback():
-    from asrcompress import cli
-
     import inspect
 
-    assert inspect.signature(cli.ui).parameters["host"].default == "127.0.0.1"
+    from asrcompress.cli import search
+
+    assert inspect.signature(search.ui).parameters["host"].default == "127.0.0.1"
     text = "\n".join(p.read_text() for p in SOURCES)
     assert "0.0.0.0" not in text

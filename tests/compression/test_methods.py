@@ -28,6 +28,11 @@ SETTINGS = {
 }
 
 
+# Family/method pairs where the method has no layer to act on (an LSTM has no FFN, attention or
+# conv-module blocks for structured pruning). Every other pair must compress something.
+DOES_NOT_APPLY = {("lstm", "structured")}
+
+
 def _regularize(family, key, model):
     """sparsity_reg trains, so it gets a tiny distillation run (ConformerCTC only)."""
     if key != "sparsity_reg":
@@ -56,11 +61,12 @@ class TestContract:
         model = FAMILIES[family]()
         before = run(model)
         compressed, states, _ = compress_model(model, self.policy(key), _regularize(family, key, model))
-        if not states:
-            pytest.skip(f"{key} applies to no layer of the {family} model")
+        if (family, key) in DOES_NOT_APPLY:
+            assert not states  # declared: nothing of this family is this method's kind of layer
+            return
+        assert states  # something was compressed
         after = run(compressed)
         assert after.shape == before.shape and torch.isfinite(after).all()
-        assert states  # something was compressed
         assert torch.equal(run(model), before)  # the input model is untouched
 
     def test_deterministic(self, family, key):

@@ -53,8 +53,14 @@ class TestShippedSpace:
     def test_baselines_are_expressible(self, path, base):
         space = load_space(path)
         names = base[1]
-        for params in baseline_params(space, names).values():
-            Policy.from_dict(policy_from_params(space, names, params))
+        baselines = baseline_params(space, names)
+        assert set(baselines) == {"uniform_int8", "uniform_int4", "sparse50"}  # every shipped space has all three
+        for name, params in baselines.items():
+            doc = policy_from_params(space, names, params)
+            Policy.from_dict(doc)
+            want = {"uniform_int8": ("quant", "bits", 8), "uniform_int4": ("quant", "bits", 4),
+                    "sparse50": ("prune", "sparsity", 0.5)}[name]
+            assert any((r.get(want[0]) or {}).get(want[1]) == want[2] for r in doc["rules"]), (name, doc)
 
 
 def _doc() -> dict:

@@ -70,7 +70,6 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
     from ..data import load_manifest
     from ..export import OnnxAcousticModel, export_onnx
     from ..export._bundle import write_bundle, write_sums
-    from ..hardware import parse_profile
     from ..models import load_model, read_config
     from ..objectives import DecoderConfig, evaluate
     from ._trial import latency_ms

@@ -1,0 +1,95 @@
+"""Commands that look at and compress a model: layers, inspect, compress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ._app import app, command_line, err, out
+
+
+@app.command()
+def layers(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the compressible layers (Linear, Conv, attention projections) with shapes and sizes."""
+    from rich.table import Table
+
+    from ..compression import discover_layers
+    from ..models import load_model
+
+    found = discover_layers(load_model(model_dir))
+    if as_json:
+        print(json.dumps([{"name": l.name, "kind": l.kind, "shape": list(l.shape), "params": l.params}
+                          for l in found]))
+        return
+    table = Table("layer", "type", "shape", "params")
+    for l in found:
+        table.add_row(l.name, l.kind, "x".join(map(str, l.shape)), f"{l.params:,}")
+    out.print(table)
+    out.print(f"{len(found)} layers, {sum(l.params for l in found):,} parameters")
+
+
+@app.command()
+def inspect(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder (compressed or not)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Deployed bytes per layer in its smallest storage format, and the ratio to fp32."""
+    from rich.table import Table
+
+    from ..compression import size_report
+    from ..compression._io import read_fp32_bytes, read_states
+    from ..models import load_model
+
+    report = size_report(load_model(model_dir), read_states(model_dir), read_fp32_bytes(model_dir))
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table("layer", "params", "nonzeros", "bits", "rank", "clusters", "format", "bytes")
+    for l in report["layers"]:
+        table.add_row(l["name"], f"{l['params']:,}", f"{l['nonzeros']:,}", str(l["bits"]), str(l["rank"] or "-"),
+                      str(l["clusters"] or "-"), l["format"], f"{l['bytes']:,}")
+    out.print(table)
+    out.print(f"other tensors (biases, norms): {report['other_bytes']:,} bytes")
+    out.print(f"deployed {report['total_bytes']:,} bytes; fp32 {report['fp32_bytes']:,} bytes; "
+              f"ratio {report['ratio']:.2f}x")
+
+
+@app.command()
+def compress(
+    model_dir: Annotated[Path, typer.Option("--model", help="Uncompressed model folder (the KD teacher)")],
+    policy_path: Annotated[Path, typer.Option("--policy", help="Policy YAML or JSON, or the name of a shipped "
+                                                               "example (int8, int4, combined, ...)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Compressed model folder to write")],
+    finetune_steps: Annotated[Optional[int], typer.Option(help="KD recovery steps (default: the policy's)")] = None,
+    kd_temperature: Annotated[Optional[float], typer.Option(help="KD temperature T")] = None,
+    kd_alpha: Annotated[Optional[float], typer.Option(help="KD weight alpha (1 - alpha goes to CTC)")] = None,
+    corpus_dir: Annotated[Optional[Path], typer.Option("--corpus", help="Corpus with train.jsonl, for KD")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
+) -> None:
+    """Apply a per-layer policy, recover with distillation, and write a compressed model folder."""
+    from .._outputs import output_folder
+    from .._shipped import resolve
+    from ..compression import Policy
+    from ..compression._run import compress_folder, distill_config
+
+    policy_path = resolve("policy", policy_path)
+    policy = Policy.load(policy_path)
+    kd = distill_config(policy, finetune_steps, kd_temperature, kd_alpha)
+    inputs = {"model": model_dir, "policy": policy_path, "corpus": corpus_dir}
+    with output_folder(out_dir, inputs, overwrite=overwrite, command=command_line(), kind="model") as stage, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("distillation steps", total=kd.steps or None)
+        summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, command_line(),
+                                  log=progress.console.print,
+                                  on_step=lambda s, t: progress.update(task, completed=s, total=t))
+    out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
+              + (f"; {summary['distill']['steps']} KD steps in {summary['distill']['seconds']} s"
+                 if summary["distill"]["steps"] else ""))

@@ -1,0 +1,212 @@
+"""Search commands: search, worker, front, ui, export."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UserError
+from ._app import app, command_line, err, out
+
+
+def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[Path], trials: Optional[int],
+                sampler: Optional[str], storage: Optional[str], study: Optional[str], workers: int,
+                tracking_uri: Optional[str], seed: int, dev_utterances: Optional[int], kd_utterances: Optional[int],
+                profiles: Optional[Path], trial_timeout_s: Optional[float] = None,
+                heartbeat_grace_s: Optional[float] = None) -> dict:
+    """The driver's settings. A new study takes defaults for what is not given (the shipped base
+    model and profiles); a resumed one keeps its stored settings, and `given` says which of
+    them the user named (a named fixed setting that differs is refused)."""
+    from .._shipped import base_model, profiles_dir, resolve
+    from ..search import default_storage
+    from ..tracking import tracking_uri as resolve_uri
+
+    if trials is not None and trials < 1:
+        raise UserError(f"--trials {trials} must be at least 1")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    if space is None and study is None:
+        raise UserError("give --space (a new study) or --study (resume one)")
+    space = resolve("space", space) if space is not None else None
+    name = study or space.stem
+    given = {k for k, v in {"space": space, "model": model, "corpus": corpus, "budget": trials, "sampler": sampler,
+                            "tracking_uri": tracking_uri, "dev_utterances": dev_utterances,
+                            "kd_utterances": kd_utterances, "profiles": profiles, "trial_timeout_s": trial_timeout_s,
+                            "heartbeat_grace_s": heartbeat_grace_s}.items() if v is not None}
+    return {
+        "space": str(space.resolve()) if space else None, "model": str((model or base_model()).resolve()),
+        "corpus": str((corpus or Path("data/default")).resolve()), "profiles": str((profiles or profiles_dir()).resolve()),
+        "budget": trials or 20, "sampler": sampler or "tpe", "seed": seed,
+        "storage": storage or default_storage(name), "study": name, "workers": workers,
+        "tracking_uri": resolve_uri(tracking_uri), "workdir": str((Path("mlruns") / "studies" / name).resolve()),
+        "dev_utterances": dev_utterances or 100, "kd_utterances": kd_utterances or 2000,
+        "trial_timeout_s": trial_timeout_s, "heartbeat_grace_s": heartbeat_grace_s or 120.0,
+        "threads": 1 if workers > 1 else max(1, (os.cpu_count() or 1)), "given": sorted(given),
+    }
+
+
+def _print_front(rows: list[dict], objectives: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table("trial", *objectives, "size", "test WER", "baseline")
+    for r in rows:
+        v = r["values"]
+        cells = [f"{v[o]:.4f}" if o == "wer" else f"{v[o]:.2f}" for o in objectives]
+        test = r.get("test", {}).get("test_wer")
+        table.add_row(str(r["trial"]), *cells, f"{r['size_ratio']:.2f}x" if r.get("size_ratio") else "-",
+                      f"{test:.4f}" if test is not None else "-", r.get("baseline") or "")
+    out.print(table)
+
+
+@app.command()
+def search(
+    space: Annotated[Optional[Path], typer.Option(
+        help="Search space YAML, or the name of a shipped one (quick, conformer_small, grouped_ffn_attention); "
+             "a resumed study keeps its own")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Base model folder, the KD teacher (default: the shipped "
+                                                       "base model)")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus with train/dev/test.jsonl (default: data/default)")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Trial budget of the study (resuming counts finished "
+                                                        "trials; default 20)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="tpe (default), nsga2, gp or random")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="journal:PATH or postgresql://...; default: a journal "
+                                                       "file under mlruns/optuna/")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: the space's file name)")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine")] = 1,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: $MLFLOW_TRACKING_URI or "
+                                                            "sqlite:///mlruns/mlflow.db)")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler seed")] = 0,
+    dev_utterances: Annotated[Optional[int], typer.Option(help="Dev utterances each trial is scored on "
+                                                               "(default 100)")] = None,
+    kd_utterances: Annotated[Optional[int], typer.Option(help="Training utterances distillation draws from "
+                                                              "(default 2000)")] = None,
+    profiles: Annotated[Optional[Path], typer.Option(help="Folder of hardware profiles (default: the shipped "
+                                                          "ones)")] = None,
+    backend: Annotated[str, typer.Option(help="optuna (processes on this machine) or ray (a Ray cluster)")] = "optuna",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start one here)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    trial_timeout: Annotated[Optional[float], typer.Option(
+        help="Minutes a trial may run; past it the trial is recorded as failed and the study goes on")] = None,
+    heartbeat_grace: Annotated[Optional[float], typer.Option(
+        help="Seconds without a heartbeat after which a running trial counts as lost (its worker died, on any "
+             "host) and is re-queued (default 120)")] = None,
+) -> None:
+    """Multi-objective search of per-layer policies; re-running the same command resumes the study.
+
+    The study keeps its settings (model, corpus, space, profiles, scoring); workers read them."""
+    from ..search import run_search
+    from ..search._run import dumps
+
+    if backend not in ("optuna", "ray"):
+        raise UserError(f"--backend {backend!r} is not one of optuna, ray")
+    if trial_timeout is not None and not trial_timeout > 0:
+        raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
+    if heartbeat_grace is not None and not heartbeat_grace >= 2:
+        raise UserError(f"--heartbeat-grace {heartbeat_grace} must be at least 2 seconds")
+    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
+                      dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
+                      heartbeat_grace)
+    if backend == "ray":
+        import time as _time
+
+        from ..search._ray import run_ray
+
+        t0 = _time.perf_counter()
+        cfg["threads"] = 1
+        summary = run_ray(cfg, address)
+        summary["wall_seconds"] = round(_time.perf_counter() - t0, 1)
+    else:
+        with err.status(f"searching {cfg['study']} ({workers} worker(s))"):
+            summary = run_search(cfg)
+    if as_json:
+        print(dumps(summary))
+        return
+    out.print(f"study {summary['study']}: {summary['trials']} in {summary['wall_seconds']} s; "
+              f"hypervolume {summary['hypervolume']:.4g}; {summary['saved_steps']} KD steps saved by early stopping")
+    from ..search import load_study
+
+    _print_front(summary["front"], load_study(cfg["storage"], cfg["study"]).user_attrs["objectives"])
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option(help="Study name")],
+    storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: the one the study was "
+                                                            "started with)")] = None,
+) -> None:
+    """Join a running study (from this or another machine) and run trials until its budget is used.
+
+    Everything that scores a trial (model, corpus, space, profiles, utterance counts) comes from
+    the study itself."""
+    from ..search import load_study, work
+
+    load_study(storage, study)  # one line for a study that is not there
+    cfg = {"study": study, "storage": storage, "tracking_uri": tracking_uri, "workers": 2, "threads": 1,
+           "seed": None}  # a joining worker must not replay another worker's seeded draws
+    print(json.dumps(work(cfg)))
+
+
+@app.command()
+def front(
+    study: Annotated[str, typer.Option(help="Study name")],
+    storage: Annotated[Optional[str], typer.Option(help="Storage URL (default: the journal under mlruns/)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
+) -> None:
+    """The study's Pareto front (feasible trials only), best WER first."""
+    from ..search import default_storage, front_rows, load_study
+
+    s = load_study(storage or default_storage(study), study)
+    rows = front_rows(s)
+    if as_json:
+        print(json.dumps([{k: r[k] for k in ("trial", "values", "policy")} | ({"test": r["test"]} if "test" in r else {})
+                          for r in rows]))
+        return
+    _print_front(rows, s.user_attrs["objectives"])
+
+
+@app.command()
+def ui(
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 and print how to filter the Pareto front."""
+    import subprocess
+    import sys
+
+    from ..tracking import ARTIFACTS, tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    out.print(f"MLflow UI: http://{host}:{port}  (filter runs with: tags.pareto = 'true')")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", str(Path(ARTIFACTS).resolve())]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command("export")
+def export_cmd(
+    study: Annotated[str, typer.Option(help="Study name")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write")],
+    trial: Annotated[Optional[int], typer.Option(help="Trial number")] = None,
+    pick: Annotated[Optional[str], typer.Option(help='e.g. "min latency@host where wer <= 0.12", or "knee"')] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Storage URL (default: the journal under mlruns/)")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
+    register: Annotated[bool, typer.Option(help="Register in the MLflow Model Registry with alias 'candidate'")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
+) -> None:
+    """Write a deployment bundle for one trial, re-measured on its ONNX export."""
+    from ..search import default_storage, load_study
+    from ..search._export import export_trial
+
+    if (trial is None) == (pick is None):
+        raise UserError("give exactly one of --trial N or --pick \"...\"")
+    s = load_study(storage or default_storage(study), study)
+    card = export_trial(s, trial, pick, out_dir, tracking_uri, register, overwrite, command_line())
+    print(json.dumps(card, indent=2))
