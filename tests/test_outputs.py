@@ -205,6 +205,10 @@ COLLISIONS = [
     ("train", lambda e: e["corpus"] / "model", "lies inside the corpus folder"),
     ("finalize", lambda e: e["corpus"] / "m", "lies inside the corpus folder"),
     ("finalize", lambda e: e["ours"], "is the model"),
+    ("export-onnx", lambda e: e["root"], "contains the model"),
+    ("export", lambda e: e["root"], "contains the trial's model"),
+    ("train", lambda e: e["corpus"].parent, "contains the corpus"),
+    ("finalize", lambda e: e["root"], "contains the model"),
     ("bench", lambda e: e["model"] / "bench", "lies inside the model folder"),
 ]
 

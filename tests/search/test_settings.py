@@ -38,7 +38,7 @@ def study(tmp_path_factory, tiny_corpus):
     storage = f"journal:{root / 'shared' / 's.journal'}"
     cfg = _search_cfg(root / "gone" / "space.yaml", root / "tiny", tiny_corpus, 2, "random", storage, "s", 1,
                       f"sqlite:///{root / 'mlruns' / 'mlflow.db'}", 0, 7, 8, root / "gone" / "profiles")
-    prepare(cfg | {"baselines": False})
+    prepare(cfg)  # its baselines (uniform int8, int4, 50% sparse) are queued: the worker's trials are valid ones
     shutil.rmtree(root / "gone")
     return {"root": root, "storage": storage, "journal": root / "shared" / "s.journal", "model": root / "tiny",
             "corpus": tiny_corpus}
@@ -60,7 +60,7 @@ def test_a_joining_worker_needs_only_study_and_storage_and_uses_the_study_settin
     assert p.returncode == 0, p.stderr[-3000:]
     trials = [t for t in _load(study).get_trials() if t.state.is_finished()]
     done = [t for t in trials if "dev_utterances" in t.user_attrs]
-    assert len(trials) == 2 and done  # the study's budget of 2, not a default of the command
+    assert len(trials) == 2 and len(done) == 2  # the study's budget of 2, not a default of the command
     assert all(t.user_attrs["dev_utterances"] == 7 for t in done)  # the study's 7, not 100
     assert all(t.user_attrs["kd_utterances"] == 8 for t in done)
     assert not (elsewhere / "mlruns").exists()  # its trials went to the study's MLflow store and folder
