@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import optuna
@@ -65,10 +66,18 @@ def _next_trial(study: optuna.Study, settings: SearchConfig, tracker: Tracker, c
     while cpu_left():
         _recover_dead_workers(study, tracker, settings.heartbeat_grace_s)
         if counted(study) < settings.budget:
-            return study.ask()
-        if not others_running(study):
-            return None
-        time.sleep(min(2.0, settings.heartbeat_interval_s))
+            with warnings.catch_warnings():  # Optuna warns that its heartbeat expects optimize(); ours is our own
+                warnings.simplefilter("ignore", UserWarning)
+                return study.ask()
+        # The budget is used: only a trial that goes stale (its worker died) frees a place. Wait
+        # for the others without counting again meanwhile: a count read while another trial
+        # changes state can come out one short, and ask for one trial too many.
+        while True:
+            if not others_running(study) or not cpu_left():
+                return None
+            time.sleep(min(2.0, settings.heartbeat_interval_s))
+            if _recover_dead_workers(study, tracker, settings.heartbeat_grace_s):
+                break
     return None
 
 
