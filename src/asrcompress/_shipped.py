@@ -21,11 +21,6 @@ def profiles_dir() -> Path:
     return shipped("hardware_profiles")
 
 
-def names(kind: str) -> list[str]:
-    folder, suffix = KINDS[kind]
-    return sorted(p.stem for p in shipped(folder).glob(f"*{suffix}"))
-
-
 def resolve(kind: str, given: Path) -> Path:
     """`given` as a path when it exists (or looks like one), else the shipped file of that name:
     `--space quick` is the shipped spaces/quick.yaml."""
