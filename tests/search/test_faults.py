@@ -58,7 +58,8 @@ def test_raising_and_nan_trials_fail_with_their_reason_and_the_study_goes_on(cfg
     by_number = {t.number: t for t in trials}
     assert by_number[0].state == TrialState.FAIL and "RuntimeError: injected fault" in by_number[0].user_attrs["reason"]
     assert by_number[1].state == TrialState.FAIL and by_number[1].user_attrs["reason"] == "non-finite objective wer"
-    assert {by_number[2].state, by_number[3].state} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert {by_number[2].state, by_number[3].state} <= {TrialState.COMPLETE, TrialState.PRUNED}, \
+        [by_number[n].user_attrs.get("reason") for n in (2, 3)]
     runs = _runs_by_trial(cfg["env"])
     assert set(runs) == {0, 1, 2, 3} and all(r.info.status != "RUNNING" for r in runs.values())
     for n in (0, 1):

@@ -102,7 +102,7 @@ def test_two_workers_mlflow_front_and_export(env):
     p = cli(env["cwd"], "export", "--study", env["study"], "--pick", "knee", "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     card = json.loads((out / "model_card.json").read_text())
-    assert abs(card["wer_difference_points"]) <= 0.3 + 1e-9 or card["measured_on_onnx"]["wer"] > 0.9
+    assert abs(card["wer_difference_points"]) <= 0.3 + 1e-9  # the ONNX file scores as the trial did
     assert card["registered"]["alias"] == "candidate"
     from asrcompress.errors import UserError
     from asrcompress.export._bundle import verify_bundle
@@ -177,8 +177,10 @@ def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reve
             for p in student.parameters():
                 p.add_(0.1 * torch.randn_like(p))
 
-    wers = iter([0.2, 0.3, after])  # before KD, early check after a third, after KD
-    monkeypatch.setattr(_trial, "distill", scramble)
+    wers = iter([0.2, after])  # before KD, after KD (no early check: there is no front yet)
+    from asrcompress.compression import _recover
+
+    monkeypatch.setattr(_recover, "distill", lambda *a, **k: scramble(*a, **k) or {"loss_first": 1.0, "loss_last": 1.0})
     monkeypatch.setattr(_trial, "evaluate", lambda *a, **k: {"wer": next(wers)})
     policy = {"version": 1, "rules": [{"name": "head", "prune": {"sparsity": 0.0}}],
               "distill": {"steps": 3, "temperature": 2.0, "alpha": 0.5, "lr": 1e-4}}

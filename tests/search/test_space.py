@@ -85,7 +85,12 @@ def _doc() -> dict:
     (lambda d: d.update(methods=["quant"]), "needs method 'structured'"),
     (lambda d: d.update(version=2), "version: must be 1"),
     (lambda d: (d["groups"][2].update(bits=[3], clusters=[16]), d.pop("methods")),
-     "'clusters' choice 16 exceeds the 8 levels"),
+     "'clusters' choice 16 with 'bits' choice 3: cluster.clusters=16 exceeds the 8 levels"),
+    # The space's range is the method's own: 65,536 shared values is what ClusterConfig refuses.
+    (lambda d: (d["groups"][2].update(clusters=[65536]), d.pop("methods")),
+     "'clusters' choice 65536 is out of range"),
+    (lambda d: (d["groups"][2].update(rank_fraction=[True]), d.pop("methods")),
+     "'rank_fraction' choice True is out of range"),
 ])
 def test_bad_spaces_name_the_item(change, needle):
     doc = _doc()

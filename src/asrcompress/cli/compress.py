@@ -71,14 +71,20 @@ def compress(
     kd_temperature: Annotated[Optional[float], typer.Option(help="KD temperature T")] = None,
     kd_alpha: Annotated[Optional[float], typer.Option(help="KD weight alpha (1 - alpha goes to CTC)")] = None,
     corpus_dir: Annotated[Optional[Path], typer.Option("--corpus", help="Corpus with train.jsonl, for KD")] = None,
+    dev_utterances: Annotated[int, typer.Option(
+        help="Dev utterances (the corpus's dev.jsonl) that decide whether the distilled model or the one "
+             "before distillation is kept, as in a search trial; 0: keep the distilled one")] = 100,
+    kd_utterances: Annotated[int, typer.Option(help="Training utterances held in memory for distillation")] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the distillation batch order (a trial's is its number)")] = 0,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
     """Apply a per-layer policy, recover with distillation, and write a compressed model folder."""
     from .._outputs import output_folder
     from .._shipped import resolve
-    from ..compression import Policy
+    from ..compression import Monitor, Policy, Recovery
     from ..compression._run import compress_folder, distill_config
+    from ..objectives import dev_scorer
 
     policy_path = resolve("policy", policy_path)
     policy = Policy.load(policy_path)
@@ -87,9 +93,18 @@ def compress(
     with output_folder(out_dir, inputs, overwrite=overwrite, command=command_line(), kind="model") as stage, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("distillation steps", total=kd.steps or None)
-        summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, command_line(),
-                                  log=progress.console.print,
-                                  on_step=lambda s, t: progress.update(task, completed=s, total=t))
+        score = dev_scorer(model_dir, corpus_dir, dev_utterances) if kd.steps and corpus_dir else None
+
+        class Watch(Monitor):
+            def on_step(self, done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            def score(self, model) -> float | None:
+                return score(model) if score else None
+
+        summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, command_line(), kd_utterances,
+                                  log=progress.console.print, monitor=Watch(), recovery=Recovery(seed=seed))
     out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
               + (f"; {summary['distill']['steps']} KD steps in {summary['distill']['seconds']} s"
-                 if summary["distill"]["steps"] else ""))
+                 if summary["distill"]["steps"] else "")
+              + ("; distillation raised dev WER, so the model before it was kept" if summary["reverted"] else ""))

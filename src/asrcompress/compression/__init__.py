@@ -1,20 +1,31 @@
-"""Compression engine: per-layer policies, one config + handler per method, size accounting."""
+"""Compression engine: per-layer policies, one module per method (config + handler + search
+choices, registered in `METHODS`), size accounting and recovery."""
 
-from . import _cluster, _lowrank, _prune, _quant, _sparsity_reg, _structured  # noqa: F401  (register the handlers)
+from . import _cluster, _lowrank, _prune, _quant, _sparsity_reg, _structured  # noqa: F401  (register the methods)
 from ._apply import LayerState, compress_model, rebuild_structure, states_from_dict, states_to_dict
-from ._configs import (
-    LAYER_METHODS, QUANT_BITS, ClusterConfig, ConfigError, DistillConfig, LowRankConfig,
-    MagnitudePruneConfig, MethodConfig, QuantConfig, SparsityRegConfig, StructuredPruneConfig,
-)
+from ._cluster import ClusterConfig
+from ._configs import ConfigError, DistillConfig, MethodConfig
 from ._layers import KINDS, LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
+from ._lowrank import LowRankConfig
 from ._policy import Policy, PolicyError, Resolution, Rule
-from ._registry import HANDLERS, Factors, Handler, Mask, Values, register
+from ._prune import MagnitudePruneConfig
+from ._quant import QUANT_BITS, QuantConfig
+from ._recover import Compressed, Monitor, Recovery, compress_and_recover, needs_data
+from ._registry import (
+    HANDLERS, METHODS, Choice, Factors, Handler, Mask, Method, Projection, Units, Values, check_choice, choice_keys,
+    configs_from_choices, neutral_choices, ordered, register, uniform_policies, unregister,
+)
 from ._size import size_report, tensor_formats
+from ._sparsity_reg import SparsityRegConfig
+from ._structured import StructuredPruneConfig
 
 __all__ = [
-    "HANDLERS", "KINDS", "LAYER_METHODS", "QUANT_BITS", "ClusterConfig", "ConfigError", "DistillConfig",
+    "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
+    "compress_and_recover", "needs_data", "ConfigError", "DistillConfig",
     "Factors", "Handler", "LayerInfo", "LayerState", "LowRankConfig", "LowRankConv1d", "LowRankLinear",
-    "MagnitudePruneConfig", "Mask", "MethodConfig", "Policy", "PolicyError", "QuantConfig", "Resolution",
-    "Rule", "SparsityRegConfig", "StructuredPruneConfig", "Values", "compress_model", "discover_layers", "get_weight",
-    "rebuild_structure", "register", "size_report", "states_from_dict", "states_to_dict", "tensor_formats",
+    "MagnitudePruneConfig", "Mask", "Method", "MethodConfig", "Policy", "PolicyError", "Projection", "QuantConfig",
+    "Resolution", "Rule", "SparsityRegConfig", "StructuredPruneConfig", "Units", "Values", "check_choice",
+    "choice_keys", "compress_model", "configs_from_choices", "discover_layers", "get_weight", "neutral_choices",
+    "ordered", "rebuild_structure", "register", "size_report", "states_from_dict", "states_to_dict",
+    "tensor_formats", "uniform_policies", "unregister",
 ]

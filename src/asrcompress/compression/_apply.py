@@ -1,25 +1,26 @@
-"""Apply a policy: shared bookkeeping around the handlers, in one fixed order.
+"""Apply a policy: shared bookkeeping around the handlers, in the registry's order.
 
-Order (shapes first, values last): structured prune -> low-rank -> (sparsity-regularised
-fine-tuning) -> unstructured prune -> cluster -> quantize. Every method sees the output of the ones before it, so any
-combination on any layer is well defined; e.g. a low-rank layer is pruned, clustered and
-quantized factor by factor.
+Order (shapes first, values last, see each method's `order`): structured prune -> low-rank ->
+(sparsity-regularised fine-tuning) -> unstructured prune -> cluster -> quantize. Every method
+sees the output of the ones before it, so any combination on any layer is well defined; e.g. a
+low-rank layer is pruned, clustered and quantized factor by factor. Nothing here names a method:
+what a handler returns (mask, values, factors, units) says what to do.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from ._configs import LAYER_METHODS, VALUE_METHODS, MethodConfig, SparsityRegConfig
+from ._configs import MethodConfig
 from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
 from ._policy import Policy, PolicyError
 from ._quant import round_small_tensors
-from ._registry import Factors, Mask, Values, handler_for
+from ._registry import Factors, Mask, Units, Values, handler_for, ordered
 from ._structured import find_block, shrink
 
 
@@ -34,6 +35,7 @@ class LayerState:
     clusters: int | None = None
     sparsity: float | None = None
     kept: int | None = None  # units left by structured pruning (FFN neurons / conv channels)
+    extra: dict = field(default_factory=dict)  # what other (e.g. user-registered) methods record
 
 
 def _low_rank_module(layer: LayerInfo, rank: int, bias: bool) -> nn.Module:
@@ -57,23 +59,24 @@ def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) 
 @torch.no_grad()
 def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState) -> None:
     handler = handler_for(cfg)
-    if cfg.key == "structured":
+    if handler.structural:
         block = find_block(dict(model.named_modules()), layer)
-        keep = handler.keep_units(block, cfg)
-        shrink(block, keep)
-        state.kept = keep.numel()
+        units: Units = handler.compute_block(block, cfg)
+        shrink(block, units.keep)
+        state.kept = units.keep.numel()
         return
-    # A clustered layer's codebook is quantized as one tensor (one scale), so the k shared
-    # values stay k after quantization.
-    shared_grid = cfg.key == "quant" and state.clusters is not None
     for tensor in layer_tensors(model, layer, state):
-        result = handler.compute(tensor.reshape(1, -1) if shared_grid else tensor, cfg)
-        if isinstance(result, Mask):
-            tensor.mul_(result.keep.to(tensor.dtype))
-        elif isinstance(result, Values):
-            tensor.copy_(result.weight.view_as(tensor))
+        result = handler.compute(handler.view(tensor, state), cfg)
+        if isinstance(result, (Mask, Values)):
+            if isinstance(result, Mask):
+                tensor.mul_(result.keep.view_as(tensor).to(tensor.dtype))
+            else:
+                tensor.copy_(result.weight.view_as(tensor))
             for k, v in result.meta.items():
-                setattr(state, k, v)
+                if k in LayerState.__dataclass_fields__ and k != "extra":
+                    setattr(state, k, v)
+                else:
+                    state.extra.setdefault(cfg.key, {})[k] = v
         elif isinstance(result, Factors):
             old = model.get_submodule(layer.module_name)
             bias = getattr(old, "bias", None)
@@ -84,23 +87,21 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
                 new.second.bias.copy_(bias)
             _set_module(model, layer.module_name, new.to(tensor.dtype))
             state.rank = result.first.shape[0]
-    if cfg.key == "prune":
-        state.sparsity = cfg.sparsity
 
 
-def _penalised_tensors(model: nn.Module, names: list[str], plans: dict, states: dict[str, LayerState],
-                       ) -> list[tuple[nn.Module, str, SparsityRegConfig]]:
+def _penalised_tensors(model: nn.Module, names: list[str], plans: dict, states: dict[str, LayerState], key: str,
+                       ) -> list[tuple[nn.Module, str, MethodConfig]]:
     by_name = {l.name: l for l in discover_layers(model)}
     out = []
     for name in names:
-        layer, cfg = by_name[name], plans[name]["sparsity_reg"]
+        layer, cfg = by_name[name], plans[name][key]
         m = model.get_submodule(layer.module_name)
         pairs = [(m.first, "weight"), (m.second, "weight")] if states[name].rank else [(m, layer.param_name)]
         out += [(mod, pname, cfg) for mod, pname in pairs]
     return out
 
 
-Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, SparsityRegConfig]]], None]
+Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, MethodConfig]]], None]
 
 
 Gradients = Callable[[nn.Module], None]
@@ -111,39 +112,41 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
                    ) -> tuple[nn.Module, dict[str, LayerState], list[str]]:
     """A compressed copy of `model` (weights baked in), its per-layer state, and skip notes.
 
-    `regularize(model, [(module, param name, config), ...])` trains with the sparsity
-    penalties of the layers that have one; it runs after the shape methods and before the
-    value methods, and is required when the policy uses `sparsity_reg`.
+    `regularize(model, [(module, param name, config), ...])` trains with the penalties of the
+    layers that have a training method (sparsity_reg); it runs at that method's place in the
+    order (after the shapes, before the values), and is required when the policy uses one.
     `gradients(model)` leaves dL/dw in every parameter's `.grad` (a few training batches); it is
-    required when a structured rule uses the taylor criterion.
+    required when a method needs them (the taylor structured-pruning criterion).
     """
     model = copy.deepcopy(model).eval()
     layers = discover_layers(model)
     modules = dict(model.named_modules())
     resolution = policy.resolve(layers, modules)
     states = {name: LayerState(kind=next(l.kind for l in layers if l.name == name)) for name in resolution.plans}
-    reg_layers = [name for name, plan in resolution.plans.items() if "sparsity_reg" in plan]
-    if reg_layers and regularize is None:
-        raise PolicyError(f"{policy.source}: sparsity_reg trains the model, so it needs training data "
+    training = [m.key for m in ordered() if m.training and any(m.key in p for p in resolution.plans.values())]
+    if training and regularize is None:
+        raise PolicyError(f"{policy.source}: {training[0]} trains the model, so it needs training data "
                           "(give --corpus and distillation settings)")
-    taylor = [name for name, plan in resolution.plans.items()
-              if "structured" in plan and plan["structured"].criterion == "taylor"]
-    if taylor:
+    graded = [(name, cfg) for name, plan in resolution.plans.items() for cfg in plan.values()
+              if handler_for(cfg).needs_gradients(cfg)]
+    if graded:
         if gradients is None:
-            raise PolicyError(f"{policy.source}: layer {taylor[0]}: structured.criterion taylor needs training "
-                              "data for its gradients (give --corpus)")
+            name, cfg = graded[0]
+            raise PolicyError(f"{policy.source}: layer {name}: {handler_for(cfg).needs_gradients(cfg)} needs "
+                              "training data for its gradients (give --corpus)")
         with torch.enable_grad():
             gradients(model)
-    for cls in LAYER_METHODS:
-        if cls is VALUE_METHODS[0] and reg_layers:
-            regularize(model, _penalised_tensors(model, reg_layers, resolution.plans, states))
-            model.eval()
+    for method in ordered():
+        names = [name for name, plan in resolution.plans.items() if method.key in plan]
+        if method.training:
+            if names:
+                regularize(model, _penalised_tensors(model, names, resolution.plans, states, method.key))
+                model.eval()
+            continue
         # Shapes change under structured pruning and low-rank: look layers up afresh.
         by_name = {l.name: l for l in discover_layers(model)}
-        for name, plan in resolution.plans.items():
-            cfg = plan.get(cls.key)
-            if cfg is not None:
-                _apply_one(model, by_name[name], cfg, states[name])
+        for name in names:
+            _apply_one(model, by_name[name], resolution.plans[name][method.key], states[name])
     if any(st.bits for st in states.values()):
         round_small_tensors(model)
     model.zero_grad(set_to_none=True)
@@ -167,7 +170,11 @@ def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Mod
 
 
 def states_to_dict(states: dict[str, LayerState]) -> dict:
-    return {k: asdict(v) for k, v in states.items()}
+    out = {k: asdict(v) for k, v in states.items()}
+    for d in out.values():
+        if not d["extra"]:
+            del d["extra"]  # files stay as they were for the built-in methods
+    return out
 
 
 def states_from_dict(d: dict) -> dict[str, LayerState]:

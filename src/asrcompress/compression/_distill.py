@@ -21,10 +21,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._apply import LayerState
-from ._configs import DistillConfig, SparsityRegConfig
+from ._configs import DistillConfig, MethodConfig
 from ._layers import discover_layers
-from ._quant import linear_fake_quant, log_quant, round_small_tensors
-from ._registry import handler_for
+from ._quant import round_small_tensors
+from ._registry import Projection, handler_for, ordered
 
 
 def kd_kl(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -47,24 +47,16 @@ def kd_loss(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.T
 
 
 class _Keep(nn.Module):
-    """Forward: mask, snap to codebook, fake-quantize; backward: straight through."""
+    """Forward: each method's projection in order (mask, snap to codebook, fake-quantize);
+    backward: straight through."""
 
-    def __init__(self, weight: torch.Tensor, state: LayerState) -> None:
+    def __init__(self, projections: list[Projection]) -> None:
         super().__init__()
-        self.register_buffer("mask", weight != 0 if state.sparsity else None)
-        self.register_buffer("codebook", torch.unique(weight[weight != 0]) if state.clusters else None)
-        self.bits, self.kind, self.per_tensor = state.bits, state.quant_kind, bool(state.clusters)
+        self.projections = projections
 
     def project(self, w: torch.Tensor) -> torch.Tensor:
-        if self.mask is not None:
-            w = w * self.mask
-        if self.codebook is not None:
-            nearest = (w.reshape(-1, 1) - self.codebook[None, :]).abs().argmin(dim=1)
-            w = torch.where(w == 0, w, self.codebook[nearest].view_as(w))
-        elif self.bits is not None:
-            w2d = w.reshape(1, -1) if self.per_tensor else w.reshape(w.shape[0], -1)
-            fn = linear_fake_quant if self.kind == "linear" else log_quant
-            w = torch.where(w == 0, w, fn(w2d, self.bits)[0].view_as(w))
+        for p in self.projections:
+            w = p(w)
         return w
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -73,18 +65,20 @@ class _Keep(nn.Module):
         return w + (target - w).detach()
 
 
-def _owners(model: nn.Module, states: dict[str, LayerState]) -> list[tuple[nn.Module, str, LayerState]]:
-    """(module, parameter name, state) for every stored weight tensor that must keep its form."""
+def _owners(model: nn.Module, states: dict[str, LayerState]) -> list[tuple[nn.Module, str, list[Projection]]]:
+    """(module, parameter name, projections) for every stored weight tensor that must keep its form."""
     out = []
     for layer in discover_layers(model):
         st = states.get(layer.name)
-        if st is None or not (st.sparsity or st.clusters or st.bits):
+        if st is None:
             continue
         m = model.get_submodule(layer.module_name)
-        if st.rank is not None:
-            out += [(m.first, "weight", st), (m.second, "weight", st)]
-        else:
-            out.append((m, layer.param_name, st))
+        pairs = [(m.first, "weight"), (m.second, "weight")] if st.rank is not None else [(m, layer.param_name)]
+        for module, pname in pairs:
+            weight = getattr(module, pname)
+            projections = [p for p in (meth.handler.keep(weight, st) for meth in ordered()) if p is not None]
+            if projections:
+                out.append((module, pname, projections))
     return out
 
 
@@ -99,7 +93,7 @@ def distill(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
-    penalties: list[tuple[nn.Module, str, SparsityRegConfig]] | None = None,
+    penalties: list[tuple[nn.Module, str, MethodConfig]] | None = None,
 ) -> dict:
     """Fine-tune `student` in place for cfg.steps; returns loss history and wall time.
 
@@ -111,8 +105,8 @@ def distill(
         return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
     device = torch.device("cpu")
     owners = _owners(student, states)
-    for module, pname, st in owners:
-        parametrize.register_parametrization(module, pname, _Keep(getattr(module, pname).detach(), st))
+    for module, pname, projections in owners:
+        parametrize.register_parametrization(module, pname, _Keep(projections))
     teacher.eval()
     student.train()
     # Dropout off and BatchNorm statistics frozen: recovery is short, its batches are small,
@@ -168,7 +162,7 @@ def regularizer(teacher: nn.Module, waves: list, targets: list[torch.Tensor], kd
     """The `regularize` step for compress_model: KD plus sparsity penalties, for the longest
     `steps` among the layers' sparsity_reg configs."""
 
-    def run(model: nn.Module, penalties: list[tuple[nn.Module, str, SparsityRegConfig]]) -> None:
+    def run(model: nn.Module, penalties: list[tuple[nn.Module, str, MethodConfig]]) -> None:
         steps = max(reg.steps for _, _, reg in penalties)
         distill(model, teacher, {}, waves, targets, replace(kd, steps=steps), batch_seconds=batch_seconds,
                 penalties=penalties)

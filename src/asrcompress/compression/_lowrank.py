@@ -4,9 +4,34 @@ from __future__ import annotations
 
 import torch
 
-from ._configs import ConfigError, LowRankConfig
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ._configs import ConfigError, MethodConfig, is_int, is_number
 from ._layers import LayerInfo
-from ._registry import Factors, Handler, register
+from ._registry import Choice, Factors, Handler, register
+
+
+@dataclass(frozen=True)
+class LowRankConfig(MethodConfig):
+    """Truncated SVD to an absolute rank, a fraction of the full rank, or an energy share."""
+
+    key: ClassVar[str] = "lowrank"
+    rank: int | None = None
+    rank_fraction: float | None = None
+    energy: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [f for f in ("rank", "rank_fraction", "energy") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"lowrank needs exactly one of rank, rank_fraction, energy (got {given or 'none'})")
+        if self.rank is not None and (not is_int(self.rank) or self.rank < 1):
+            raise ConfigError(f"lowrank.rank={self.rank} must be a positive integer")
+        if self.rank_fraction is not None and (not is_number(self.rank_fraction)
+                                               or not 0.0 < self.rank_fraction <= 1.0):
+            raise ConfigError(f"lowrank.rank_fraction={self.rank_fraction} is outside (0, 1]")
+        if self.energy is not None and (not is_number(self.energy) or not 0.0 < self.energy <= 1.0):
+            raise ConfigError(f"lowrank.energy={self.energy} is outside (0, 1]")
 
 
 def choose_rank(singular_values: torch.Tensor, cfg: LowRankConfig) -> int:
@@ -19,7 +44,8 @@ def choose_rank(singular_values: torch.Tensor, cfg: LowRankConfig) -> int:
     return int(torch.searchsorted(energy, torch.tensor(cfg.energy, dtype=energy.dtype) - 1e-9).item()) + 1
 
 
-@register(LowRankConfig)
+@register(LowRankConfig, order=20, choices={"rank_fraction": Choice("rank_fraction", None)},
+          uniform={"lowrank50": [{"type": "Linear", "lowrank": {"rank_fraction": 0.5}}]})
 class LowRank(Handler):
     def not_applicable(self, layer: LayerInfo, modules: dict[str, torch.nn.Module]) -> str | None:
         module = modules[layer.module_name]

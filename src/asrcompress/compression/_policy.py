@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError
-from ._configs import BY_KEY, ConfigError, DistillConfig, MethodConfig, QuantConfig
+from ._configs import ConfigError, DistillConfig, MethodConfig
 from ._layers import KINDS, LayerInfo
-from ._registry import HANDLERS
+from ._registry import HANDLERS, METHODS, handler_for, ordered
 
 POLICY_VERSION = 1
 SELECTORS = ("global", "type", "pattern", "name")  # in priority order
@@ -75,7 +75,9 @@ class Policy:
         return out
 
     @classmethod
-    def from_dict(cls, d: object, source: str = "policy") -> "Policy":
+    def from_dict(cls, d: object, source: str = "policy", allow_empty: bool = False) -> "Policy":
+        """`allow_empty`: an empty rule list is the uncompressed model (a search may draw it);
+        a user's policy file must name something to do."""
         if not isinstance(d, dict):
             raise PolicyError(f"{source}: must be a mapping with 'version' and 'rules'")
         unknown = set(d) - {"version", "rules", "distill"}
@@ -84,7 +86,7 @@ class Policy:
         if d.get("version") != POLICY_VERSION:
             raise PolicyError(f"{source}: field 'version' must be {POLICY_VERSION} (got {d.get('version')!r})")
         raw_rules = d.get("rules")
-        if not isinstance(raw_rules, list) or not raw_rules:
+        if not isinstance(raw_rules, list) or (not raw_rules and not allow_empty):
             raise PolicyError(f"{source}: field 'rules' must be a non-empty list")
         rules = tuple(_parse_rule(r, i, source) for i, r in enumerate(raw_rules))
         distill = None
@@ -161,10 +163,10 @@ class Resolution:
 
 
 def _check_combination(layer: LayerInfo, plan: dict[str, MethodConfig], source: str) -> None:
-    cluster, quant = plan.get("cluster"), plan.get("quant")
-    if cluster is not None and isinstance(quant, QuantConfig) and cluster.clusters > 2**quant.bits:
-        raise PolicyError(f"{source}: layer {layer.name}: cluster.clusters={cluster.clusters} exceeds the "
-                          f"{2 ** quant.bits} levels of quant.bits={quant.bits}")
+    for cfg in plan.values():
+        reason = handler_for(cfg).check_plan(plan)
+        if reason:
+            raise PolicyError(f"{source}: layer {layer.name}: {reason}")
 
 
 def _cfg_to_dict(cfg: MethodConfig) -> dict:
@@ -212,12 +214,10 @@ def _parse_rule(raw: object, index: int, source: str) -> Rule:
     for key, cfg_raw in raw.items():
         if key == selector:
             continue
-        if key not in BY_KEY:
-            raise PolicyError(f"{where}: unknown field {key!r}; methods are {', '.join(BY_KEY)}")
-        cls = BY_KEY[key]
-        if cls not in HANDLERS:
-            raise PolicyError(f"{where}: method {key!r} is not available in this version")
+        if key not in METHODS:
+            raise PolicyError(f"{where}: unknown field {key!r}; methods are {', '.join(m.key for m in ordered())}")
+        cls = METHODS[key].config
         methods.append((key, None if cfg_raw is None else _parse_cfg(cls, cfg_raw, f"{where}, {key}")))
     if not methods:
-        raise PolicyError(f"{where}: names no method ({', '.join(BY_KEY)})")
+        raise PolicyError(f"{where}: names no method ({', '.join(m.key for m in ordered())})")
     return Rule(selector, value, tuple(methods))

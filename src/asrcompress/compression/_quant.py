@@ -7,10 +7,30 @@ them in 2 bytes each with nothing lost: the PyTorch model, `inspect` and the ONN
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 
-from ._configs import QuantConfig
-from ._registry import Handler, Values, register
+from ._configs import ConfigError, MethodConfig
+from ._registry import Choice, Handler, Projection, Values, register
+
+QUANT_BITS = (2, 3, 4, 5, 6, 8)
+
+
+@dataclass(frozen=True)
+class QuantConfig(MethodConfig):
+    """Weight quantization: `linear` (symmetric, per output channel) or `log` (sign + exponent)."""
+
+    key: ClassVar[str] = "quant"
+    bits: int
+    kind: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("linear", "log"):
+            raise ConfigError(f"quant.kind={self.kind!r} is not one of linear, log")
+        if isinstance(self.bits, bool) or self.bits not in QUANT_BITS:
+            raise ConfigError(f"quant.bits={self.bits} is not one of {list(QUANT_BITS)}")
 
 
 def linear_fake_quant(w2d: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,8 +89,26 @@ def log_quant(w2d: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]
     return q, e_max
 
 
-@register(QuantConfig)
+@register(QuantConfig, order=60,
+          choices={"bits": Choice("bits", None), "quant_kind": Choice("kind", "linear", trigger=False)},
+          example={"bits": 8},
+          uniform={f"int{b}": [{"global": True, "quant": {"bits": b, "kind": "linear"}}] for b in (8, 4)})
 class Quant(Handler):
+    def view(self, tensor: torch.Tensor, state) -> torch.Tensor:
+        # A clustered layer's codebook is quantized as one tensor (one scale), so the k shared
+        # values stay k after quantization.
+        return tensor.reshape(1, -1) if state.clusters is not None else tensor
+
+    def keep(self, weight: torch.Tensor, state) -> Projection | None:
+        if not state.bits or state.clusters:
+            return None  # a clustered layer's codebook is on the grid already: snapping keeps both
+        fn = linear_fake_quant if state.quant_kind == "linear" else log_quant
+
+        def project(w: torch.Tensor) -> torch.Tensor:
+            return torch.where(w == 0, w, fn(w.reshape(w.shape[0], -1), state.bits)[0].view_as(w))
+
+        return project
+
     def compute(self, weight: torch.Tensor, cfg: QuantConfig) -> Values:
         w2d = weight.detach().reshape(weight.shape[0], -1)
         fn = linear_fake_quant if cfg.kind == "linear" else log_quant

@@ -18,14 +18,33 @@ A block is found from its first ("producer") layer; the rule names that layer. S
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ._attention import HeadPrunedAttention
-from ._configs import StructuredPruneConfig
+from ._configs import ConfigError, MethodConfig, is_number
 from ._layers import LayerInfo
-from ._registry import Handler, register
+from ._registry import Choice, Handler, Units, register
+
+
+@dataclass(frozen=True)
+class StructuredPruneConfig(MethodConfig):
+    """Remove whole FFN neurons / attention heads / conv channels; `ratio` of them, least important first.
+
+    criterion: l1 / l2 norm of a unit's producer weights, or taylor: |sum of w * dL/dw| over them
+    (first-order Taylor estimate of the loss change when the unit is removed; needs training data)."""
+
+    key: ClassVar[str] = "structured"
+    ratio: float
+    criterion: str = "l2"
+
+    def __post_init__(self) -> None:
+        if not is_number(self.ratio) or not 0.0 <= self.ratio <= 0.9:
+            raise ConfigError(f"structured.ratio={self.ratio} is outside [0, 0.9]")
+        if self.criterion not in ("l1", "l2", "taylor"):
+            raise ConfigError(f"structured.criterion={self.criterion!r} is not one of l1, l2, taylor")
 
 
 @dataclass
@@ -192,16 +211,28 @@ def keep_count(units: int, ratio: float) -> int:
     return max(1, units - round(ratio * units))
 
 
-@register(StructuredPruneConfig)
+# The bench's hand policy names the Conformer's blocks by their first layers.
+STRUCTURED25 = [{"pattern": p, "structured": {"ratio": 0.25}} for p in (
+    "encoder.*.ffn*.sequential.1", "encoder.*.self_attn.in_proj", "encoder.*.conv_module.sequential.0",
+    "subsampling.conv1", "subsampling.conv2")]
+
+
+@register(StructuredPruneConfig, order=10, choices={"structured": Choice("ratio", 0.0)},
+          uniform={"structured25": STRUCTURED25})
 class StructuredPrune(Handler):
     """Chooses the units to keep; `_apply` does the surgery with `shrink`."""
+
+    structural = True
+
+    def needs_gradients(self, cfg: StructuredPruneConfig) -> str | None:
+        return "structured.criterion taylor" if cfg.criterion == "taylor" else None
 
     def not_applicable(self, layer: LayerInfo, modules: dict[str, nn.Module]) -> str | None:
         if find_block(modules, layer) is None:
             return "not the first layer of a feed-forward, attention, convolution or subsampling block"
         return None
 
-    def keep_units(self, block: Block, cfg: StructuredPruneConfig) -> torch.Tensor:
+    def compute_block(self, block: Block, cfg: StructuredPruneConfig) -> Units:
         scores = importance(block, cfg.criterion)
         k = keep_count(scores.numel(), cfg.ratio)
-        return torch.topk(scores, k).indices.sort().values
+        return Units(torch.topk(scores, k).indices.sort().values)

@@ -88,3 +88,21 @@ def evaluate(model: ConformerCTC, model_dir: Path, utts: list[Utterance], cfg: D
         "audio_seconds": round(audio_seconds, 1),
         "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:5]],
     }
+
+
+def dev_scorer(model_dir: Path, corpus: Path, utterances: int, decoder: DecoderConfig | None = None,
+               ) -> Callable[[torch.nn.Module], float] | None:
+    """Dev WER of a model on the corpus's first `utterances` dev utterances, one at a time with
+    `decoder` (greedy by default): the score a search trial keeps the better model by. None when
+    the corpus has no dev split or `utterances` is 0."""
+    from ..data import load_manifest
+
+    path = Path(corpus) / "dev.jsonl"
+    if utterances <= 0 or not path.is_file():
+        return None
+    dev, _ = load_manifest(path)
+    dev = dev[:utterances]
+    if not dev:
+        return None
+    cfg = decoder or DecoderConfig.from_dict({"kind": "greedy"})
+    return lambda model: evaluate(model, model_dir, dev, cfg, workers=1, batch_seconds=0)["wer"]

@@ -14,24 +14,12 @@ from pathlib import Path
 
 from .._outputs import refuse_overlap, write_text
 from .._shipped import profiles_dir
-from ..compression import DistillConfig
+from ..compression import DistillConfig, uniform_policies
 from ..export import export_onnx
 from ..models import load_model
 from ..models._measure import state_dict_bytes
 from ._peers import children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script, torch_ao_dynamic
 from ._space import load_space
-
-# The five uniform hand policies; each gets the space's distillation budget (steps, lr).
-UNIFORM = {
-    "int8": [{"global": True, "quant": {"bits": 8, "kind": "linear"}}],
-    "int4": [{"global": True, "quant": {"bits": 4, "kind": "linear"}}],
-    "sparse50": [{"global": True, "prune": {"sparsity": 0.5}}],
-    "structured25": [{"pattern": p, "structured": {"ratio": 0.25}} for p in (
-        "encoder.*.ffn*.sequential.1", "encoder.*.self_attn.in_proj", "encoder.*.conv_module.sequential.0",
-        "subsampling.conv1", "subsampling.conv2")],
-    "lowrank50": [{"type": "Linear", "lowrank": {"rank_fraction": 0.5}}],
-}
-
 
 @dataclass
 class BenchOptions:
@@ -127,7 +115,7 @@ def _uniform_arm(o: BenchOptions) -> Arm:
     kd = DistillConfig(steps=space.distill_steps, temperature=2.0, alpha=0.5, lr=space.lr)
     points, errors = [], []
     cpu0 = time.process_time()
-    for i, (label, rules) in enumerate(UNIFORM.items()):
+    for i, (label, rules) in enumerate(uniform_policies().items()):  # every method's hand policies
         doc = {"version": 1, "rules": rules, "distill": kd.__dict__}
         try:
             v = run_trial(ctx, doc, i, None)

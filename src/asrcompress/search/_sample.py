@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..compression import configs_from_choices, neutral_choices
 from ._space import Space, matched_layers
 
-NEUTRAL = {"structured": 0.0, "sparsity": 0.0, "bits": None, "rank_fraction": None, "clusters": None,
-           "quant_kind": "linear"}
 BASELINES = {  # name -> the choice that defines it; everything else neutral
     "uniform_int8": {"bits": 8},
     "uniform_int4": {"bits": 4},
@@ -28,21 +27,6 @@ def parameters(space: Space, layer_names: list[str]) -> list[tuple[str, str, lis
     return out
 
 
-def _methods(values: dict[str, Any]) -> dict:
-    m: dict[str, dict] = {}
-    if values.get("structured"):
-        m["structured"] = {"ratio": values["structured"]}
-    if values.get("rank_fraction") is not None:
-        m["lowrank"] = {"rank_fraction": values["rank_fraction"]}
-    if values.get("sparsity"):
-        m["prune"] = {"sparsity": values["sparsity"]}
-    if values.get("clusters") is not None:
-        m["cluster"] = {"clusters": values["clusters"]}
-    if values.get("bits") is not None:
-        m["quant"] = {"bits": values["bits"], "kind": values.get("quant_kind", "linear")}
-    return m
-
-
 def policy_from_params(space: Space, layer_names: list[str], params: dict[str, Any]) -> dict:
     """A policy document (rules by exact layer pattern) from the trial's parameter values."""
     per_layer: dict[str, dict[str, Any]] = {}
@@ -51,7 +35,7 @@ def policy_from_params(space: Space, layer_names: list[str], params: dict[str, A
             per_layer.setdefault(layer, {})[key] = params[name]
     rules = []
     for layer in layer_names:  # model order keeps the YAML readable
-        methods = _methods(per_layer.get(layer, {}))
+        methods = configs_from_choices(per_layer.get(layer, {}))
         if methods:
             rules.append({"pattern": layer, **methods})  # a pattern rule skips layers a method cannot take
     kd = {"steps": space.distill_steps, "temperature": params.get("kd.temperature", space.temperature[0]),
@@ -71,12 +55,13 @@ def suggest(trial, space: Space, layer_names: list[str]) -> dict[str, Any]:
 def baseline_params(space: Space, layer_names: list[str]) -> dict[str, dict[str, Any]]:
     """Parameter sets for the baseline policies the space can express."""
     out = {}
+    neutral = neutral_choices()
     for name, want in BASELINES.items():
         params, hit = {}, False
         for pname, key, choices, _ in parameters(space, layer_names):
-            value = want.get(key, NEUTRAL.get(key))
+            value = want.get(key, neutral.get(key))
             if value not in choices:
-                value = NEUTRAL[key] if NEUTRAL[key] in choices else choices[0]
+                value = neutral[key] if neutral[key] in choices else choices[0]
             else:
                 hit = hit or key in want
             params[pname] = value

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._yaml import read_yaml
-from ..compression import QUANT_BITS
+from ..compression import check_choice, choice_keys, configs_from_choices, neutral_choices
 from ..errors import UserError
 
-CHOICE_KEYS = {  # space key -> (method, allowed values check)
-    "structured": "structured", "bits": "quant", "quant_kind": "quant", "sparsity": "prune",
-    "rank_fraction": "lowrank", "clusters": "cluster",
-}
-METHODS = ("structured", "lowrank", "prune", "cluster", "quant")
+
+def _methods() -> tuple[str, ...]:
+    """The methods a space can choose: every registered one with search choices."""
+    return tuple(m for m in dict.fromkeys(choice_keys().values()))
+
 OBJECTIVE_RE = re.compile(r"^(wer|memory|latency@[A-Za-z0-9_\-]+)$")
 CONSTRAINT_RE = re.compile(r"^\s*(wer|memory|latency@[A-Za-z0-9_\-]+)\s*<=\s*(base\s*\+\s*)?([0-9.eE+-]+)\s*$")
 
@@ -80,21 +80,35 @@ def _fail(path: Path, where: str, msg: str) -> UserError:
 
 
 def _check_choice(path: Path, where: str, key: str, values: object) -> list:
+    """Each choice is checked by the method's own config, so the space accepts only what a policy will."""
     if not isinstance(values, list) or not values:
         raise _fail(path, where, f"'{key}' must be a non-empty list of choices")
     for v in values:
-        ok = {
-            "structured": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 0.9,
-            "sparsity": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 0.99,
-            "bits": lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool) and x in QUANT_BITS),
-            "quant_kind": lambda x: x in ("linear", "log"),
-            "rank_fraction": lambda x: x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                     and 0 < x <= 1),
-            "clusters": lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool) and 2 <= x <= 65536),
-        }[key](v)
-        if not ok:
-            raise _fail(path, where, f"'{key}' choice {v!r} is out of range or of the wrong type")
+        reason = check_choice(key, v)
+        if reason:
+            raise _fail(path, where, f"'{key}' choice {v!r} is out of range or of the wrong type ({reason})")
     return values
+
+
+def _check_pairs(path: Path, where: str, choices: dict[str, list]) -> None:
+    """Every pair of choices of different keys must make a plan the methods accept together
+    (e.g. no more shared values than the grid has levels)."""
+    from ..compression import LayerInfo, Policy, PolicyError
+
+    keys = list(choices)
+    layer = LayerInfo("layer", "Linear", "layer", "weight", (8, 8))
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            for va in choices[a]:
+                for vb in choices[b]:
+                    methods = configs_from_choices({**neutral_choices(), a: va, b: vb})
+                    if not methods:
+                        continue
+                    try:
+                        Policy.from_dict({"version": 1, "rules": [{"global": True, **methods}]}).resolve([layer])
+                    except PolicyError as e:
+                        reason = str(e).split(": layer layer: ", 1)[-1]
+                        raise _fail(path, where, f"'{a}' choice {va!r} with '{b}' choice {vb!r}: {reason}") from None
 
 
 def _range(path: Path, key: str, v: object, lo: float, hi: float) -> tuple[float, float]:
@@ -113,9 +127,11 @@ def parse_space(doc: object, path: Path) -> Space:
         raise _fail(path, "top level", f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     if doc.get("version") != 1:
         raise _fail(path, "version", f"must be 1, got {doc.get('version')!r}")
-    methods = doc.get("methods", list(METHODS))
-    if not isinstance(methods, list) or not all(m in METHODS for m in methods):
-        raise _fail(path, "methods", f"must be a list drawn from {', '.join(METHODS)}")
+    known_methods = _methods()
+    methods = doc.get("methods", list(known_methods))
+    if not isinstance(methods, list) or not all(m in known_methods for m in methods):
+        raise _fail(path, "methods", f"must be a list drawn from {', '.join(known_methods)}")
+    choice_method = choice_keys()
     groups_doc = doc.get("groups")
     if not isinstance(groups_doc, list) or not groups_doc:
         raise _fail(path, "groups", "must be a non-empty list")
@@ -124,7 +140,7 @@ def parse_space(doc: object, path: Path) -> Space:
         where = f"groups[{i}]"
         if not isinstance(g, dict):
             raise _fail(path, where, "must be a mapping")
-        unknown = sorted(set(g) - {"pattern", "name", "per_layer", *CHOICE_KEYS})
+        unknown = sorted(set(g) - {"pattern", "name", "per_layer", *choice_method})
         if unknown:
             raise _fail(path, where, f"unknown key {unknown[0]!r}")
         sel = [k for k in ("pattern", "name") if k in g]
@@ -134,17 +150,14 @@ def parse_space(doc: object, path: Path) -> Space:
         if not isinstance(per_layer, bool):
             raise _fail(path, where, "'per_layer' must be true or false")
         choices = {}
-        for key in CHOICE_KEYS:
+        for key in choice_method:
             if key in g:
-                if CHOICE_KEYS[key] not in methods:
-                    raise _fail(path, where, f"'{key}' needs method '{CHOICE_KEYS[key]}', which 'methods' disables")
+                if choice_method[key] not in methods:
+                    raise _fail(path, where, f"'{key}' needs method '{choice_method[key]}', which 'methods' disables")
                 choices[key] = _check_choice(path, where, key, g[key])
         if not choices:
-            raise _fail(path, where, "chooses nothing: give at least one of " + ", ".join(CHOICE_KEYS))
-        for b in [x for x in choices.get("bits", []) if x is not None]:
-            for k in [x for x in choices.get("clusters", []) if x is not None]:
-                if k > 2**b:  # the policy refuses more shared values than the grid has levels
-                    raise _fail(path, where, f"'clusters' choice {k} exceeds the {2 ** b} levels of 'bits' choice {b}")
+            raise _fail(path, where, "chooses nothing: give at least one of " + ", ".join(choice_method))
+        _check_pairs(path, where, choices)
         groups.append(Group(sel[0], g[sel[0]], per_layer, choices))
     d = doc.get("distill", {})
     if not isinstance(d, dict) or set(d) - {"steps", "temperature", "alpha", "lr"}:

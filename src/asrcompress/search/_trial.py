@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._outputs import output_folder
-from ..compression import DistillConfig, Policy, compress_model, size_report
-from ..compression._distill import distill, taylor_gradients
+from ..compression import DistillConfig, Monitor, Policy, Recovery, compress_and_recover, size_report
 from ..compression._io import write_compression
 from ..compression._run import load_kd_data
 from ..data import load_manifest
@@ -21,7 +19,6 @@ from ..objectives import DecoderConfig, evaluate
 from ._space import Space
 
 REFERENCE_S = 8.0  # latency objective: one 8 s utterance
-EARLY_FRACTION = 1 / 3  # distillation slice after which a hopeless trial stops
 HOPELESS_MARGIN = 0.10  # WER points above the worst front point (or the base) that count as hopeless
 
 
@@ -111,41 +108,45 @@ def _deadline(t0: float, limit: float | None):
     return check
 
 
+class TrialMonitor(Monitor):
+    """A trial's watch over recovery: its time budget, the early stop of a hopeless trial (dev
+    WER on a third of dev after the first slice), and dev WER for keep-the-better."""
+
+    def __init__(self, ctx: Context, worst_front_wer: float | None, in_time) -> None:
+        self.ctx, self.worst, self.in_time = ctx, worst_front_wer, in_time
+
+    def on_step(self, done: int, total: int) -> None:
+        self.in_time()
+
+    def check(self, model, done: int, total: int) -> None:
+        if self.worst is None:
+            return
+        early = evaluate(model, self.ctx.base_dir, self.ctx.early_dev, self.ctx.decoder, workers=1,
+                         batch_seconds=0)["wer"]
+        limit = max(self.worst, 0.0) + HOPELESS_MARGIN
+        if early > limit:
+            raise TrialStopped(f"early-stopped: dev WER {early:.3f} after {done} steps > {limit:.3f}",
+                               pruned=True, saved_steps=total - done)
+
+    def score(self, model) -> float:
+        self.in_time()
+        return dev_wer(self.ctx, model)
+
+
 def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: float | None) -> dict:
-    """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN."""
+    """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN. The model is
+    built by `compress_and_recover`, as `asrcompress compress` builds it (seed = trial number)."""
     t0 = time.perf_counter()
     in_time = _deadline(t0, ctx.trial_timeout_s)
-    policy = Policy.from_dict(policy_doc, source=f"trial {number}")
-    grads = taylor_gradients(*ctx.kd_data, seed=number) if ctx.kd_data[0] else None
-    student, states, _ = compress_model(ctx.base, policy, gradients=grads)
+    # A draw of every choice at its neutral value is the uncompressed model: measured, not refused.
+    policy = Policy.from_dict(policy_doc, source=f"trial {number}", allow_empty=True)
     kd: DistillConfig = policy.distill or DistillConfig(steps=0)
-    steps_done, wer, reverted = 0, None, False
-    if kd.steps:
-        # Recovery must never cost accuracy: a mildly compressed model can lose more to a short
-        # distillation run than compression cost it, so keep the better of before and after (dev).
-        before = copy.deepcopy(student.state_dict())
-        in_time()
-        wer_before = dev_wer(ctx, student)
-        first = max(1, math.ceil(kd.steps * EARLY_FRACTION))
-        try:
-            distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=first), batch_seconds=16.0, seed=number,
-                    on_step=in_time)
-            steps_done = first
-            early = evaluate(student, ctx.base_dir, ctx.early_dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
-            limit = max(worst_front_wer or 0.0, 0.0) + HOPELESS_MARGIN
-            if worst_front_wer is not None and early > limit:
-                raise TrialStopped(f"early-stopped: dev WER {early:.3f} after {first} steps > {limit:.3f}",
-                                   pruned=True, saved_steps=kd.steps - first)
-            if kd.steps > first:
-                distill(student, ctx.base, states, *ctx.kd_data, replace(kd, steps=kd.steps - first),
-                        batch_seconds=16.0, seed=number + 10_000, on_step=in_time)
-                steps_done = kd.steps
-        except FloatingPointError as e:
-            raise TrialStopped(f"diverged: {e}", pruned=False) from None
-        wer = dev_wer(ctx, student)
-        if wer > wer_before:
-            student.load_state_dict(before)
-            wer, reverted = wer_before, True
+    try:
+        built = compress_and_recover(ctx.base, policy, ctx.kd_data if ctx.kd_data[0] else None,
+                                     Recovery(seed=number), TrialMonitor(ctx, worst_front_wer, in_time))
+    except FloatingPointError as e:
+        raise TrialStopped(f"diverged: {e}", pruned=False) from None
+    student, states = built.model, built.states
     in_time()
     out = ctx.workdir / f"trial_{number:04d}"
     with output_folder(out, {"base model": ctx.base_dir, "corpus": ctx.corpus}, overwrite=True,
@@ -153,14 +154,14 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
         save_model(student, stage, decoder=read_config(ctx.base_dir).get("decoder"))
         write_compression(stage, ctx.base_dir, policy, states, {"trial": number, "distill": kd.__dict__,
                                                                 "fp32_bytes": ctx.fp32_bytes})
-        values = objectives_of(ctx, student, states, stage, wer)
+        values = objectives_of(ctx, student, states, stage, built.score)
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
-    values["finetune_steps"] = steps_done
+    values["finetune_steps"] = built.distill["steps"]
     values["dev_utterances"] = len(ctx.dev)  # what the trial was scored on, from the study's settings
     values["kd_utterances"] = len(ctx.kd_data[0])
-    values["kd_reverted"] = float(reverted)
+    values["kd_reverted"] = float(built.reverted)
     values["trial_seconds"] = time.perf_counter() - t0
     values["model_dir"] = str(out)
     return values
