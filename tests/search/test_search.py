@@ -189,3 +189,27 @@ def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reve
     saved = load_model(Path(values["model_dir"])).state_dict()
     same = all(torch.equal(v, ctx.base.state_dict()[k]) for k, v in saved.items())
     assert same == reverted
+
+
+@needs_synth
+def test_compress_builds_the_same_model_as_a_trial(env, tmp_path):
+    """One walk: `compress` with a trial's policy, seed (its number) and data settings writes
+    bit-identical weights to the trial's (distillation, keep-the-better and all)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    p = cli(env["cwd"], *search_args(env, trials=1))
+    assert p.returncode == 0, p.stderr[-3000:]
+    trial = study_of(env).get_trials()[0]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["policy"]["distill"]["steps"] == 2
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(trial.user_attrs["policy"]))
+    out = tmp_path / "compressed"
+    p = cli(env["cwd"], "compress", "--model", str(env["model"]), "--policy", str(tmp_path / "policy.yaml"),
+            "--corpus", str(env["corpus"]), "--out", str(out), "--seed", str(trial.number),
+            "--dev-utterances", "4", "--kd-utterances", "8")
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = load_file(Path(trial.user_attrs["model_dir"]) / "model.safetensors")
+    b = load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "compression.json").read_text())["distill"]["reverted"] == bool(
+        trial.user_attrs["kd_reverted"])

@@ -79,7 +79,7 @@ def _doc() -> dict:
     (lambda d: d["distill"].update(alpha=[0.9, 0.1]), "'alpha' must be [low, high]"),
     (lambda d: d["distill"].update(steps=-3), "'steps' must be a whole number"),
     (lambda d: d.update(objectives=["latency@host"]), "must be a list that includes 'wer'"),
-    (lambda d: d.update(objectives=["wer", "speed"]), "'speed' is not wer, memory or latency@PROFILE"),
+    (lambda d: d.update(objectives=["wer", "speed"]), "'speed' is not one of wer, cer, memory, size, latency@PROFILE, wer@SLICE"),
     (lambda d: d.update(constraints=["latency@rpi4 <= 40"]), "which is not an objective"),
     (lambda d: d.update(constraints=["wer < 0.1"]), "is not 'OBJECTIVE <= NUMBER'"),
     (lambda d: d.update(methods=["quant"]), "needs method 'structured'"),

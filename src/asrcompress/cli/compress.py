@@ -76,6 +76,8 @@ def compress(
              "before distillation is kept, as in a search trial; 0: keep the distilled one")] = 100,
     kd_utterances: Annotated[int, typer.Option(help="Training utterances held in memory for distillation")] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of the distillation batch order (a trial's is its number)")] = 0,
+    threads: Annotated[Optional[int], typer.Option(
+        help="Torch threads (default: every core, as a one-worker search uses; results depend on it)")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
@@ -86,6 +88,11 @@ def compress(
     from ..compression._run import compress_folder, distill_config
     from ..objectives import dev_scorer
 
+    import os
+
+    import torch
+
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     policy_path = resolve("policy", policy_path)
     policy = Policy.load(policy_path)
     kd = distill_config(policy, finetune_steps, kd_temperature, kd_alpha)

@@ -52,10 +52,12 @@ def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[P
 def _print_front(rows: list[dict], objectives: list[str]) -> None:
     from rich.table import Table
 
+    from ..objectives import digits
+
     table = Table("trial", *objectives, "size", "test WER", "baseline")
     for r in rows:
         v = r["values"]
-        cells = [f"{v[o]:.4f}" if o == "wer" else f"{v[o]:.2f}" for o in objectives]
+        cells = [f"{v[o]:.{digits(o)}f}" for o in objectives]
         test = r.get("test", {}).get("test_wer")
         table.add_row(str(r["trial"]), *cells, f"{r['size_ratio']:.2f}x" if r.get("size_ratio") else "-",
                       f"{test:.4f}" if test is not None else "-", r.get("baseline") or "")

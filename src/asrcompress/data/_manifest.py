@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ class Utterance:
     audio_filepath: Path
     text: str
     duration: float
+    # The manifest line's other fields (voice, augmentation, accent, ...): what slices select on.
+    fields: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass
@@ -139,7 +141,8 @@ def load_manifest(path: Path, strict: bool = False) -> tuple[list[Utterance], Lo
                                 f"manifest's folder {root}; use an absolute path if the file really lives there")
         u = _check_entry(report, f"{path.stem}:{lineno}", audio, row["text"], strict)
         if u:
-            out.append(u)
+            extra = {k: v for k, v in row.items() if k not in ("audio_filepath", "text", "duration")}
+            out.append(replace(u, fields=extra) if extra else u)
     return out, report
 
 

@@ -1,11 +1,19 @@
-"""Objectives: word error rate (with greedy or LM beam-search decoding)."""
+"""Objectives: word error rate (greedy or LM beam-search decoding), and the objective registry
+(`OBJECTIVES`: wer, cer, memory, size, latency@PROFILE, wer@SLICE) that the search iterates over."""
 
 from ._decode import DecoderConfig, build_decoder, write_lexicon
 from ._evaluate import decode_all, dev_scorer, emissions, evaluate
 from ._lm import NgramLM, estimate_arpa
+from ._registry import (
+    OBJECTIVES, Objective, Probe, describe, digits, lookup, measure, reference_values, register_objective,
+    unregister_objective, worst_values,
+)
+from ._slices import Condition, SliceError, parse_slice, resolve_slice, select, utterance_fields
 from ._wer import cer, wer
 
 __all__ = [
-    "DecoderConfig", "NgramLM", "build_decoder", "cer", "decode_all", "dev_scorer", "emissions", "estimate_arpa",
-    "evaluate", "wer", "write_lexicon",
+    "OBJECTIVES", "Condition", "DecoderConfig", "NgramLM", "Objective", "Probe", "SliceError", "build_decoder", "cer",
+    "decode_all", "describe", "dev_scorer", "digits", "emissions", "estimate_arpa", "evaluate", "lookup", "measure",
+    "parse_slice", "reference_values", "register_objective", "resolve_slice", "select", "unregister_objective",
+    "utterance_fields", "wer", "worst_values", "write_lexicon",
 ]

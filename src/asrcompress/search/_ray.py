@@ -23,10 +23,11 @@ def _trainable(config: dict) -> None:
     import optuna
     from ray import tune
 
+    from ..objectives import worst_values
     from ..tracking import Tracker
     from ._run import _context, _front_wers, _open
     from ._sample import policy_from_params
-    from ._trial import TrialStopped, run_trial
+    from ._trial import TRIAL_ATTRS, TrialStopped, run_trial
 
     cfg = config["asrcompress"]
     study, settings = _open(cfg)  # everything that scores the trial comes from the study
@@ -44,7 +45,7 @@ def _trainable(config: dict) -> None:
     trial.set_user_attr("mlflow_run_id", run_id)
     trial.set_user_attr("worker", f"ray:{Path.cwd().name}")
     base = study.user_attrs["base"]
-    worst = {o: (1.0 if o == "wer" else 10 * base[o]) for o in space.objectives}
+    worst = worst_values(base, list(space.objectives))  # what a stopped trial reports, per the registry
     try:  # no heartbeat here: Tune itself re-runs a trial whose node died (FailureConfig)
         values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
     except TrialStopped as e:
@@ -57,7 +58,7 @@ def _trainable(config: dict) -> None:
         return
     for c in space.constraints:
         trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-    for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir"):
+    for k in TRIAL_ATTRS:
         trial.set_user_attr(k, values[k])
     tracker.finish_trial(run_id, {k: v for k, v in values.items() if k != "model_dir"}, "COMPLETE")
     tune.report({_metric(o): values[o] if math.isfinite(values[o]) else worst[o] for o in space.objectives}

@@ -22,7 +22,7 @@ from ._sample import baseline_params, policy_from_params, suggest
 from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
 from ._study import check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
-from ._trial import Context, TrialStopped, objectives_of, run_trial
+from ._trial import TRIAL_ATTRS, Context, TrialStopped, objectives_of, run_trial
 
 
 def _context(settings: SearchConfig):
@@ -140,8 +140,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
             continue
         for c in space.constraints:
             trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-        for k in ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir", "dev_utterances",
-                  "kd_utterances"):
+        for k in TRIAL_ATTRS:
             trial.set_user_attr(k, values[k])
         study.tell(trial, [values[o] for o in objectives])
         metrics = {k: v for k, v in values.items() if k != "model_dir"}

@@ -12,11 +12,13 @@
         clusters: [null, 16]
     methods: [structured, lowrank, prune, cluster, quant]   # the ones enabled
     distill: {steps: 100, temperature: [1.0, 4.0], alpha: [0.2, 0.9], lr: 1.0e-4}
-    objectives: [wer, latency@host, memory]
+    slices: {noisy: "snr_db <= 10"}      # dev slices, for wer@SLICE (see objectives._slices)
+    objectives: [wer, latency@host, memory]   # any of the objective registry: wer, cer, memory,
+                                              # size, latency@PROFILE, wer@SLICE
     constraints: ["latency@rpi4 <= 40", "memory <= 2.0", "wer <= base + 0.01"]
 
 Lists are categorical choices; `[low, high]` under distill is a float range. Units: wer as a
-fraction, latency in ms (8 s input), memory in MB.
+fraction, latency in ms (8 s input), memory and size in MB.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from pathlib import Path
 from .._yaml import read_yaml
 from ..compression import check_choice, choice_keys, configs_from_choices, neutral_choices
 from ..errors import UserError
+from ..objectives import SliceError, describe, lookup, parse_slice, resolve_slice
 
 
 def _methods() -> tuple[str, ...]:
     """The methods a space can choose: every registered one with search choices."""
     return tuple(m for m in dict.fromkeys(choice_keys().values()))
 
-OBJECTIVE_RE = re.compile(r"^(wer|memory|latency@[A-Za-z0-9_\-]+)$")
-CONSTRAINT_RE = re.compile(r"^\s*(wer|memory|latency@[A-Za-z0-9_\-]+)\s*<=\s*(base\s*\+\s*)?([0-9.eE+-]+)\s*$")
+CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_]+(?:@[A-Za-z0-9_\-.=]+)?)\s*<=\s*(base\s*\+\s*)?([0-9.eE+-]+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,16 @@ class Space:
     lr: float
     objectives: tuple[str, ...]
     constraints: tuple[Constraint, ...]
+    slices: tuple[tuple[str, str], ...] = ()  # (name, conditions) of dev slices, for wer@SLICE
     path: str = field(default="", compare=False)
 
     @property
     def profiles(self) -> list[str]:
         return [o.split("@", 1)[1] for o in self.objectives if o.startswith("latency@")]
+
+    @property
+    def slice_names(self) -> list[str]:
+        return [o.split("@", 1)[1] for o in self.objectives if o.startswith("wer@")]
 
 
 def _fail(path: Path, where: str, msg: str) -> UserError:
@@ -121,7 +128,7 @@ def _range(path: Path, key: str, v: object, lo: float, hi: float) -> tuple[float
 def parse_space(doc: object, path: Path) -> Space:
     if not isinstance(doc, dict):
         raise UserError(f"{path}: a search space is a YAML mapping")
-    known = {"version", "name", "groups", "methods", "distill", "objectives", "constraints"}
+    known = {"version", "name", "groups", "methods", "distill", "objectives", "constraints", "slices"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise _fail(path, "top level", f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -168,12 +175,29 @@ def parse_space(doc: object, path: Path) -> Space:
     lr = d.get("lr", 1e-4)
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < 1:
         raise _fail(path, "distill", f"'lr' must be in (0, 1), got {lr!r}")
+    slices = doc.get("slices", {}) or {}
+    if not isinstance(slices, dict) or not all(isinstance(k, str) for k in slices):
+        raise _fail(path, "slices", "must be a mapping of slice name to conditions")
+    for name, spec in slices.items():
+        try:
+            parse_slice(spec)
+        except SliceError as e:
+            raise _fail(path, f"slices.{name}", str(e)) from None
     objectives = doc.get("objectives", ["wer", "latency@host", "memory"])
     if not isinstance(objectives, list) or not objectives or "wer" not in objectives:
         raise _fail(path, "objectives", "must be a list that includes 'wer'")
     for o in objectives:
-        if not isinstance(o, str) or not OBJECTIVE_RE.match(o):
-            raise _fail(path, "objectives", f"{o!r} is not wer, memory or latency@PROFILE")
+        try:
+            lookup(o) if isinstance(o, str) else lookup("")
+        except KeyError:
+            raise _fail(path, "objectives", f"{o!r} is not one of {describe()}") from None
+        if o.startswith("wer@"):
+            try:
+                resolve_slice(o.split("@", 1)[1], slices)
+            except SliceError as e:
+                raise _fail(path, "objectives", f"{o!r}: {e}") from None
+    if len(set(objectives)) != len(objectives):
+        raise _fail(path, "objectives", "names an objective twice")
     constraints = []
     for c in doc.get("constraints", []) or []:
         m = CONSTRAINT_RE.match(c) if isinstance(c, str) else None
@@ -185,7 +209,8 @@ def parse_space(doc: object, path: Path) -> Space:
     return Space(name=str(doc.get("name", path.stem)), groups=tuple(groups), methods=tuple(methods),
                  distill_steps=steps, temperature=_range(path, "temperature", d.get("temperature", [2.0, 2.0]), 0.5, 20),
                  alpha=_range(path, "alpha", d.get("alpha", [0.5, 0.5]), 0.0, 1.0), lr=float(lr),
-                 objectives=tuple(objectives), constraints=tuple(constraints), path=str(path))
+                 objectives=tuple(objectives), constraints=tuple(constraints),
+                 slices=tuple((str(k), str(v)) for k, v in slices.items()), path=str(path))
 
 
 def load_space(path: Path) -> Space:

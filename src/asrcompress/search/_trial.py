@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._outputs import output_folder
@@ -15,11 +15,16 @@ from ..data import load_manifest
 from ..export import export_onnx
 from ..hardware import Profile, frames_for, graph_ops, measure_latency, predict_ms
 from ..models import ConformerCTC, load_model, read_config, save_model
-from ..objectives import DecoderConfig, evaluate
+from ..objectives import DecoderConfig, evaluate, measure, resolve_slice, select
 from ._space import Space
 
 REFERENCE_S = 8.0  # latency objective: one 8 s utterance
 HOPELESS_MARGIN = 0.10  # WER points above the worst front point (or the base) that count as hopeless
+
+
+# What a finished trial records on its Optuna trial besides its objectives (every backend).
+TRIAL_ATTRS = ("size_ratio", "finetune_steps", "kd_reverted", "trial_seconds", "model_dir", "dev_utterances",
+               "kd_utterances")
 
 
 class TrialStopped(Exception):
@@ -47,6 +52,7 @@ class Context:
     fp32_bytes: int
     workdir: Path
     trial_timeout_s: float | None = None  # the study's per-trial wall-clock budget
+    slices: dict = field(default_factory=dict)  # slice name -> dev utterances, for wer@SLICE
 
     @classmethod
     def load(cls, base_dir: Path, corpus: Path, space: Space, profiles: dict[str, Profile], workdir: Path,
@@ -59,8 +65,16 @@ class Context:
             from ..errors import UserError
 
             raise UserError(f"{Path(corpus) / 'dev.jsonl'}: no usable dev utterances to score trials on")
+        slices = {}
+        for name in space.slice_names:  # up to dev_utterances of the whole dev split that match
+            slices[name] = select(dev, resolve_slice(name, dict(space.slices)))[:dev_utterances]
+            if not slices[name]:
+                from ..errors import UserError
+
+                raise UserError(f"{Path(corpus) / 'dev.jsonl'}: slice {name!r} selects no dev utterance "
+                                "(check the manifest's fields)")
         dev = dev[:dev_utterances]
-        return cls(base=base, base_dir=Path(base_dir), corpus=Path(corpus), space=space,
+        return cls(slices=slices, base=base, base_dir=Path(base_dir), corpus=Path(corpus), space=space,
                    layer_names=[l.name for l in discover_layers(base)], profiles=profiles,
                    kd_data=load_kd_data(corpus, kd_utterances) if space.distill_steps else ([], []),
                    dev=dev, early_dev=dev[: max(10, len(dev) // 3)],
@@ -79,20 +93,64 @@ def dev_wer(ctx: Context, model: ConformerCTC) -> float:
     return evaluate(model, ctx.base_dir, ctx.dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
 
 
+class TrialProbe:
+    """The objectives' view of one model (`objectives.Probe`): each figure computed once, when
+    an objective asks for it."""
+
+    def __init__(self, ctx: Context, model: ConformerCTC, states: dict, out: Path, wer: float | None) -> None:
+        self.ctx, self.model, self.states, self.out = ctx, model, states, out
+        self._dev = {"wer": wer} if wer is not None else {}
+        self._cache: dict = {}
+
+    def _once(self, key: str, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def _scores(self) -> dict:
+        if "cer" not in self._dev:  # one decode gives both; a known WER is kept as given
+            r = evaluate(self.model, self.ctx.base_dir, self.ctx.dev, self.ctx.decoder, workers=1, batch_seconds=0)
+            self._dev = {"wer": self._dev.get("wer", r["wer"]), "cer": r["cer"]}
+        return self._dev
+
+    def wer(self, slice_name: str | None = None) -> float:
+        if slice_name is None:
+            return self._dev["wer"] if "wer" in self._dev else self._scores()["wer"]
+        return self._once(f"wer@{slice_name}", lambda: evaluate(
+            self.model, self.ctx.base_dir, self.ctx.slices[slice_name], self.ctx.decoder, workers=1,
+            batch_seconds=0)["wer"])
+
+    def cer(self) -> float:
+        return self._scores()["cer"]
+
+    def onnx(self) -> Path:
+        return self._once("onnx", lambda: Path(export_onnx(self.model, self.states, self.out / "model.onnx")["path"]))
+
+    def ops(self) -> list:
+        return self._once("ops", lambda: graph_ops(self.onnx(), frames_for(REFERENCE_S)))
+
+    def size(self) -> dict:
+        return self._once("size", lambda: size_report(self.model, self.states, self.ctx.fp32_bytes))
+
+    def stored_bytes(self) -> int:
+        return self.size()["total_bytes"]
+
+    def peak_activation_bytes(self) -> int:
+        return max(op.act_bytes for op in self.ops())
+
+    def latency_ms(self, profile: str) -> float:
+        return latency_ms(self.onnx(), self.ctx.profiles[profile], self.ops())
+
+
 def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path,
                   wer: float | None = None) -> dict[str, float]:
-    """WER (dev, greedy; `wer` when the caller has it), latency per profile, memory (stored
-    bytes + peak activations, MB)."""
-    onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
-    ops = graph_ops(onnx_path, frames_for(REFERENCE_S))
-    size = size_report(model, states, ctx.fp32_bytes)
-    values = {
-        "wer": dev_wer(ctx, model) if wer is None else wer,
-        "memory": (size["total_bytes"] + max(op.act_bytes for op in ops)) / 1e6,
-    }
-    for name, profile in ctx.profiles.items():
-        values[f"latency@{name}"] = latency_ms(onnx_path, profile, ops)
-    values["size_ratio"] = size["ratio"]
+    """The space's objectives (the objective registry measures each on a probe of the model;
+    `wer`: dev WER when the caller has it), plus `size_ratio`. The ONNX file is always written:
+    it is what export and the benchmark score."""
+    probe = TrialProbe(ctx, model, states, out, wer)
+    probe.onnx()
+    values = measure(probe, list(ctx.space.objectives))
+    values["size_ratio"] = probe.size()["ratio"]
     return values
 
 
