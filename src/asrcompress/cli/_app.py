@@ -23,7 +23,7 @@ def _global_options(
                                "still read with torch.load(weights_only=True)")] = False,
 ) -> None:
     if trust_pickle:
-        from ..models._io import TRUST_PICKLE_ENV
+        from ..models import TRUST_PICKLE_ENV
 
         os.environ[TRUST_PICKLE_ENV] = "1"
 

@@ -44,7 +44,7 @@ def inspect(
     from rich.table import Table
 
     from ..compression import size_report
-    from ..compression._io import read_fp32_bytes, read_states
+    from ..compression import read_fp32_bytes, read_states
     from ..models import load_model
 
     report = size_report(load_model(model_dir), read_states(model_dir), read_fp32_bytes(model_dir))
@@ -85,7 +85,7 @@ def compress(
     from .._outputs import output_folder
     from .._shipped import resolve
     from ..compression import Monitor, Policy, Recovery
-    from ..compression._run import compress_folder, distill_config
+    from ..compression import compress_folder, distill_config
     from ..objectives import dev_scorer
 
     import os

@@ -64,7 +64,7 @@ def train(
     import torch
 
     from .._outputs import is_ours, output_folder, real
-    from ..models._train import TrainConfig
+    from ..models import TrainConfig
 
     if device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {device!r} is not one of auto, cpu, cuda")
@@ -87,8 +87,8 @@ def _train_into(out_dir: Path, corpus_dir: Path, cfg, dev, finalize_after: bool)
     import torch
 
     from ..models import ModelConfig
-    from ..models._card import finalize
-    from ..models._train import train as run_train
+    from ..models import finalize
+    from ..models import train as run_train
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
@@ -122,7 +122,7 @@ def finalize(
     from .._json import read_json
     from .._outputs import output_folder
     from ..models import load_model
-    from ..models._card import finalize as run_finalize
+    from ..models import finalize as run_finalize
 
     load_model(model_dir)  # one line for a folder that is no model
     inputs = {"corpus": corpus_dir} | ({"model": model_dir} if out_dir is not None else {})

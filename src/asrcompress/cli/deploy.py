@@ -23,7 +23,7 @@ def _onnx_path(model: Path, tmp: Path) -> Path:
 
         session(model)  # a one-line error for a file ONNX Runtime cannot load
         return model
-    from ..compression._io import read_states
+    from ..compression import read_states
     from ..export import export_onnx
     from ..models import load_model
 
@@ -43,7 +43,7 @@ def export_onnx_cmd(
 ) -> None:
     """Export to ONNX (dynamic time axis) with int8 and 4-bit kernels for quantized layers."""
     from .._outputs import refuse_overlap
-    from ..compression._io import read_states
+    from ..compression import read_states
     from ..export import calibration_features, export_onnx
     from ..models import load_model, read_config
 
@@ -56,7 +56,7 @@ def export_onnx_cmd(
     feats = None
     if calibration is not None:
         from ..data import load_dataset
-        from ..data._manifest import read_audio
+        from ..data import read_audio
 
         utts, _ = load_dataset(calibration)
         if not utts:
@@ -114,7 +114,7 @@ def calibrate_cmd(
 ) -> None:
     """Run micro-benchmarks on this machine and write a calibrated, measured hardware profile."""
 
-    from ..hardware._write import write_profile
+    from ..hardware import write_profile
 
     if not 1 <= threads <= (os.cpu_count() or 1):
         raise UserError(f"--threads {threads} must be between 1 and this machine's {os.cpu_count()} CPUs")
@@ -133,7 +133,7 @@ def calibrate_cmd(
 @app.command()
 def verify(bundle: Annotated[Path, typer.Option(help="Export bundle folder")]) -> None:
     """Check every file of an export bundle against its SHA256SUMS (and that none was added)."""
-    from ..export._bundle import SUMS, verify_bundle
+    from ..export import SUMS, verify_bundle
 
     if not bundle.is_dir():
         raise UserError(f"{bundle}: bundle folder not found")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,35 +17,13 @@ def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[P
                 tracking_uri: Optional[str], seed: int, dev_utterances: Optional[int], kd_utterances: Optional[int],
                 profiles: Optional[Path], trial_timeout_s: Optional[float] = None,
                 heartbeat_grace_s: Optional[float] = None) -> dict:
-    """The driver's settings. A new study takes defaults for what is not given (the shipped base
-    model and profiles); a resumed one keeps its stored settings, and `given` says which of
-    them the user named (a named fixed setting that differs is refused)."""
-    from .._shipped import base_model, profiles_dir, resolve
-    from ..search import default_storage
-    from ..tracking import tracking_uri as resolve_uri
+    """The CLI's arguments as the search driver's settings (`search.driver_config`)."""
+    from ..search import driver_config
 
-    if trials is not None and trials < 1:
-        raise UserError(f"--trials {trials} must be at least 1")
-    if workers < 1:
-        raise UserError(f"--workers {workers} must be at least 1")
-    if space is None and study is None:
-        raise UserError("give --space (a new study) or --study (resume one)")
-    space = resolve("space", space) if space is not None else None
-    name = study or space.stem
-    given = {k for k, v in {"space": space, "model": model, "corpus": corpus, "budget": trials, "sampler": sampler,
-                            "tracking_uri": tracking_uri, "dev_utterances": dev_utterances,
-                            "kd_utterances": kd_utterances, "profiles": profiles, "trial_timeout_s": trial_timeout_s,
-                            "heartbeat_grace_s": heartbeat_grace_s}.items() if v is not None}
-    return {
-        "space": str(space.resolve()) if space else None, "model": str((model or base_model()).resolve()),
-        "corpus": str((corpus or Path("data/default")).resolve()), "profiles": str((profiles or profiles_dir()).resolve()),
-        "budget": trials or 20, "sampler": sampler or "tpe", "seed": seed,
-        "storage": storage or default_storage(name), "study": name, "workers": workers,
-        "tracking_uri": resolve_uri(tracking_uri), "workdir": str((Path("mlruns") / "studies" / name).resolve()),
-        "dev_utterances": dev_utterances or 100, "kd_utterances": kd_utterances or 2000,
-        "trial_timeout_s": trial_timeout_s, "heartbeat_grace_s": heartbeat_grace_s or 120.0,
-        "threads": 1 if workers > 1 else max(1, (os.cpu_count() or 1)), "given": sorted(given),
-    }
+    return driver_config(space=space, model=model, corpus=corpus, trials=trials, sampler=sampler, storage=storage,
+                         study=study, workers=workers, tracking_uri=tracking_uri, seed=seed,
+                         dev_utterances=dev_utterances, kd_utterances=kd_utterances, profiles=profiles,
+                         trial_timeout_s=trial_timeout_s, heartbeat_grace_s=heartbeat_grace_s)
 
 
 def _print_front(rows: list[dict], objectives: list[str]) -> None:
@@ -101,7 +78,7 @@ def search(
 
     The study keeps its settings (model, corpus, space, profiles, scoring); workers read them."""
     from ..search import run_search
-    from ..search._run import dumps
+    from ..search import dumps
 
     if backend not in ("optuna", "ray"):
         raise UserError(f"--backend {backend!r} is not one of optuna, ray")
@@ -115,7 +92,7 @@ def search(
     if backend == "ray":
         import time as _time
 
-        from ..search._ray import run_ray
+        from ..search import run_ray
 
         t0 = _time.perf_counter()
         cfg["threads"] = 1
@@ -205,7 +182,7 @@ def export_cmd(
 ) -> None:
     """Write a deployment bundle for one trial, re-measured on its ONNX export."""
     from ..search import default_storage, load_study
-    from ..search._export import export_trial
+    from ..search import export_trial
 
     if (trial is None) == (pick is None):
         raise UserError("give exactly one of --trial N or --pick \"...\"")

@@ -19,6 +19,11 @@ from ._size import size_report, tensor_formats
 from ._sparsity_reg import SparsityRegConfig
 from ._structured import StructuredPruneConfig
 
+from ._apply import layer_tensors
+from ._attention import HeadPrunedAttention
+from ._io import apply_structure, read_fp32_bytes, read_states, write_compression
+from ._run import compress_folder, distill_config, load_kd_data
+
 __all__ = [
     "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
     "compress_and_recover", "needs_data", "ConfigError", "DistillConfig",
@@ -29,3 +34,4 @@ __all__ = [
     "ordered", "rebuild_structure", "register", "size_report", "states_from_dict", "states_to_dict",
     "tensor_formats", "uniform_policies", "unregister",
 ]
+__all__ += ['HeadPrunedAttention', 'apply_structure', 'compress_folder', 'distill_config', 'layer_tensors', 'load_kd_data', 'read_fp32_bytes', 'read_states', 'write_compression']

@@ -99,7 +99,7 @@ def distill(
 
     `penalties` adds each listed weight's sparsity penalty to the loss.
     """
-    from ..models._train import _collate, make_batches
+    from ..data import collate as _collate, make_batches
 
     if cfg.steps == 0:
         return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
@@ -174,7 +174,7 @@ def taylor_gradients(waves: list, targets: list[torch.Tensor], batches: int = 8,
                      seed: int = 0):
     """The `gradients` step for compress_model: CTC loss gradients summed over a few training
     batches (dropout off), for the taylor structured-pruning criterion."""
-    from ..models._train import _collate, make_batches
+    from ..data import collate as _collate, make_batches
 
     def run(model: nn.Module) -> None:
         model.eval()

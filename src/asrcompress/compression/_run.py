@@ -19,9 +19,9 @@ from ._size import size_report
 
 def load_kd_data(corpus: Path, max_utterances: int, seed: int = 0) -> tuple[list, list[torch.Tensor]]:
     """A random subset of the training split, held in RAM as int16 (as base training does)."""
-    from ..data._manifest import load_manifest
-    from ..models._tokens import encode
-    from ..models._train import _read_int16
+    from ..data import load_manifest
+    from ..models import encode
+    from ..data import read_int16 as _read_int16
 
     manifest = Path(corpus) / "train.jsonl"
     if not manifest.is_file():

@@ -5,4 +5,14 @@ from ._onnx import export_onnx
 from ._runtime import OnnxAcousticModel, session
 from ._static import calibration_features
 
+from ._bundle import SUMS, verify_bundle, verify_if_bundled, write_bundle, write_sums
+from ._kernels import GridWeight, int8_matmul, nbits_matmul
+from ._runtime import session_options
+
 __all__ = ["DeployModel", "OnnxAcousticModel", "PointwiseLinear", "calibration_features", "export_onnx", "session"]
+
+from .._callable import make_callable as _make_callable
+
+__all__ += ['SUMS', 'GridWeight', 'int8_matmul', 'nbits_matmul', 'session_options', 'verify_bundle', 'verify_if_bundled', 'write_bundle', 'write_sums']
+
+_make_callable(__name__, "export")  # asrcompress.export(...) is the API function (docs/api.md)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..compression._attention import HeadPrunedAttention
-from ..models._conformer_ctc import ConformerCTC
+from ..compression import HeadPrunedAttention
+from ..models import ConformerCTC
 
 
 class PointwiseLinear(nn.Module):

@@ -27,11 +27,10 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from ..compression._apply import LayerState, layer_tensors
-from ..compression._layers import discover_layers
+from ..compression import LayerState, discover_layers, layer_tensors
 from .._outputs import output_file
 from ..errors import UserError
-from ..models._conformer_ctc import ConformerCTC
+from ..models import ConformerCTC
 from ._deploy import DeployModel
 from ._kernels import as_grid, dequantized_weight, int8_matmul, nbits_matmul
 from ._static import activation_ranges, static_int8_matmul

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ..data._features import LogMel
+from ..data import LogMel
 from ..errors import UserError
 
 

@@ -78,7 +78,7 @@ def calibration_features(waves: Sequence[np.ndarray], n_mels: int) -> list[np.nd
     """(1, T, n_mels) log-mel features, as the deployed app computes them."""
     import torch
 
-    from ..data._features import LogMel
+    from ..data import LogMel
 
     fe = LogMel(n_mels=n_mels).eval()
     with torch.no_grad():

@@ -24,7 +24,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from scipy.optimize import nnls
 
-from ..export._kernels import GridWeight, int8_matmul, nbits_matmul
+from ..export import GridWeight, int8_matmul, nbits_matmul
 from ._graph import Op, graph_ops, session_options
 
 F = TensorProto.FLOAT

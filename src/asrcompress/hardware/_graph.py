@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from ..export._runtime import session_options
+from ..export import session_options
 
 MATMUL_FP32 = {"MatMul", "FusedMatMul", "Gemm"}
 TRANSCENDENTAL = {"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Exp", "Erf", "LayerNormalization",

@@ -1,11 +1,26 @@
-"""Acoustic models: the Conformer-CTC base model, its vocabulary, I/O and training."""
+"""Acoustic models: the Conformer-CTC base model, its vocabulary, I/O, training and the model card."""
 
+from ._tokens import BLANK, SEP, TOKENS, decode_ids, encode, greedy_decode
 from ._conformer_ctc import ConformerCTC, ConvSubsampling, ModelConfig, subsampled_length
-from ._io import CARD, CONFIG, WEIGHTS, load_model, read_config, save_model
-from ._tokens import TOKENS, decode_ids, encode, greedy_decode
+from ._io import CARD, CONFIG, TRUST_PICKLE_ENV, WEIGHTS, load_model, read_config, save_model
+from ._measure import state_dict_bytes, torch_latency_ms
 
 __all__ = [
-    "CARD", "CONFIG", "WEIGHTS", "TOKENS", "ConformerCTC", "ConvSubsampling", "ModelConfig",
-    "decode_ids", "encode", "greedy_decode", "load_model", "read_config", "save_model",
-    "subsampled_length",
+    "BLANK", "CARD", "CONFIG", "SEP", "TOKENS", "TRUST_PICKLE_ENV", "WEIGHTS", "ConformerCTC", "ConvSubsampling",
+    "ModelConfig", "TrainConfig", "decode_ids", "encode", "finalize", "greedy_decode", "load_model", "read_config",
+    "save_model", "state_dict_bytes", "subsampled_length", "torch_latency_ms", "train",
 ]
+
+
+def __getattr__(name: str):
+    # The card and training use objectives, which use this package's vocabulary: loaded on
+    # first use, so importing objectives first does not go round in a circle.
+    if name == "finalize":
+        from ._card import finalize
+
+        return finalize
+    if name in ("TrainConfig", "train"):
+        from . import _train
+
+        return getattr(_train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ..data._manifest import load_manifest
-from ..data._text import domain_vocabulary
-from ..objectives._decode import LEXICON_FILE, LM_FILE, DecoderConfig, write_lexicon
-from ..objectives._evaluate import decode_all, emissions, load_waves
-from ..objectives._lm import estimate_arpa
-from ..objectives._wer import cer, wer
+from ..data import domain_vocabulary, load_manifest
+from ..objectives import (
+    LEXICON_FILE, LM_FILE, DecoderConfig, cer, decode_all, emissions, estimate_arpa, load_waves, wer, write_lexicon,
+)
 from ._io import CARD, CONFIG, load_model
 
 

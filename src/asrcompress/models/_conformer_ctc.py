@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchaudio.models import Conformer
 
-from ..data._features import N_MELS, LogMel
+from ..data import N_MELS, LogMel
 from ._tokens import TOKENS
 
 

@@ -101,7 +101,7 @@ def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool 
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found")
     from .._outputs import is_incomplete
-    from ..export._bundle import SUMS, verify_if_bundled
+    from ..export import SUMS, verify_if_bundled
 
     if is_incomplete(model_dir) and not unfinished_ok:
         raise UserError(f"{model_dir}: an unfinished output (the command writing it was stopped); run that "
@@ -120,7 +120,7 @@ def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool 
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{model_dir / CONFIG}: bad field 'model' ({e})") from None
     if (model_dir / "compression.json").exists():
-        from ..compression._io import apply_structure
+        from ..compression import apply_structure
 
         try:
             model = apply_structure(model, model_dir)

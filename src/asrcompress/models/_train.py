@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torchaudio
 
-from ..data._manifest import Utterance, load_manifest, read_audio
-from ..objectives._wer import cer, wer
+from ..data import Utterance, collate as _collate, load_manifest, make_batches, read_int16 as _read_int16
+from ..objectives import cer, wer
 from ._conformer_ctc import ConformerCTC, ModelConfig
 from ._io import save_model
 from ._tokens import encode, greedy_decode
@@ -42,33 +42,6 @@ def _load_waves(utts: list[Utterance], workers: int) -> list[np.ndarray]:
     with get_context("fork").Pool(workers) as pool:
         waves = pool.map(_read_int16, paths, chunksize=64)
     return waves
-
-
-def _read_int16(path: Path) -> np.ndarray:
-    # int16 halves the memory of a 12k-utterance corpus kept in RAM.
-    return (np.clip(read_audio(path), -1, 1) * 32767).astype(np.int16)
-
-
-def make_batches(durations: list[float], batch_seconds: float) -> list[list[int]]:
-    """Group indices of similar length so padded audio per batch stays under budget."""
-    order = sorted(range(len(durations)), key=lambda i: durations[i])
-    batches, cur = [], []
-    for i in order:
-        if cur and durations[i] * (len(cur) + 1) > batch_seconds:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def _collate(waves: list[np.ndarray], idx: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    lens = torch.tensor([waves[i].size for i in idx])
-    batch = torch.zeros(len(idx), int(lens.max()))
-    for row, i in enumerate(idx):
-        batch[row, : waves[i].size] = torch.from_numpy(waves[i].astype(np.float32) / 32767)
-    return batch.to(device), lens.to(device)
 
 
 class _SpecAugment(torch.nn.Module):

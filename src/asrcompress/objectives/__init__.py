@@ -11,9 +11,13 @@ from ._registry import (
 from ._slices import Condition, SliceError, parse_slice, resolve_slice, select, utterance_fields
 from ._wer import cer, wer
 
+from ._decode import LEXICON_FILE, LM_FILE
+from ._evaluate import load_waves
+
 __all__ = [
     "OBJECTIVES", "Condition", "DecoderConfig", "NgramLM", "Objective", "Probe", "SliceError", "build_decoder", "cer",
     "decode_all", "describe", "dev_scorer", "digits", "emissions", "estimate_arpa", "evaluate", "lookup", "measure",
     "parse_slice", "reference_values", "register_objective", "resolve_slice", "select", "unregister_objective",
     "utterance_fields", "wer", "worst_values", "write_lexicon",
 ]
+__all__ += ['LEXICON_FILE', 'LM_FILE', 'load_waves']

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..models._tokens import BLANK, SEP, TOKENS, greedy_decode
+from ..models import BLANK, SEP, TOKENS, greedy_decode
 from ._lm import NgramLM
 
 LEXICON_FILE = "lexicon.txt"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data._manifest import Utterance, read_audio
+from ..data import Utterance, read_audio
 from ..errors import UserError
-from ..models._conformer_ctc import ConformerCTC
+from ..models import ConformerCTC
 from ._decode import DecoderConfig, build_decoder
 from ._wer import cer, wer
 
@@ -35,7 +35,7 @@ def emissions(model: ConformerCTC, waves: list[np.ndarray], batch_seconds: float
     """Per-utterance (T', V) log-probabilities, batching utterances of similar length.
 
     A model with its own `emissions` (an ONNX Runtime session) computes them itself."""
-    from ..models._train import make_batches
+    from ..data import make_batches
 
     if hasattr(model, "emissions"):
         return model.emissions(waves)

@@ -116,12 +116,17 @@ def _cost_reference(base: float) -> float:
     return 1.1 * base  # 10% above the uncompressed model
 
 
+def _error_rate_worst(base: float) -> float:
+    # At or beyond the reference, so a stopped trial never adds hypervolume.
+    return max(1.0, _error_rate_reference(base))
+
+
 register_objective(Objective(
     "wer", "fraction", "word error rate on the scored dev utterances", lambda p, _: p.wer(None),
-    worst=lambda base: 1.0, reference=_error_rate_reference, digits=4))
+    worst=_error_rate_worst, reference=_error_rate_reference, digits=4))
 register_objective(Objective(
     "cer", "fraction", "character error rate on the scored dev utterances", lambda p, _: p.cer(),
-    worst=lambda base: 1.0, reference=_error_rate_reference, digits=4))
+    worst=_error_rate_worst, reference=_error_rate_reference, digits=4))
 register_objective(Objective(
     "memory", "MB", "stored bytes plus the largest activation, in MB",
     lambda p, _: (p.stored_bytes() + p.peak_activation_bytes()) / 1e6, worst=lambda base: 10 * base,
@@ -134,4 +139,4 @@ register_objective(Objective(
     lambda p, arg: p.latency_ms(arg), worst=lambda base: 10 * base, reference=_cost_reference, family="PROFILE"))
 register_objective(Objective(
     "wer", "fraction", "word error rate on a slice of dev (declared in the space's `slices`, or FIELD=VALUE)",
-    lambda p, arg: p.wer(arg), worst=lambda base: 1.0, reference=_error_rate_reference, family="SLICE", digits=4))
+    lambda p, arg: p.wer(arg), worst=_error_rate_worst, reference=_error_rate_reference, family="SLICE", digits=4))

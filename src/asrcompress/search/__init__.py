@@ -1,5 +1,6 @@
 """Multi-objective search over per-layer compression policies (Optuna), tracked in MLflow."""
 
+from ._config import driver_config
 from ._pareto import hypervolume, knee, reference_point
 from ._run import prepare, run_search, work
 from ._sample import baseline_params, parameters, policy_from_params, suggest
@@ -7,7 +8,18 @@ from ._space import Constraint, Group, Space, check_against_model, load_space, p
 from ._study import default_storage, open_storage, open_study, recover_stale
 from ._summary import front_rows, load_study, summarize_study
 
-__all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "front_rows",
+from ._bench import BenchOptions, run_bench
+from ._export import export_trial
+from ._ray import run_ray
+from ._run import dumps
+
+__all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
            "parse_space", "policy_from_params", "prepare", "recover_stale", "reference_point", "run_search",
            "suggest", "summarize_study", "work"]
+
+from .._callable import make_callable as _make_callable
+
+__all__ += ['BenchOptions', 'dumps', 'export_trial', 'run_bench', 'run_ray']
+
+_make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

@@ -17,7 +17,7 @@ from .._shipped import profiles_dir
 from ..compression import DistillConfig, uniform_policies
 from ..export import export_onnx
 from ..models import load_model
-from ..models._measure import state_dict_bytes
+from ..models import state_dict_bytes
 from ._peers import children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script, torch_ao_dynamic
 from ._space import load_space
 

@@ -16,7 +16,7 @@ from .._outputs import output_file
 from ..data import load_manifest
 from ..export import OnnxAcousticModel
 from ..hardware import frames_for, measure_latency
-from ..models._measure import torch_latency_ms
+from ..models import torch_latency_ms
 from ..objectives import DecoderConfig, evaluate
 from ._pareto import hypervolume
 from ._peers import onnx_stored_bytes

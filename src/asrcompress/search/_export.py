@@ -66,10 +66,10 @@ def export_trial(study: optuna.Study, number: int | None, pick: str | None, out:
 def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str | None, objectives: list[str],
             tracking_uri: str | None, register: bool) -> dict:
     from ..compression import size_report
-    from ..compression._io import read_fp32_bytes, read_states
+    from ..compression import read_fp32_bytes, read_states
     from ..data import load_manifest
     from ..export import OnnxAcousticModel, export_onnx
-    from ..export._bundle import write_bundle, write_sums
+    from ..export import write_bundle, write_sums
     from ..models import load_model, read_config
     from ..objectives import DecoderConfig, evaluate, lookup
     from ._trial import latency_ms

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .._outputs import output_folder
 from ..compression import DistillConfig, Monitor, Policy, Recovery, compress_and_recover, size_report
-from ..compression._io import write_compression
-from ..compression._run import load_kd_data
+from ..compression import write_compression
+from ..compression import load_kd_data
 from ..data import load_manifest
 from ..export import export_onnx
 from ..hardware import Profile, frames_for, graph_ops, measure_latency, predict_ms

@@ -1,0 +1,135 @@
+"""The public Python API: the CLI's main jobs as functions (see docs/api.md).
+
+    import asrcompress as ac
+    model = ac.load_model("models/conformer_ctc_base")
+    small, report = ac.compress(model, "int8")
+    study = ac.search("quick", model="models/conformer_ctc_base", data="data/demo", trials=3)
+    ac.front(study)
+    ac.export(study, pick="knee", out="runs/knee")
+
+Every function goes through the same code as its command: `compress` through
+`compress_and_recover` (the walk a search trial takes), `search` through the study driver.
+Errors a user can fix raise `asrcompress.errors.UserError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .compression import Compressed, Policy, Recovery, compress_and_recover, size_report
+from .errors import UserError
+
+PathLike = str | Path
+
+
+def load_model(path: PathLike) -> nn.Module:
+    """A model folder (base or compressed) as a PyTorch module, weights loaded exactly."""
+    from .models import load_model as _load
+
+    return _load(Path(path))
+
+
+def _policy(policy: Policy | dict | PathLike) -> Policy:
+    from ._shipped import resolve
+
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        return Policy.from_dict(policy)
+    return Policy.load(resolve("policy", Path(policy)))
+
+
+def compress(model: nn.Module | PathLike, policy: Policy | dict | PathLike, data: PathLike | None = None,
+             recovery: Recovery | None = None, *, kd_utterances: int = 4000, dev_utterances: int = 100,
+             ) -> tuple[nn.Module, dict]:
+    """Compress `model` with `policy` (a Policy, a policy document, a YAML/JSON file or a shipped
+    name such as "int8"), and recover it by distillation when the policy asks for steps.
+
+    `data`: a corpus folder (train.jsonl for distillation; dev.jsonl, when present, keeps the
+    better of the model before and after distillation, on `dev_utterances` of it).
+    Returns the compressed model and a report: stored bytes, ratio to fp32, per-layer state,
+    skipped layer/method pairs, distillation summary and whether it was reverted."""
+    from .compression import load_kd_data
+    from .compression import Monitor, needs_data
+    from .objectives import dev_scorer
+
+    base = load_model(model) if isinstance(model, (str, Path)) else model
+    pol = _policy(policy)
+    why = needs_data(pol)
+    if why and data is None:
+        raise UserError(f"{pol.source}: {why} needs training data: give data=<corpus folder>")
+    kd_data = load_kd_data(Path(data), kd_utterances) if why else None
+    score = None
+    if data is not None and pol.distill is not None and pol.distill.steps and isinstance(model, (str, Path)):
+        score = dev_scorer(Path(model), Path(data), dev_utterances)
+
+    class _Keep(Monitor):
+        def score(self, m: nn.Module) -> float | None:
+            return score(m) if score else None
+
+    result: Compressed = compress_and_recover(base, pol, kd_data, recovery or Recovery(), _Keep())
+    report = size_report(result.model, result.states, fp32_bytes=size_report(base)["total_bytes"])
+    return result.model, {
+        "total_bytes": report["total_bytes"], "fp32_bytes": report["fp32_bytes"], "ratio": report["ratio"],
+        "layers": report["layers"], "states": result.states, "skipped": result.skipped, "distill": result.distill,
+        "reverted": result.reverted, "dev_wer": result.score,
+    }
+
+
+def search(space: PathLike, model: PathLike | None = None, data: PathLike | None = None, *, trials: int,
+           storage: str | None = None, study: str | None = None, workers: int = 1, sampler: str | None = None,
+           seed: int = 0, dev_utterances: int | None = None, kd_utterances: int | None = None,
+           profiles: PathLike | None = None, tracking_uri: str | None = None, baselines: bool = True,
+           trial_timeout_s: float | None = None) -> Any:
+    """Run (or resume) a multi-objective search of per-layer policies; returns the optuna.Study.
+
+    `space`: a space YAML or a shipped name ("quick", "robust", ...); `model`: a model folder
+    (default: the shipped base model); `data`: a corpus folder with train/dev/test.jsonl."""
+    from .search import driver_config, load_study, run_search
+
+    cfg = driver_config(space=space, model=model, corpus=data, trials=trials, sampler=sampler, storage=storage,
+                        study=study, workers=workers, tracking_uri=tracking_uri, seed=seed,
+                        dev_utterances=dev_utterances, kd_utterances=kd_utterances, profiles=profiles,
+                        trial_timeout_s=trial_timeout_s)
+    cfg["baselines"] = baselines
+    run_search(cfg)
+    return load_study(cfg["storage"], cfg["study"])
+
+
+def front(study: Any) -> list[dict]:
+    """The study's feasible Pareto front, best WER first: trial, values, policy, size ratio, test WER."""
+    from .search import front_rows
+
+    return front_rows(study)
+
+
+def export(study_or_model: Any, trial: int | None = None, pick: str | None = None, *, out: PathLike,
+           register: bool = False, overwrite: bool = False) -> dict:
+    """A deployment bundle. From a study: one trial (`trial=N`, or `pick="knee"` / "min
+    latency@host where wer <= 0.12"), re-measured on its ONNX export; returns its model card.
+    From a model, or the (model, report) pair `compress` returns: its ONNX file at `out` (a
+    path ending in .onnx), with the int8/int4 kernels its report's states allow; returns the
+    export report. `overwrite` lets a bundle replace a folder asrcompress did not write."""
+    import optuna
+
+    if isinstance(study_or_model, optuna.Study):
+        from .search import export_trial
+
+        if (trial is None) == (pick is None):
+            raise UserError("give exactly one of trial=N or pick=\"...\"")
+        return export_trial(study_or_model, trial, pick, Path(out), None, register, overwrite,
+                            command="asrcompress.export")
+    if isinstance(study_or_model, tuple):  # (model, report) as compress returns it
+        model, report = study_or_model
+        states = report.get("states")
+    else:
+        model, states = study_or_model, None
+    from ._outputs import output_file
+    from .export import export_onnx
+
+    with output_file(Path(out), {}) as stage:  # an .onnx file, replaced in one rename
+        report = export_onnx(model, states, stage)
+    return {**report, "path": str(out)}
