@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with CPU torch, torchaudio's pure-Python parts, and asrcompress[dev];
+# Creates .venv with CPU torch, torchaudio's pure-Python parts, and asrcompress[dev] (all extras)
+# at the versions in constraints.txt;
 # installs the Debian synthesisers when run as root. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +31,11 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install --upgrade pip
 # CPU torch only: never let pip resolve a CUDA build (several GB).
-pip install "torch==2.13.0"
+pip install -c constraints.txt "torch==2.13.0"
 # torchaudio 2.11 is built against CUDA torch 2.11: take its pure-Python parts only and
 # delete the compiled extensions, which cannot load on CPU torch 2.13.
-pip install --no-deps "torchaudio==2.11.0"
+pip install --no-deps -c constraints.txt "torchaudio==2.11.0"
 rm -f .venv/lib/python3*/site-packages/torchaudio/lib/*.so
-pip install -e ".[dev]"
+# Every extra (ray, postgres, report) and the test tools, at the pinned versions.
+pip install -c constraints.txt -e ".[dev]"
 .venv/bin/python -c "import torch, torchaudio.models, asrcompress; print('setup: torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

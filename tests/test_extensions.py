@@ -55,7 +55,6 @@ SPACE = """version: 1
 groups:
   - pattern: "encoder.*"
     snap_step: [0.0625]
-    bits: [null, 8]
 distill: {steps: 2, lr: 1.0e-3}
 objectives: [wer, kb]
 constraints: ["kb <= 1.0e9"]

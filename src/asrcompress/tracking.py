@@ -1,5 +1,6 @@
 """MLflow tracking: one parent run per study, one child run per trial, Pareto tags kept current.
 
+The Tracker owns every MLflow call in asrcompress (runs, tags, artifacts, the model registry).
 Everything goes through `MlflowClient` with explicit run ids, so any worker process can log
 a trial's child run without an active parent run.
 """
@@ -112,9 +113,44 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'trial'", max_results=50000)
         return {int(r.data.tags["trial"]): r.info.run_id for r in runs}
 
-    def mark_pareto(self, front: set[int]) -> None:
-        for number, run_id in self.trial_runs().items():
-            self.client.set_tag(run_id, "pareto", "true" if number in front else "false")
+    def mark_pareto(self, front: set[int]) -> int:
+        """Tag each trial run pareto=true/false; only runs whose tag changes are written (one
+        search to read the tags, then a call per change, not per run). Returns the changes."""
+        runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'trial'", max_results=50000)
+        changed = 0
+        for r in runs:
+            want = "true" if int(r.data.tags["trial"]) in front else "false"
+            if r.data.tags.get("pareto") != want:
+                self.client.set_tag(r.info.run_id, "pareto", want)
+                changed += 1
+        return changed
+
+    def create_run(self, name: str, tags: dict[str, str], parent: str | None = None) -> str:
+        """A plain run in this experiment (the benchmark's runs), optionally a child of `parent`."""
+        tags = {**tags, **({"mlflow.parentRunId": parent} if parent else {})}
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def log_metric(self, run_id: str, key: str, value: float) -> None:
+        self.client.log_metric(run_id, key.replace("@", "_at_"), float(value))
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def register_model(self, name: str, source: Path, run_id: str | None, alias: str) -> dict:
+        """A new version of registered model `name` from the folder `source`, given `alias`."""
+        try:
+            self.client.get_registered_model(name)
+        except Exception:  # noqa: BLE001  MLflow raises its own error type for a missing model
+            self.client.create_registered_model(name)
+        mv = self.client.create_model_version(name, source=Path(source).resolve().as_uri(), run_id=run_id)
+        self.client.set_registered_model_alias(name, alias, mv.version)
+        return {"name": name, "version": mv.version, "alias": alias, "uri": f"models:/{name}@{alias}"}
 
     def close_stale(self, live: set[int]) -> int:
         """Runs left RUNNING by a dead worker: marked KILLED (their trials are retried)."""

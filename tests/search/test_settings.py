@@ -147,3 +147,15 @@ def test_a_worker_refuses_a_model_that_changed_under_the_study(study, tmp_path):
             work({"study": "s", "storage": f"journal:{journal}", "threads": 1, "seed": None})
     finally:
         (model / "config.json").write_text(saved)
+
+
+def test_ray_backend_without_the_extra_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from asrcompress.errors import UserError
+    from asrcompress.search._ray import require_ray
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UserError, match=r"pip install 'asrcompress\[ray\]'"):
+        require_ray()

@@ -32,7 +32,7 @@ def bench(
     """Search vs random search vs uniform policies vs peer tools, scored side by side in one run."""
     from .._outputs import output_folder
     from .._shipped import base_model, resolve
-    from ..search import BenchOptions, run_bench
+    from ..bench import BenchOptions, run_bench
     from ..tracking import tracking_uri as resolve_uri
 
     space, model = resolve("space", space), model or base_model()

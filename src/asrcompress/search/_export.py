@@ -111,15 +111,8 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
 
 
 def _register(study: optuna.Study, t, out: Path, tracking_uri: str | None) -> dict:
-    from ..tracking import _client, tracking_uri as resolve
+    from ..tracking import Tracker, tracking_uri as resolve
 
-    client = _client(resolve(tracking_uri))
-    name = f"asrcompress-{study.study_name}"
-    try:
-        client.get_registered_model(name)
-    except Exception:
-        client.create_registered_model(name)
-    mv = client.create_model_version(name, source=Path(out).resolve().as_uri(),
-                                     run_id=t.user_attrs.get("mlflow_run_id"))
-    client.set_registered_model_alias(name, "candidate", mv.version)
-    return {"name": name, "version": mv.version, "alias": "candidate", "uri": f"models:/{name}@candidate"}
+    tracker = Tracker(resolve(tracking_uri), study.study_name)
+    return tracker.register_model(f"asrcompress-{study.study_name}", out, t.user_attrs.get("mlflow_run_id"),
+                                  "candidate")

@@ -15,6 +15,16 @@ from pathlib import Path
 _CTX: dict = {}
 
 
+def require_ray() -> None:
+    """Ray is an extra: say which one to install, in one line."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        from ..errors import UserError
+
+        raise UserError("--backend ray needs Ray Tune, which is not installed: pip install 'asrcompress[ray]'")
+
+
 def _metric(name: str) -> str:
     return name.replace("@", "_at_")
 
@@ -92,6 +102,7 @@ class _Define:
 
 
 def run_ray(cfg: dict, address: str | None) -> dict:
+    require_ray()
     import optuna
     import ray
     from ray import tune

@@ -49,7 +49,7 @@ def open_storage(url: str, workers: int = 1, grace_s: float | None = None):
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beat)
         except ImportError:
             raise UserError(f"--storage {url.split('@')[-1]}: its database driver is not installed (PostgreSQL: "
-                            "pip install 'psycopg[binary]'; MySQL: pip install pymysql)") from None
+                            "pip install 'asrcompress[postgres]'; MySQL: pip install pymysql)") from None
         except Exception as e:  # unreachable server, bad credentials
             raise UserError(f"--storage {url.split('@')[-1]}: cannot connect ({str(e).splitlines()[0][:150]})") from None
     raise UserError(f"--storage {url!r}: use journal:PATH, postgresql://... or sqlite:///PATH")

@@ -129,11 +129,11 @@ def summarize_study(cfg: dict) -> dict:
     runs = tracker.trial_runs()
     for number, s in tests.items():
         if number in runs:
-            tracker.client.log_metric(runs[number], "test_wer", s["test_wer"])
+            tracker.log_metric(runs[number], "test_wer", s["test_wer"])
     tracker.mark_pareto({t.number for t in study.best_trials})
     parent = study.user_attrs["mlflow_parent"]
     pareto_html, hv = _figures(study, base, objectives)
-    tracker.client.log_text(parent, pareto_html, "pareto_front.html")
+    tracker.log_text(parent, pareto_html, "pareto_front.html")
     rows = front_rows(study)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -141,12 +141,12 @@ def summarize_study(cfg: dict) -> dict:
     for r in rows:
         w.writerow([r["trial"], *[r["values"][o] for o in objectives], r.get("size_ratio"),
                     r.get("test", {}).get("test_wer"), r.get("baseline") or ""])
-    tracker.client.log_text(parent, buf.getvalue(), "front.csv")
+    tracker.log_text(parent, buf.getvalue(), "front.csv")
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
                                                                   TrialState.FAIL, TrialState.RUNNING)}
-    tracker.client.log_metric(parent, "hypervolume", hv)
-    tracker.client.log_metric(parent, "front_size", len(rows))
-    tracker.client.set_terminated(parent, "FINISHED")
+    tracker.log_metric(parent, "hypervolume", hv)
+    tracker.log_metric(parent, "front_size", len(rows))
+    tracker.finish_run(parent)
     return {"study": cfg["study"], "trials": counts, "front": rows, "hypervolume": hv, "base": base,
             "saved_steps": sum(t.user_attrs.get("saved_steps", 0) for t in trials)}

@@ -18,7 +18,7 @@ from ..export import OnnxAcousticModel
 from ..hardware import frames_for, measure_latency
 from ..models import torch_latency_ms
 from ..objectives import DecoderConfig, evaluate
-from ._pareto import hypervolume
+from ..search import hypervolume
 from ._peers import onnx_stored_bytes
 
 REFERENCE = [2.0, 1.1, 1.1]
@@ -174,7 +174,7 @@ def machine() -> str:
 def report(o, arms, base_model, base_onnx: Path, stamp: str, log, t0: float) -> dict:
     import time
 
-    from ._bench_doc import write_markdown, log_mlflow
+    from ._doc import log_mlflow, write_markdown
 
     base = score(o, arms, base_model, base_onnx, log)
     summary = summarize(arms)

@@ -3,7 +3,8 @@
 In-process (the project's own environment): ONNX Runtime's `quantize_dynamic` (int8) and its
 4-bit weight-only `MatMulNBitsQuantizer`, and `torch.ao` dynamic quantization. Intel Neural
 Compressor and Microsoft Olive run in `.venv-peers` (scripts/setup_peers.sh) through
-scripts/peers/*.py, so their pins never reach asrcompress's runtime dependencies.
+the scripts in `bench/peer_scripts/` (package data; `scripts/peers` links there), so their pins
+never reach asrcompress's runtime dependencies.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-REPO = Path(__file__).resolve().parents[3]
-PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
+PEER_SCRIPTS = Path(__file__).resolve().parent / "peer_scripts"  # package data, found beside this module
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding `asrcompress`, for the peers' PYTHONPATH
+# The peers' environment (scripts/setup_peers.sh makes it in the working folder).
+PEERS_PYTHON = Path(os.environ.get("ASRCOMPRESS_PEERS_PYTHON", ".venv-peers/bin/python")).absolute()
 
 
 def onnx_stored_bytes(path: Path) -> int:
@@ -70,11 +73,11 @@ def children_cpu_seconds() -> float:
 
 
 def run_peer_script(script: str, args: list[str], log: Path, timeout_s: float) -> dict:
-    """Run scripts/peers/SCRIPT in .venv-peers; returns its JSON result or {"error": why}."""
+    """Run peer_scripts/SCRIPT in .venv-peers; returns its JSON result or {"error": why}."""
     if not PEERS_PYTHON.exists():
         return {"error": f"{PEERS_PYTHON} not found: run scripts/setup_peers.sh (benchmark-only peers)"}
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [str(PEERS_PYTHON), str(REPO / "scripts" / "peers" / script), *args]
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [str(PEERS_PYTHON), str(PEER_SCRIPTS / script), *args]
     try:
         with open(log, "w") as f:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, timeout=timeout_s, env=env)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from asrcompress.compression import uniform_policies
-from asrcompress.search._bench import Arm, Point
-from asrcompress.search._bench_report import REFERENCE, WER_TOLERANCE, _dominates, summarize
+from asrcompress.bench import Arm, Point
+from asrcompress.bench import REFERENCE, WER_TOLERANCE, summarize
+from asrcompress.bench._report import _dominates
 from asrcompress.search._pareto import hypervolume
 
 from ..conftest import REPO

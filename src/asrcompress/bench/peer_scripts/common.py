@@ -13,7 +13,7 @@ import torch
 
 from asrcompress.data import load_manifest, read_audio
 from asrcompress.models import greedy_decode
-from asrcompress.models._measure import state_dict_bytes, torch_latency_ms  # noqa: F401 (for the scripts)
+from asrcompress.models import state_dict_bytes, torch_latency_ms  # noqa: F401 (for the scripts)
 
 TEST_SECONDS = 8.0
 

@@ -1,6 +1,6 @@
 """`asrcompress bench`: the search against random search, uniform hand policies and peer tools.
 
-Every arm produces points (a deployable model each); `_bench_report` then scores all of them the
+Every arm produces points (a deployable model each); `_report` then scores all of them the
 same way in one run: test WER (greedy CTC, one utterance at a time, on the ONNX model that ships),
 host latency of one 8 s utterance timed interleaved across all ONNX points, and stored size.
 """
@@ -19,7 +19,7 @@ from ..export import export_onnx
 from ..models import load_model
 from ..models import state_dict_bytes
 from ._peers import children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script, torch_ao_dynamic
-from ._space import load_space
+from ..search import load_space
 
 @dataclass
 class BenchOptions:
@@ -63,7 +63,7 @@ class Arm:
 
 
 def _search_arm(o: BenchOptions, name: str, sampler: str, stamp: str) -> Arm:
-    from ._run import run_search
+    from ..search import run_search
 
     cfg = {
         "space": str(o.space.resolve()), "model": str(o.model.resolve()), "corpus": str(o.corpus.resolve()),
@@ -97,15 +97,15 @@ def _dev_front(cfg: dict) -> list:
     its own tolerance on test, and both search arms are treated alike."""
     from optuna.trial import TrialState
 
-    from ._bench_report import _dominates
-    from ._summary import load_study
+    from ..search import load_study
+    from ._report import _dominates
 
     done = load_study(cfg["storage"], cfg["study"]).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return [t for t in done if not any(_dominates(u.values, t.values) for u in done)]
 
 
 def _uniform_arm(o: BenchOptions) -> Arm:
-    from ._trial import Context, run_trial
+    from ..search import Context, run_trial
 
     space = load_space(o.space)
     from ..hardware import load_profiles
@@ -176,7 +176,7 @@ def _peer_arms(o: BenchOptions, base_onnx: Path) -> list[Arm]:
 
 
 def run_bench(o: BenchOptions, log=print) -> dict:
-    from ._bench_report import report
+    from ._report import report
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     inputs = {"model": o.model, "corpus": o.corpus, "space": o.space}

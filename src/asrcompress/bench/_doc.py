@@ -118,21 +118,19 @@ def log_mlflow(uri: str, doc: dict, figures: list[str], stamp: str) -> str:
     from ..tracking import Tracker
 
     tr = Tracker(uri, "bench")
-    c = tr.client
-    parent = c.create_run(tr.experiment_id, run_name=f"bench-{stamp}", tags={"command": doc["command"][:500]}).info.run_id
+    parent = tr.create_run(f"bench-{stamp}", {"command": doc["command"][:500]})
     for name, r in doc["arms"].items():
-        child = c.create_run(tr.experiment_id, run_name=name,
-                             tags={"mlflow.parentRunId": parent, "kind": r["kind"], "error": r["error"][:500]}).info.run_id
+        child = tr.create_run(name, {"kind": r["kind"], "error": r["error"][:500]}, parent=parent)
         for k in ("hypervolume", "best_size_ratio", "best_speedup", "cpu_minutes", "wer_base"):
             if r[k] is not None:
-                c.log_metric(child, k, float(r[k]))
-        c.set_terminated(child, "FINISHED")
+                tr.log_metric(child, k, float(r[k]))
+        tr.finish_run(child)
     for f in figures:
         if Path(f).exists():
-            c.log_artifact(parent, f)
-    c.log_text(parent, json.dumps(doc, indent=1, default=str), "benchmarks.json")
+            tr.log_artifact(parent, Path(f))
+    tr.log_text(parent, json.dumps(doc, indent=1, default=str), "benchmarks.json")
     hv = doc["targets"]["hv_vs_random"]
     if hv is not None:
-        c.log_metric(parent, "hv_search_over_random", float(hv))
-    c.set_terminated(parent, "FINISHED")
+        tr.log_metric(parent, "hv_search_over_random", float(hv))
+    tr.finish_run(parent)
     return parent
