@@ -31,14 +31,17 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The long reliability tests: SIGKILL of a worker process, of a worker on another host (journal
+# The long tests: end-to-end runs of the Python API quickstart, the toy method and objective
+# through a search and an export, and compress against a trial (bit-identical weights); and the
+# reliability tests: SIGKILL of a worker process, of a worker on another host (journal
 # and PostgreSQL heartbeats) and of a Ray node, 4 concurrent workers on journal and PostgreSQL
 # storage, kill -9 of the long writers (train, export, corpus, calibrate), the wheel installed
 # outside the repository, the MLflow UI in headless Chromium. (The fast suite kills the driver
 # and the short writers, and injects raising, NaN and timed-out trials.)
 test-reliability: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
-		tests/test_wheel.py tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search tests/test_ui_browser.py
+		tests/test_wheel.py tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search tests/test_ui_browser.py \
+		tests/test_api.py tests/test_extensions.py tests/search/test_search.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.

@@ -38,6 +38,7 @@ def test_compress_that_needs_data_says_so():
                                   "distill": {"steps": 3}})
 
 
+@pytest.mark.slow
 @needs_synth
 def test_api_quickstart_runs(tmp_path, tiny_corpus):
     from asrcompress.models import save_model

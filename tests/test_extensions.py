@@ -66,6 +66,7 @@ def test_the_toy_method_s_choices_are_checked_by_its_config(toys):
     assert "outside (0, 1]" in check_choice("snap_step", 2.0)
 
 
+@pytest.mark.slow
 @needs_synth
 def test_toy_method_and_objective_run_through_search_and_export(toys, tmp_path, tiny_corpus, monkeypatch):
     from asrcompress.models import load_model, save_model

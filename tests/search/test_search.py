@@ -191,6 +191,7 @@ def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reve
     assert same == reverted
 
 
+@pytest.mark.slow
 @needs_synth
 def test_compress_builds_the_same_model_as_a_trial(env, tmp_path):
     """One walk: `compress` with a trial's policy, seed (its number) and data settings writes

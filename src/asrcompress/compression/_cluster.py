@@ -46,6 +46,13 @@ class Cluster(Handler):
         q = torch.from_numpy(out).to(weight.dtype).view_as(weight)
         return Values(q, {"clusters": int(k)})
 
+    def storage(self, state) -> dict | None:
+        return {"codebook": state.clusters} if state.clusters else None
+
+    def lowering(self, state) -> dict | None:
+        # No sparse or codebook kernel runs on these CPUs: the layer is exported dense.
+        return {"note": "sparsity and sharing are not run faster"} if state.clusters else None
+
     def keep(self, weight: torch.Tensor, state) -> Projection | None:
         if not state.clusters:
             return None

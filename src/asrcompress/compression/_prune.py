@@ -36,6 +36,10 @@ class MagnitudePrune(Handler):
             keep[drop] = False
         return Mask(keep.view_as(weight), {"sparsity": cfg.sparsity})
 
+    def lowering(self, state) -> dict | None:
+        # No sparse or codebook kernel runs on these CPUs: the layer is exported dense.
+        return {"note": "sparsity and sharing are not run faster"} if state.sparsity else None
+
     def keep(self, weight: torch.Tensor, state) -> Projection | None:
         if not state.sparsity:
             return None

@@ -99,6 +99,18 @@ class Quant(Handler):
         # values stay k after quantization.
         return tensor.reshape(1, -1) if state.clusters is not None else tensor
 
+    def storage(self, state) -> dict | None:
+        if not state.bits:
+            return None
+        # fp16 scales for linear, one int8 exponent for log; a quantized codebook has one scale
+        return {"bits": state.bits, "scale_bytes": 2 if state.quant_kind == "linear" else 1,
+                "scales": "one" if state.clusters else "row"}
+
+    def lowering(self, state) -> dict | None:
+        if not state.bits:
+            return None
+        return {"grid_bits": state.bits} if state.quant_kind == "linear" else {"no_kernel": "no power-of-two kernel"}
+
     def keep(self, weight: torch.Tensor, state) -> Projection | None:
         if not state.bits or state.clusters:
             return None  # a clustered layer's codebook is on the grid already: snapping keeps both

@@ -86,6 +86,19 @@ class Handler:
     def compute_block(self, block: Any, cfg: MethodConfig) -> Units:
         raise NotImplementedError
 
+    def storage(self, state: Any) -> dict | None:
+        """How this method changes the way a layer's tensors are stored (`_size` merges these in
+        method order): "bits" per stored value, "codebook" entries, "scale_bytes" per scale and
+        "scales" ("row": one per output row, "one": one per tensor). None: no change."""
+        return None
+
+    def lowering(self, state: Any) -> dict | None:
+        """What the ONNX export can do with a layer this method touched: {"grid_bits": b} when
+        its stored tensors lie on a symmetric per-row linear grid of b bits (the exporter swaps
+        in int8 / 4-bit kernels); {"no_kernel": why} for values no kernel runs; {"note": why a
+        dense layer is not run faster}. None: nothing to say."""
+        return None
+
     def keep(self, weight: torch.Tensor, state: Any) -> Projection | None:
         """During distillation: the projection that puts a trained weight back in this method's
         form (mask, codebook, grid), from the compressed `weight`; None when there is nothing to keep."""
@@ -190,6 +203,18 @@ def configs_from_choices(values: dict[str, Any]) -> dict[str, dict]:
 
 def neutral_choices() -> dict[str, Any]:
     return {k: c.neutral for m in ordered() for k, c in m.choices.items()}
+
+
+def lowering(state: Any) -> dict:
+    """The methods' lowerings of one layer, merged in order ({} for an untouched layer)."""
+    out: dict = {}
+    for m in ordered():
+        low = m.handler.lowering(state)
+        if low:
+            if "note" in low and out.get("note") not in (None, low["note"]):
+                low = {**low, "note": f"{out['note']}; {low['note']}"}
+            out.update(low)
+    return out
 
 
 def uniform_policies() -> dict[str, list[dict]]:

@@ -26,6 +26,7 @@ from torch import nn
 from ._apply import LayerState, layer_tensors
 from ._layers import discover_layers
 from ._quant import is_fp16_exact, small_tensors
+from ._registry import ordered
 
 
 def _index_bytes(cols: int) -> int:
@@ -50,11 +51,18 @@ def tensor_formats(t: torch.Tensor, bits: int, clusters: int | None) -> dict[str
     return f
 
 
-def _scale_bytes(rows: int, st: LayerState | None) -> int:
-    if st is None or st.bits is None:
-        return 0
-    channels = 1 if st.clusters else rows  # a quantized codebook has one scale
-    return channels * (2 if st.quant_kind == "linear" else 1)
+def layer_storage(st: LayerState | None) -> dict:
+    """How a layer's tensors are stored: each registered method's contribution, in order
+    (quantization sets bits and scales, clustering a codebook); fp32 dense without any."""
+    out = {"bits": 32, "codebook": None, "scale_bytes": 0, "scales": "row"}
+    if st is not None:
+        for method in ordered():
+            out.update(method.handler.storage(st) or {})
+    return out
+
+
+def _scale_bytes(rows: int, storage: dict) -> int:
+    return (1 if storage["scales"] == "one" else rows) * storage["scale_bytes"]
 
 
 def _other_bytes(model: nn.Module, covered: set[int], quantized: bool) -> int:
@@ -81,14 +89,14 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
     for layer in layers:
         st = states.get(layer.name)
         tensors = layer_tensors(model, layer, st)
-        bits = st.bits if st and st.bits else 32
-        clusters = st.clusters if st else None
+        storage = layer_storage(st)
+        bits, clusters = storage["bits"], storage["codebook"]
         layer_bytes, formats, params, nonzeros = 0, [], 0, 0
         for t in tensors:
             covered.add(id(t))
             f = tensor_formats(t.detach(), bits, clusters)
             best = min(f, key=f.get)
-            layer_bytes += f[best] + _scale_bytes(t.shape[0], st)
+            layer_bytes += f[best] + _scale_bytes(t.shape[0], storage)
             formats.append(best)
             params += t.numel()
             nonzeros += int(torch.count_nonzero(t))
@@ -98,7 +106,7 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             "nonzeros": nonzeros, "bits": bits, "rank": st.rank if st else None,
             "clusters": clusters, "format": "+".join(dict.fromkeys(formats)), "bytes": layer_bytes,
         })
-    other = _other_bytes(model, covered, any(st.bits for st in states.values()))
+    other = _other_bytes(model, covered, any(layer_storage(st)["bits"] < 32 for st in states.values()))
     total += other
     # Without a reference: every layer's original weights in fp32 (low-rank layers report
     # their original shape) plus the uncompressed rest.

@@ -27,7 +27,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from ..compression import LayerState, discover_layers, layer_tensors
+from ..compression import LayerState, discover_layers, layer_tensors, lowering
 from .._outputs import output_file
 from ..errors import UserError
 from ..models import ConformerCTC
@@ -61,7 +61,7 @@ def _linear_quantized(model: ConformerCTC, states: dict[str, LayerState]):
     """(layer, state, stored tensors) of every linearly quantized layer."""
     for layer in discover_layers(model):
         st = states.get(layer.name)
-        if st is not None and st.bits and st.quant_kind == "linear":
+        if st is not None and lowering(st).get("grid_bits"):
             yield layer, st, layer_tensors(model, layer, st)
 
 
@@ -72,14 +72,15 @@ def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> di
     for layer, st, tensors in _linear_quantized(model, states):
         for part, t in zip(("first", "second") if len(tensors) == 2 else ("",), tensors):
             w2d = t.detach().reshape(t.shape[0], -1).numpy()
-            out[_key(w2d.T)] = (f"{layer.name}.{part}" if part else layer.name, layer.name, st.bits)
+            out[_key(w2d.T)] = (f"{layer.name}.{part}" if part else layer.name, layer.name,
+                                lowering(st)["grid_bits"])
     return out
 
 
 def _quantized_convs(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int]]:
     """Conv weight value key (its own shape) -> (layer name, bits) for linearly quantized Conv layers.
     Pointwise Conv1d layers run as MatMuls (DeployModel) and are matched there instead."""
-    return {_key(t.detach().numpy()): (layer.name, st.bits)
+    return {_key(t.detach().numpy()): (layer.name, lowering(st)["grid_bits"])
             for layer, st, tensors in _linear_quantized(model, states) if layer.kind in ("Conv1d", "Conv2d")
             for t in tensors}
 
@@ -274,10 +275,11 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
     for name, st in states.items():
         if name in kernels:
             layers[name] = kernels[name]
-        elif st.bits and st.quant_kind == "log":
-            layers[name] = "fp32 (no power-of-two kernel)"
-        elif st.bits:
+        elif lowering(st).get("grid_bits"):
             layers[name] = "fp32 (not found as a MatMul or Conv weight in the graph)"
+        elif lowering(st).get("no_kernel"):  # e.g. quantized on a grid no kernel runs
+            layers[name] = f"fp32 ({lowering(st)['no_kernel']})"
         else:
-            layers[name] = "fp32 dense" + (" (sparsity and sharing are not run faster)" if st.sparsity or st.clusters else "")
+            note = lowering(st).get("note")
+            layers[name] = "fp32 dense" + (f" ({note})" if note else "")
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "layers": layers}
