@@ -52,8 +52,7 @@ def compress(model: nn.Module | PathLike, policy: Policy | dict | PathLike, data
     better of the model before and after distillation, on `dev_utterances` of it).
     Returns the compressed model and a report: stored bytes, ratio to fp32, per-layer state,
     skipped layer/method pairs, distillation summary and whether it was reverted."""
-    from .compression import load_kd_data
-    from .compression import Monitor, needs_data
+    from .compression import Watch, load_kd_data, needs_data
     from .objectives import dev_scorer
 
     base = load_model(model) if isinstance(model, (str, Path)) else model
@@ -66,11 +65,7 @@ def compress(model: nn.Module | PathLike, policy: Policy | dict | PathLike, data
     if data is not None and pol.distill is not None and pol.distill.steps and isinstance(model, (str, Path)):
         score = dev_scorer(Path(model), Path(data), dev_utterances)
 
-    class _Keep(Monitor):
-        def score(self, m: nn.Module) -> float | None:
-            return score(m) if score else None
-
-    result: Compressed = compress_and_recover(base, pol, kd_data, recovery or Recovery(), _Keep())
+    result: Compressed = compress_and_recover(base, pol, kd_data, recovery or Recovery(), Watch(score=score))
     report = size_report(result.model, result.states, fp32_bytes=size_report(base)["total_bytes"])
     return result.model, {
         "total_bytes": report["total_bytes"], "fp32_bytes": report["fp32_bytes"], "ratio": report["ratio"],

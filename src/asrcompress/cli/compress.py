@@ -84,7 +84,7 @@ def compress(
     """Apply a per-layer policy, recover with distillation, and write a compressed model folder."""
     from .._outputs import output_folder
     from .._shipped import resolve
-    from ..compression import Monitor, Policy, Recovery
+    from ..compression import Policy, Recovery, Watch
     from ..compression import compress_folder, distill_config
     from ..objectives import dev_scorer
 
@@ -101,16 +101,9 @@ def compress(
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("distillation steps", total=kd.steps or None)
         score = dev_scorer(model_dir, corpus_dir, dev_utterances) if kd.steps and corpus_dir else None
-
-        class Watch(Monitor):
-            def on_step(self, done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            def score(self, model) -> float | None:
-                return score(model) if score else None
-
+        watch = Watch(lambda done, total: progress.update(task, completed=done, total=total), score)
         summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, command_line(), kd_utterances,
-                                  log=progress.console.print, monitor=Watch(), recovery=Recovery(seed=seed))
+                                  log=progress.console.print, monitor=watch, recovery=Recovery(seed=seed))
     out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
               + (f"; {summary['distill']['steps']} KD steps in {summary['distill']['seconds']} s"
                  if summary["distill"]["steps"] else "")

@@ -10,7 +10,7 @@ from ._lowrank import LowRankConfig
 from ._policy import Policy, PolicyError, Resolution, Rule
 from ._prune import MagnitudePruneConfig
 from ._quant import QUANT_BITS, QuantConfig
-from ._recover import Compressed, Monitor, Recovery, compress_and_recover, needs_data
+from ._recover import Compressed, Monitor, Recovery, Watch, compress_and_recover, needs_data
 from ._registry import (
     HANDLERS, METHODS, Choice, Factors, Handler, Mask, Method, Projection, Units, Values, check_choice, choice_keys,
     configs_from_choices, lowering, neutral_choices, ordered, register, uniform_policies, unregister,
@@ -34,4 +34,4 @@ __all__ = [
     "ordered", "rebuild_structure", "register", "size_report", "states_from_dict", "states_to_dict",
     "tensor_formats", "uniform_policies", "unregister",
 ]
-__all__ += ['lowering', 'HeadPrunedAttention', 'apply_structure', 'compress_folder', 'distill_config', 'layer_tensors', 'load_kd_data', 'read_fp32_bytes', 'read_states', 'write_compression']
+__all__ += ['Watch', 'lowering', 'HeadPrunedAttention', 'apply_structure', 'compress_folder', 'distill_config', 'layer_tensors', 'load_kd_data', 'read_fp32_bytes', 'read_states', 'write_compression']

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from torch import nn
@@ -45,6 +46,22 @@ class Monitor:
     def score(self, model: nn.Module) -> float | None:
         """Lower is better (dev WER); None: no keep-the-better."""
         return None
+
+
+class Watch(Monitor):
+    """A monitor from plain functions: `progress(done, total)` per step, and `score(model)` for
+    keep-the-better (None: keep the distilled model)."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None = None,
+                 score: Callable[[nn.Module], float] | None = None) -> None:
+        self._progress, self._score = progress, score
+
+    def on_step(self, done: int, total: int) -> None:
+        if self._progress:
+            self._progress(done, total)
+
+    def score(self, model: nn.Module) -> float | None:
+        return self._score(model) if self._score else None
 
 
 @dataclass

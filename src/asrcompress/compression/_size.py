@@ -106,7 +106,7 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             "nonzeros": nonzeros, "bits": bits, "rank": st.rank if st else None,
             "clusters": clusters, "format": "+".join(dict.fromkeys(formats)), "bytes": layer_bytes,
         })
-    other = _other_bytes(model, covered, any(layer_storage(st)["bits"] < 32 for st in states.values()))
+    other = _other_bytes(model, covered, any(l["bits"] < 32 for l in layers_out))
     total += other
     # Without a reference: every layer's original weights in fp32 (low-rank layers report
     # their original shape) plus the uncompressed rest.

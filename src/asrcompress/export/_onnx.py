@@ -273,13 +273,13 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
         _verify(model, tmp_out, int8=any(k.startswith("int8") for k in kernels.values()))
     layers = {}
     for name, st in states.items():
+        low = lowering(st)
         if name in kernels:
             layers[name] = kernels[name]
-        elif lowering(st).get("grid_bits"):
+        elif low.get("grid_bits"):
             layers[name] = "fp32 (not found as a MatMul or Conv weight in the graph)"
-        elif lowering(st).get("no_kernel"):  # e.g. quantized on a grid no kernel runs
-            layers[name] = f"fp32 ({lowering(st)['no_kernel']})"
+        elif low.get("no_kernel"):  # e.g. quantized on a grid no kernel runs
+            layers[name] = f"fp32 ({low['no_kernel']})"
         else:
-            note = lowering(st).get("note")
-            layers[name] = "fp32 dense" + (f" ({note})" if note else "")
+            layers[name] = "fp32 dense" + (f" ({low['note']})" if low.get("note") else "")
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "layers": layers}

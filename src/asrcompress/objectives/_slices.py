@@ -88,4 +88,9 @@ def utterance_fields(fields: dict) -> dict:
 
 def select(utts: list, conditions: tuple[Condition, ...]) -> list:
     """The utterances (with `.fields`) for which every condition holds, in order."""
-    return [u for u in utts if all(c.holds(utterance_fields(u.fields)) for c in conditions)]
+    out = []
+    for u in utts:
+        fields = utterance_fields(u.fields)
+        if all(c.holds(fields) for c in conditions):
+            out.append(u)
+    return out
