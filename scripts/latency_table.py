@@ -22,7 +22,7 @@ from pathlib import Path
 
 from asrcompress.compression import Policy, PolicyError, compress_model, size_report
 from asrcompress.export import export_onnx
-from asrcompress.hardware import frames_for, graph_ops, load_profile, measure_latency, predict_ms
+from asrcompress.hardware import graph_ops, load_profile, measure_latency, predict_ms
 from asrcompress.hardware._calibrate import fit_factor, host_description, reference_models
 from asrcompress.models import load_model
 
@@ -212,7 +212,7 @@ def main() -> None:
         command = "python " + " ".join(sys.argv)
     in_run = dataclasses.replace(profile, calibration_factor=run_factor)
     for item in items:
-        ops = {s: graph_ops(Path(item["onnx"]), frames_for(s)) for s in SECONDS}
+        ops = {s: graph_ops(Path(item["onnx"]), s) for s in SECONDS}
         item["predicted_ms"] = {f"{s:g}s": round(predict_ms(ops[s], in_run)[0], 3) for s in SECONDS}
         item["predicted_stored_factor_ms"] = {f"{s:g}s": round(predict_ms(ops[s], profile)[0], 3) for s in SECONDS}
     rand = [i for i in items if i["name"].startswith("random")]

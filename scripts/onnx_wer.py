@@ -17,7 +17,7 @@ from pathlib import Path
 from asrcompress.compression import Policy, compress_model
 from asrcompress.data import load_manifest
 from asrcompress.export import OnnxAcousticModel, export_onnx
-from asrcompress.models import load_model, read_config
+from asrcompress.models import features_of, load_model, read_config
 from asrcompress.objectives import DecoderConfig, evaluate
 
 POLICIES = [None, "examples/policies/int8.yaml", "examples/policies/int4.yaml",
@@ -43,7 +43,7 @@ def main() -> None:
             t0 = time.perf_counter()
             w_torch = evaluate(model, args.model, utts, cfg, batch_seconds=0)["wer"]
             w_batched = evaluate(model, args.model, utts, cfg)["wer"]
-            w_onnx = evaluate(OnnxAcousticModel(path, base.cfg.n_mels), args.model, utts, cfg)["wer"]
+            w_onnx = evaluate(OnnxAcousticModel(path, features_of(base)), args.model, utts, cfg)["wer"]
         rows.append({"policy": pol or "fp32 base", "wer_torch": round(w_torch, 5), "wer_onnx": round(w_onnx, 5),
                      "wer_torch_batched": round(w_batched, 5),
                      "diff_points": round(100 * (w_onnx - w_torch), 3), "seconds": round(time.perf_counter() - t0, 1)})

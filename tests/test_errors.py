@@ -342,6 +342,9 @@ CASES = [
          policy_case("version: 1\nrules:\n  - global: true\n    quant: {bits: 7}\n"), ("policy.yaml", "bits")),
     Case("policy-sparsity-range", "policies", "sparsity 1.2",
          policy_case("version: 1\nrules:\n  - global: true\n    prune: {sparsity: 1.2}\n"), ("policy.yaml", "sparsity")),
+    Case("policy-config-version", "policies", "a method config written by another version of its method",
+         policy_case("version: 1\nrules:\n  - global: true\n    quant: {bits: 8, _version: 2}\n"),
+         ("policy.yaml", "quant", "_version")),
     Case("policy-rank-too-big", "policies", "rank 5000 on a 144 x 576 layer",
          policy_case("version: 1\nrules:\n  - name: encoder.conformer_layers.0.ffn1.sequential.1\n"
                      "    lowrank: {rank: 5000}\n"), ("policy.yaml", "rank")),

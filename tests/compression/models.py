@@ -46,7 +46,7 @@ def run(model: nn.Module) -> torch.Tensor:
     """One deterministic forward pass, whatever the family."""
     torch.manual_seed(1)
     if isinstance(model, ConformerCTC):
-        return model.transcribe_logits(torch.randn(2, 8000), torch.tensor([8000, 6000]))[0]
+        return model.log_probs(torch.randn(2, 8000), torch.tensor([8000, 6000]))[0]
     if isinstance(model, LSTMCTC):
         return model(torch.randn(2, 30, 40))
     return model(torch.randn(2, 4000))[0]

@@ -38,7 +38,7 @@ def test_compress_writes_a_folder_that_loads_back_exactly(tmp_path):
     back = load_model(out)
     wave, lens = torch.randn(1, 16000), torch.tensor([16000])
     with torch.no_grad():
-        assert torch.equal(direct.transcribe_logits(wave, lens)[0], back.transcribe_logits(wave, lens)[0])
+        assert torch.equal(direct.log_probs(wave, lens)[0], back.log_probs(wave, lens)[0])
 
 
 def test_bad_policy_and_missing_corpus_are_one_line_errors(tmp_path):
@@ -68,8 +68,8 @@ def test_structured_policy_saves_and_loads_back_exactly(tmp_path):
     direct, _, _ = compress_model(load_model(BASE_MODEL), policy)
     wave, lens = torch.randn(1, 16000), torch.tensor([16000])
     with torch.no_grad():
-        assert torch.equal(direct.transcribe_logits(wave, lens)[0],
-                           load_model(out).transcribe_logits(wave, lens)[0])
+        assert torch.equal(direct.log_probs(wave, lens)[0],
+                           load_model(out).log_probs(wave, lens)[0])
 
 
 def test_head_pruned_model_saves_and_loads_back_exactly(tmp_path):
@@ -91,4 +91,4 @@ def test_head_pruned_model_saves_and_loads_back_exactly(tmp_path):
     direct, _, _ = compress_model(load_model(BASE_MODEL), Policy.load(policy))
     wave, lens = torch.randn(1, 16000), torch.tensor([16000])
     with torch.no_grad():
-        assert torch.equal(direct.transcribe_logits(wave, lens)[0], model.transcribe_logits(wave, lens)[0])
+        assert torch.equal(direct.log_probs(wave, lens)[0], model.log_probs(wave, lens)[0])

@@ -29,7 +29,7 @@ def test_example_policy_applies(path: Path, base, tmp_path):
     assert Policy.load(tmp_path / "p.yaml") == policy
     if any(key == "sparsity_reg" for r in policy.rules for key, _ in r.methods):
         # It trains on a corpus (covered in test_methods); here: it resolves on the base model.
-        policy.resolve(discover_layers(base), dict(base.named_modules()))
+        policy.resolve(discover_layers(base), base)
         return
     compressed, states, _ = compress_model(base, policy)
     report = size_report(compressed, states)

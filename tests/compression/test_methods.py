@@ -1,4 +1,4 @@
-"""Contract suite run over every registered method, then one test class per method."""
+"""Every registered method on every model family (the method contract itself is tests/compression/contract.py), then one test class per method."""
 
 import copy
 import math
@@ -442,33 +442,3 @@ class TestSparsityReg:
         p = Policy.from_dict({"version": 1, "rules": [{"global": True, "sparsity_reg": {"strength": 0.1}}]})
         with pytest.raises(PolicyError, match="sparsity_reg trains the model"):
             compress_model(FAMILIES["conformer"](), p)
-
-
-CHOICE_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 70000), st.floats(-2, 2, allow_nan=False),
-                          st.sampled_from(["linear", "log", "l2", "x", "8"]))
-
-
-@pytest.mark.parametrize("key", sorted(__import__("asrcompress.compression", fromlist=["x"]).choice_keys()))
-@settings(max_examples=60, deadline=None)
-@given(value=CHOICE_VALUES)
-def test_a_space_choice_is_valid_exactly_when_the_method_s_policy_accepts_it(key, value):
-    """The search-choice schema of every registered method: a value the space accepts always
-    makes a policy the method accepts, and a value it refuses is one the method refuses (YAML's
-    true/false are refused outright: false would otherwise pass as "off")."""
-    from asrcompress.compression import METHODS, check_choice, choice_keys, configs_from_choices
-
-    method = METHODS[choice_keys()[key]]
-    choice = method.choices[key]
-    trigger = next(k for k, c in method.choices.items() if c.trigger)
-    values = {key: value} if choice.trigger else {trigger: method.example[method.choices[trigger].field], key: value}
-    fields = configs_from_choices(values).get(method.key)
-    try:
-        if fields is not None:
-            Policy.from_dict({"version": 1, "rules": [{"global": True, method.key: fields}]})
-        accepted = True
-    except PolicyError:
-        accepted = False
-    if isinstance(value, bool):
-        assert check_choice(key, value) is not None
-        return
-    assert (check_choice(key, value) is None) == accepted, (key, value, check_choice(key, value))

@@ -15,7 +15,7 @@ FFN1 = "encoder.conformer_layers.0.ffn1.sequential.1"
 def resolve(rules, family="conformer"):
     model = FAMILIES[family]()
     policy = Policy.from_dict({"version": 1, "rules": rules})
-    return policy.resolve(discover_layers(model), dict(model.named_modules())).plans
+    return policy.resolve(discover_layers(model), model).plans
 
 
 def test_priority_global_type_pattern_name():
@@ -49,15 +49,15 @@ def test_regex_patterns():
 
 def test_methods_that_do_not_apply_are_skipped_for_broad_rules_and_refused_for_exact_names():
     model = FAMILIES["conformer"]()
-    layers, modules = discover_layers(model), dict(model.named_modules())
+    layers = discover_layers(model)
     res = Policy.from_dict({"version": 1, "rules": [{"global": True, "lowrank": {"rank_fraction": 0.5}}]}).resolve(
-        layers, modules)
+        layers, model)
     assert any("depthwise" in s or "Conv1d" in s for s in res.skipped)
     assert "encoder.conformer_layers.0.conv_module.sequential.2" not in res.plans
     exact = Policy.from_dict({"version": 1, "rules": [
         {"name": "encoder.conformer_layers.0.self_attn.out_proj", "lowrank": {"rank": 4}}]})
     with pytest.raises(PolicyError, match="rule 0 .*lowrank does not apply"):
-        exact.resolve(layers, modules)
+        exact.resolve(layers, model)
 
 
 rule_strategy = st.fixed_dictionaries(
@@ -79,6 +79,8 @@ def test_round_trips_exactly(tmp_path_factory, rules, fmt):
     path.write_text(policy.to_yaml() if fmt == "yaml" else json.dumps(policy.to_dict()))
     back = Policy.load(path)
     assert back == policy and back.to_dict() == policy.to_dict()
+    # each written config carries its version (its key is its type), checked when read back
+    assert all(cfg["_version"] == 1 for r in policy.to_dict()["rules"] for k, cfg in r.items() if isinstance(cfg, dict))
 
 
 @pytest.mark.parametrize(
@@ -94,6 +96,8 @@ def test_round_trips_exactly(tmp_path_factory, rules, fmt):
         ({"version": 1, "rules": [{"global": True, "quant": {"bits": 8, "scheme": "x"}}]},
          "rule 0, quant: unknown field\\(s\\) \\['scheme'\\]"),
         ({"version": 1, "rules": [{"global": True, "quant": {"bits": 7}}]}, "quant.bits=7 is not one of"),
+        ({"version": 1, "rules": [{"global": True, "quant": {"bits": 8, "_version": 2}}]},
+         "rule 0, quant: field '_version' is 2, but this asrcompress reads version 1 of quant config"),
         ({"version": 1, "rules": [{"global": True, "prune": {"sparsity": 1.2}}]}, "prune.sparsity=1.2 is outside"),
         ({"version": 1, "rules": [{"global": True, "prune": {"sparsity": -0.1}}]}, "prune.sparsity=-0.1"),
         ({"version": 1, "rules": [{"global": True, "lowrank": {"rank": 4, "energy": 0.9}}]}, "exactly one of"),
@@ -112,7 +116,7 @@ def test_round_trips_exactly(tmp_path_factory, rules, fmt):
 def test_bad_policies_name_the_rule_and_field(doc, match):
     model = FAMILIES["conformer"]()
     with pytest.raises(PolicyError, match=match):
-        Policy.from_dict(doc).resolve(discover_layers(model), dict(model.named_modules()))
+        Policy.from_dict(doc).resolve(discover_layers(model), model)
 
 
 def test_yaml_tags_that_construct_objects_are_refused(tmp_path):

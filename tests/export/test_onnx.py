@@ -159,7 +159,7 @@ def test_other_model_families_are_refused(tmp_path):
 
     from ..compression.models import lstm
 
-    with pytest.raises(UserError, match="supports Conformer-CTC"):
+    with pytest.raises(UserError, match="LSTMCTC: no registered model family"):
         export_onnx(lstm(), None, tmp_path / "x.onnx")
 
 
@@ -187,7 +187,7 @@ class TestStaticActivations:
         inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
         deploy = DeployModel(model).eval()
         seen = []
-        hook = deploy.head.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+        hook = deploy.net.head.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
         with torch.no_grad():
             for f in feats:
                 deploy(torch.from_numpy(f))

@@ -75,6 +75,6 @@ def test_unstructured_sparsity_predicts_no_speedup(tmp_path):
     sparse, states, _ = compress_model(base, Policy.from_dict(
         {"version": 1, "rules": [{"global": True, "prune": {"sparsity": 0.7}}]}))
     p = _profile()
-    dense_ms = predict_ms(graph_ops(export_onnx(base, {}, tmp_path / "d.onnx")["path"], 201), p)[0]
-    sparse_ms = predict_ms(graph_ops(export_onnx(sparse, states, tmp_path / "s.onnx")["path"], 201), p)[0]
+    dense_ms = predict_ms(graph_ops(export_onnx(base, {}, tmp_path / "d.onnx")["path"], 2.0), p)[0]
+    sparse_ms = predict_ms(graph_ops(export_onnx(sparse, states, tmp_path / "s.onnx")["path"], 2.0), p)[0]
     assert sparse_ms == pytest.approx(dense_ms, rel=1e-9)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from asrcompress.errors import UserError
-from asrcompress.hardware import KERNELS, load_profile, parse_profile
+from asrcompress.hardware import KERNELS, load_profile, parse_profile, predict_ms
 from asrcompress.hardware._profile import NUMBERS
 
 from ..conftest import REPO
@@ -39,6 +39,32 @@ class TestShippedProfile:
     def test_only_the_host_is_measured(self, path):
         p = load_profile(path)
         assert p.measure == (p.calibration is not None)
+
+    def test_the_predictor_runs_on_it(self, path, graphs):
+        """An fp32, an int8 and a 4-bit graph each get a positive, finite predicted time (the
+        int8 and 4-bit kernels run, or fall back to the fp32 figures, as the profile says)."""
+        p = load_profile(path)
+        ms = [predict_ms(ops, p)[0] for ops in graphs]
+        assert all(0 < m < 1e6 for m in ms), ms
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """The operator costs of a tiny model's fp32, int8 and 4-bit exports at 2 s."""
+    from asrcompress.compression import Policy, compress_model
+    from asrcompress.export import export_onnx
+    from asrcompress.hardware import graph_ops
+
+    from ..compression.models import conformer
+
+    base, tmp, out = conformer(), tmp_path_factory.mktemp("graphs"), []
+    for name, rules in (("fp32", []), ("int8", [{"global": True, "quant": {"bits": 8}}]),
+                        ("int4", [{"global": True, "quant": {"bits": 4}}])):
+        model, states = base, {}
+        if rules:
+            model, states, _ = compress_model(base, Policy.from_dict({"version": 1, "rules": rules}))
+        out.append(graph_ops(export_onnx(model, states, tmp / f"{name}.onnx")["path"], 2.0))
+    return out
 
 
 def _good() -> dict:

@@ -22,7 +22,7 @@ def test_model_output_shapes_follow_formulas():
     model = ConformerCTC(TINY).eval()
     samples = [16000, 9000]
     wave = torch.randn(2, 16000)
-    lp, lens = model.transcribe_logits(wave, torch.tensor(samples))
+    lp, lens = model.log_probs(wave, torch.tensor(samples))
     assert lp.shape == (2, subsampled_length(num_frames(16000)), TINY.vocab_size)
     assert lens.tolist() == [subsampled_length(num_frames(s)) for s in samples]
     assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[:2]), atol=1e-5)
@@ -45,7 +45,7 @@ def test_save_load_gives_identical_outputs(tmp_path):
     back = load_model(tmp_path / "m")
     wave, lens = torch.randn(1, 8000), torch.tensor([8000])
     with torch.no_grad():
-        assert torch.equal(model.transcribe_logits(wave, lens)[0], back.transcribe_logits(wave, lens)[0])
+        assert torch.equal(model.log_probs(wave, lens)[0], back.log_probs(wave, lens)[0])
 
 
 def test_config_rejects_unknown_fields():

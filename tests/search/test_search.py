@@ -184,9 +184,9 @@ def test_distillation_that_hurts_dev_wer_is_undone(env, monkeypatch, after, reve
     monkeypatch.setattr(_trial, "evaluate", lambda *a, **k: {"wer": next(wers)})
     policy = {"version": 1, "rules": [{"name": "head", "prune": {"sparsity": 0.0}}],
               "distill": {"steps": 3, "temperature": 2.0, "alpha": 0.5, "lr": 1e-4}}
-    values = run_trial(ctx, policy, 0, None)
-    assert values["kd_reverted"] == float(reverted) and values["wer"] == (0.2 if reverted else after)
-    saved = load_model(Path(values["model_dir"])).state_dict()
+    result = run_trial(ctx, policy, 0, None)
+    assert result.kd_reverted == reverted and result.objectives["wer"] == (0.2 if reverted else after)
+    saved = load_model(Path(result.model_dir)).state_dict()
     same = all(torch.equal(v, ctx.base.state_dict()[k]) for k, v in saved.items())
     assert same == reverted
 

@@ -46,7 +46,7 @@ class TestShippedSpace:
             trial = study.ask()
             doc = policy_from_params(space, names, suggest(trial, space, names))
             policy = Policy.from_dict(doc)
-            policy.resolve(discover_layers(model), modules)  # every rule is valid for this model
+            policy.resolve(discover_layers(model), model)  # every rule is valid for this model
             assert doc["distill"]["steps"] == space.distill_steps
             study.tell(trial, [1.0] * len(space.objectives))
 

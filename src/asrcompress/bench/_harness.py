@@ -122,8 +122,8 @@ def _uniform_arm(o: BenchOptions) -> Arm:
         except Exception as e:  # one policy failing must not end the benchmark
             errors.append(f"{label}: {type(e).__name__}: {e}")
             continue
-        points.append(Point("uniform", label, v["size_ratio"], "format-aware (inspect)",
-                            onnx=Path(v["model_dir"]) / "model.onnx", extra={"dev_wer": v["wer"]}))
+        points.append(Point("uniform", label, v.size_ratio, "format-aware (inspect)",
+                            onnx=Path(v.model_dir) / "model.onnx", extra={"dev_wer": v.objectives["wer"]}))
     note = f"each with {kd.steps} KD steps (T={kd.temperature}, alpha={kd.alpha}, lr={kd.lr})"
     return Arm("uniform", "uniform", points, time.process_time() - cpu0, note, "; ".join(errors))
 

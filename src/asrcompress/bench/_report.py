@@ -15,8 +15,8 @@ from pathlib import Path
 from .._outputs import output_file
 from ..data import load_manifest
 from ..export import OnnxAcousticModel
-from ..hardware import frames_for, measure_latency
-from ..models import torch_latency_ms
+from ..hardware import measure_latency
+from ..models import features_of, torch_latency_ms
 from ..objectives import DecoderConfig, evaluate
 from ..search import hypervolume
 from ._peers import onnx_stored_bytes
@@ -36,11 +36,11 @@ def score(o, arms, base, base_onnx: Path, log) -> dict:
     """Fill every point's `extra` with test_wer, wer_rel, speedup, latency_ms; returns the base figures."""
     utts = load_manifest(Path(o.corpus) / "test.jsonl")[0]
     utts = utts[: o.test_utterances] if o.test_utterances else utts
-    n_mels = base.cfg.n_mels
-    base_wer = _test_wer(OnnxAcousticModel(base_onnx, n_mels, SCORING_THREADS), o.model, utts)
+    spec = features_of(base)
+    base_wer = _test_wer(OnnxAcousticModel(base_onnx, spec, SCORING_THREADS), o.model, utts)
     onnx_points = [p for a in arms for p in a.points if p.onnx]
     for i, p in enumerate(onnx_points):
-        p.extra["test_wer"] = _test_wer(OnnxAcousticModel(p.onnx, n_mels, SCORING_THREADS), o.model, utts)
+        p.extra["test_wer"] = _test_wer(OnnxAcousticModel(p.onnx, spec, SCORING_THREADS), o.model, utts)
         log(f"  test WER {i + 1}/{len(onnx_points)} {p.arm} {p.label}: {p.extra['test_wer']:.4f}")
     lat = measure_latency([base_onnx, *[p.onnx for p in onnx_points]], 1, [SECONDS], repeats=5 if o.quick else 10)
     base_ms = lat[0][SECONDS]
@@ -56,7 +56,7 @@ def score(o, arms, base, base_onnx: Path, log) -> dict:
             model = p.extra.pop("model")
             torch_wer = torch_wer or _test_wer(base, o.model, utts)
             p.extra["test_wer"] = _test_wer(model, o.model, utts)
-            t_base, t_q = torch_latency_ms([base, model], frames_for(SECONDS), n_mels)
+            t_base, t_q = torch_latency_ms([base, model], SECONDS)
             p.extra.update(latency_ms=t_q, speedup=t_base / t_q, wer_rel=p.extra["test_wer"] / torch_wer,
                            base_latency_ms=t_base, base_test_wer=torch_wer)
         # peers' own PyTorch points arrive scored (test_wer, wer_rel, speedup) by their script

@@ -147,7 +147,7 @@ def evaluate(
 ) -> None:
     """WER, CER, utterance count and real-time factor of a model on a dataset."""
     from ..data import load_dataset
-    from ..models import load_model, read_config
+    from ..models import features_of, load_model, read_config
     from ..objectives import DecoderConfig, evaluate as run_eval
 
     model = load_model(model_dir)
@@ -156,7 +156,7 @@ def evaluate(
 
         if not onnx_file.is_file():
             raise UserError(f"{onnx_file}: ONNX file not found")
-        model = OnnxAcousticModel(onnx_file, model.cfg.n_mels)  # session(): one line for a bad file
+        model = OnnxAcousticModel(onnx_file, features_of(model))  # session(): one line for a bad file
     cfg = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
     if decoder:
         cfg = cfg.with_(kind=decoder)  # validated in DecoderConfig.__post_init__

@@ -45,7 +45,7 @@ def export_onnx_cmd(
     from .._outputs import refuse_overlap
     from ..compression import read_states
     from ..export import calibration_features, export_onnx
-    from ..models import load_model, read_config
+    from ..models import features_of, load_model
 
     refuse_overlap(out_file, {"model": model_dir, "calibration set": calibration})
     if accuracy_level not in (0, 1, 2, 3, 4):
@@ -63,14 +63,14 @@ def export_onnx_cmd(
             raise UserError(f"{calibration}: no usable utterances for calibration")
         with err.status(f"computing features of {min(calibration_utterances, len(utts))} calibration utterances"):
             feats = calibration_features([read_audio(u.audio_filepath) for u in utts[:calibration_utterances]],
-                                         model.cfg.n_mels)
+                                         features_of(model))
     with err.status("exporting"):
         report = export_onnx(model, read_states(model_dir), out_file, accuracy_level, calibration=feats)
     kernels: dict[str, int] = {}
     for k in report["layers"].values():
         kernels[k] = kernels.get(k, 0) + 1
     report["kernels"] = kernels
-    report["n_mels"] = read_config(model_dir)["model"]["n_mels"]
+    report["input"] = features_of(model).to_dict()  # what the app feeds the graph
     print(json.dumps(report, indent=2))
 
 

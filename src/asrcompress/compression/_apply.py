@@ -60,7 +60,7 @@ def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) 
 def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState) -> None:
     handler = handler_for(cfg)
     if handler.structural:
-        block = find_block(dict(model.named_modules()), layer)
+        block = find_block(model, layer)
         units: Units = handler.compute_block(block, cfg)
         shrink(block, units.keep)
         state.kept = units.keep.numel()
@@ -120,8 +120,7 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
     """
     model = copy.deepcopy(model).eval()
     layers = discover_layers(model)
-    modules = dict(model.named_modules())
-    resolution = policy.resolve(layers, modules)
+    resolution = policy.resolve(layers, model)
     states = {name: LayerState(kind=next(l.kind for l in layers if l.name == name)) for name in resolution.plans}
     training = [m.key for m in ordered() if m.training and any(m.key in p for p in resolution.plans.values())]
     if training and regularize is None:
@@ -156,10 +155,9 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
 def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Module:
     """Give a fresh base model the shapes of a compressed one, so its weights load exactly."""
     layers = {l.name: l for l in discover_layers(model)}
-    modules = dict(model.named_modules())
     for name, st in states.items():
         if st.kept is not None:
-            shrink(find_block(modules, layers[name]), torch.arange(st.kept))
+            shrink(find_block(model, layers[name]), torch.arange(st.kept))
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
         if st.rank is not None:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..models import log_probs
 from ._apply import LayerState
 from ._configs import DistillConfig, MethodConfig
 from ._layers import discover_layers
@@ -126,8 +127,8 @@ def distill(
         wave, lens = _collate(waves, idx, device)
         tgt = [targets[i] for i in idx]
         with torch.no_grad():
-            t_lp, _ = teacher.transcribe_logits(wave, lens)
-        s_lp, out_lens = student.transcribe_logits(wave, lens)
+            t_lp, _ = log_probs(teacher, wave, lens)
+        s_lp, out_lens = log_probs(student, wave, lens)
         loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
                        cfg.temperature, cfg.alpha)
         for module, pname, reg in penalties or ():
@@ -185,7 +186,7 @@ def taylor_gradients(waves: list, targets: list[torch.Tensor], batches: int = 8,
             idx = groups[rng.randrange(len(groups))]
             wave, lens = _collate(waves, idx, torch.device("cpu"))
             tgt = [targets[i] for i in idx]
-            lp, out_lens = model.transcribe_logits(wave, lens)
+            lp, out_lens = log_probs(model, wave, lens)
             F.ctc_loss(lp.transpose(0, 1), torch.cat(tgt), out_lens, torch.tensor([t.numel() for t in tgt]),
                        blank=0, zero_infinity=True).backward()
 

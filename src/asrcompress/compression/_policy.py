@@ -111,8 +111,9 @@ class Policy:
         return cls.from_dict(data, str(path))
 
     # ---- resolution ----------------------------------------------------------------
-    def resolve(self, layers: list[LayerInfo], modules: dict[str, object] | None = None) -> "Resolution":
-        """Per-layer method configs, checked against each layer."""
+    def resolve(self, layers: list[LayerInfo], model: object | None = None) -> "Resolution":
+        """Per-layer method configs, checked against each layer (and, given the model, against
+        what each layer is: `Handler.not_applicable`)."""
         used = [False] * len(self.rules)
         plans: dict[str, dict[str, MethodConfig]] = {}
         skipped: list[str] = []
@@ -133,7 +134,7 @@ class Policy:
             for key in list(plan):
                 cfg, rule_i = plan[key], source[key]
                 handler = HANDLERS[type(cfg)]
-                reason = handler.not_applicable(layer, modules) if modules else None
+                reason = handler.not_applicable(layer, model) if model is not None else None
                 if reason:
                     if self.rules[rule_i].selector == "name":
                         raise PolicyError(f"{self.source}: {self.rules[rule_i].describe(rule_i)}: {key} does not apply to "
@@ -169,13 +170,24 @@ def _check_combination(layer: LayerInfo, plan: dict[str, MethodConfig], source: 
             raise PolicyError(f"{source}: layer {layer.name}: {reason}")
 
 
+VERSION_FIELD = "_version"  # a written config carries its config's version (its key is its type)
+
+
 def _cfg_to_dict(cfg: MethodConfig) -> dict:
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    return {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, VERSION_FIELD: cfg.VERSION}
 
 
 def _parse_cfg(cls: type[MethodConfig], raw: object, where: str) -> MethodConfig:
+    """A method config from its fields. A hand-written one may leave out `_version` (the current
+    one); a written one must be of the version this asrcompress knows, so a file from a release
+    whose method meant something else is refused rather than misread."""
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: must be a mapping of fields (got {type(raw).__name__})")
+    raw = dict(raw)
+    version = raw.pop(VERSION_FIELD, cls.VERSION)
+    if isinstance(version, bool) or version != cls.VERSION:
+        raise PolicyError(f"{where}: field '{VERSION_FIELD}' is {version!r}, but this asrcompress reads version "
+                          f"{cls.VERSION} of {cls.key or 'this'} config; re-create the policy with this version")
     known = {f.name for f in fields(cls)}
     unknown = set(raw) - known
     if unknown:

@@ -60,7 +60,7 @@ class Handler:
 
     structural = False
 
-    def not_applicable(self, layer: LayerInfo, modules: dict[str, torch.nn.Module]) -> str | None:
+    def not_applicable(self, layer: LayerInfo, model: torch.nn.Module) -> str | None:
         """Why a layer cannot take the method (None if it can)."""
         return None
 

@@ -11,8 +11,8 @@ plus per-output-channel scales when quantized (fp16 for linear, one int8 exponen
 Everything not in a compressible layer is stored as is, except that a quantized model's
 biases, norm parameters and BatchNorm statistics are fp16 numbers (`round_small_tensors`) and
 count 2 bytes each. Not counted, in the compressed model or in the fp32 reference: integer
-bookkeeping (BatchNorm's batch counter) and buffers a model lists in `NOT_DEPLOYED` (the
-Conformer's mel filterbank and window: the exported graph takes features, and the app
+bookkeeping (BatchNorm's batch counter) and what the model family's adapter says the deployed
+graph does not hold (`AcousticModel.not_deployed`: the Conformer's mel filterbank and window: the exported graph takes features, and the app
 computes them from the sample rate and `n_mels`).
 """
 
@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from ..models import find_adapter
 from ._apply import LayerState, layer_tensors
 from ._layers import discover_layers
 from ._quant import is_fp16_exact, small_tensors
@@ -67,7 +68,8 @@ def _scale_bytes(rows: int, storage: dict) -> int:
 
 def _other_bytes(model: nn.Module, covered: set[int], quantized: bool) -> int:
     """Bytes of the tensors outside the compressible layers."""
-    skip = tuple(getattr(model, "NOT_DEPLOYED", ()))
+    adapter = find_adapter(model)
+    skip = adapter.not_deployed(model) if adapter is not None else ()
     fp16 = {id(t) for t in small_tensors(model) if is_fp16_exact(t)} if quantized else set()
     total = 0
     for name, t in model.state_dict(keep_vars=True).items():

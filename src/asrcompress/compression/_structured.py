@@ -1,7 +1,8 @@
 """Structured pruning: physically remove FFN neurons, attention heads and conv-module channels.
 
-A block is found from its first ("producer") layer; the rule names that layer. Shapes:
-    FFN  (torchaudio Conformer, wav2vec2):  Linear(d, F) -> act -> Linear(F, d)
+A block is found from its first ("producer") layer; the rule names that layer. The model's
+family adapter declares its blocks (`models.BlockSpec`). Shapes:
+    FFN:  Linear(d, F) -> act -> Linear(F, d)
          becomes Linear(d, F') -> act -> Linear(F', d),           F' = F - round(ratio * F)
     Conformer conv module:  Conv1d(d, 2C, 1) -> GLU -> depthwise Conv1d(C, C, k, groups=C)
          -> norm(C) -> act -> Conv1d(C, d, 1)   becomes the same with C' = C - round(ratio * C)
@@ -23,6 +24,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..models import find_adapter
 from ._attention import HeadPrunedAttention
 from ._configs import ConfigError, MethodConfig, is_number
 from ._layers import LayerInfo
@@ -54,25 +56,16 @@ class Block:
     names: dict[str, str]  # role -> attribute path under parent
 
 
-def find_block(modules: dict[str, nn.Module], layer: LayerInfo) -> Block | None:
-    """The FFN / conv block whose first layer is `layer`, if any."""
-    parent_name, _, child = layer.module_name.rpartition(".")
-    if not parent_name:
+def find_block(model: nn.Module, layer: LayerInfo) -> Block | None:
+    """The block whose first layer is `layer`, among those the model's family adapter declares
+    (`models.AcousticModel.blocks`); None for a layer that starts no block, or a model of no family."""
+    adapter = find_adapter(model)
+    if adapter is None:
         return None
-    parent = modules[parent_name]
-    if layer.param_name == "in_proj_weight":
-        return Block("attn", parent, {"attn": child})
-    owner_name, _, _ = parent_name.rpartition(".")
-    owner = modules.get(owner_name) if owner_name else None
-    cls = type(owner).__name__ if owner is not None else ""
-    if cls == "_FeedForwardModule" and child == "1":
-        return Block("ffn", parent, {"first": "1", "second": "4"})
-    if cls == "_ConvolutionModule" and child == "0":
-        return Block("conv", parent, {"first": "0", "depthwise": "2", "norm": "3", "second": "5"})
-    if type(parent).__name__ == "ConvSubsampling" and child in ("conv1", "conv2"):
-        return Block("conv2d", parent, {"first": child, "second": "conv2" if child == "conv1" else "proj"})
-    if type(parent).__name__ == "FeedForward" and child == "intermediate_dense":
-        return Block("ffn", parent, {"first": "intermediate_dense", "second": "output_dense"})
+    for spec in adapter.blocks(model):
+        if spec.first == layer.name:
+            parent = model.get_submodule(spec.parent) if spec.parent else model
+            return Block(spec.kind, parent, dict(spec.roles))
     return None
 
 
@@ -227,8 +220,8 @@ class StructuredPrune(Handler):
     def needs_gradients(self, cfg: StructuredPruneConfig) -> str | None:
         return "structured.criterion taylor" if cfg.criterion == "taylor" else None
 
-    def not_applicable(self, layer: LayerInfo, modules: dict[str, nn.Module]) -> str | None:
-        if find_block(modules, layer) is None:
+    def not_applicable(self, layer: LayerInfo, model: nn.Module) -> str | None:
+        if find_block(model, layer) is None:
             return "not the first layer of a feed-forward, attention, convolution or subsampling block"
         return None
 

@@ -1,4 +1,4 @@
-"""The graph a deployment runs: one utterance, features in, log-probabilities out.
+"""The graph a deployment runs: one utterance, the model's input in, log-probabilities out.
 
 Rewrites that keep the maths but give ONNX the kernels a phone runs fast:
   * every nn.MultiheadAttention becomes a HeadPrunedAttention holding all heads: one packed
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..compression import HeadPrunedAttention
-from ..models import ConformerCTC
+from ..models import adapter_for
 
 
 class PointwiseLinear(nn.Module):
@@ -48,17 +48,13 @@ def _replace(model: nn.Module) -> None:
 
 
 class DeployModel(nn.Module):
-    """(1, T, F) log-mel features -> (1, T', V) log-probabilities, T' = ((T-1)//2 - 1)//2."""
+    """The model family's single-utterance graph (`AcousticModel.deploy`: the FeatureSpec's
+    input -> (1, T', V) log-probabilities), on a copy of the model, rewritten for fast kernels."""
 
-    def __init__(self, model: ConformerCTC) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        m = copy.deepcopy(model).eval()
-        _replace(m)
-        self.subsampling, self.layers, self.head = m.subsampling, m.encoder.conformer_layers, m.head
+        self.net = copy.deepcopy(adapter_for(model).deploy(model)).eval()
+        _replace(self.net)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x, _ = self.subsampling(feats, torch.ones(1, dtype=torch.long))  # (1, T, F) -> (1, T', d)
-        x = x.transpose(0, 1)  # (T', 1, d): torchaudio's layers are sequence-first
-        for layer in self.layers:
-            x = layer(x, None)
-        return self.head(x.transpose(0, 1)).log_softmax(dim=-1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

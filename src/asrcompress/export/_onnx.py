@@ -1,4 +1,7 @@
-"""Export a (compressed) Conformer-CTC to ONNX with a dynamic time axis.
+"""Export a (compressed) acoustic model of any registered family to ONNX with a dynamic time axis.
+
+The graph is the family adapter's single-utterance module (`AcousticModel.deploy`), its input
+named and shaped by the adapter's FeatureSpec.
 
 The fp32 graph comes from torch's dynamo exporter (the TorchScript exporter bakes the time
 length into the attention reshapes). Then every MatMul whose constant weight equals a
@@ -26,29 +29,32 @@ import numpy as np
 import onnx
 import torch
 from onnx import helper, numpy_helper
+from torch import nn
 
 from ..compression import LayerState, discover_layers, layer_tensors, lowering
 from .._outputs import output_file
 from ..errors import UserError
-from ..models import ConformerCTC
+from ..models import adapter_for
 from ._deploy import DeployModel
 from ._kernels import as_grid, dequantized_weight, int8_matmul, nbits_matmul
 from ._static import activation_ranges, static_int8_matmul
 
 OPSET = 18
-MAX_FRAMES = 100_000  # 1000 s of audio
+MIN_SAMPLES, MAX_SAMPLES = 2_400, 16_000_000  # 0.15 s to 1000 s of 16 kHz audio
 
 
-def _fp32_onnx(model: ConformerCTC, path: Path) -> None:
+def _fp32_onnx(model: nn.Module, path: Path) -> None:
+    adapter = adapter_for(model)
+    spec = adapter.features(model)
     deploy = DeployModel(model).eval()
-    feats = torch.randn(1, 301, model.cfg.n_mels)
-    t = torch.export.Dim("T", min=16, max=MAX_FRAMES)
+    x = spec.example(spec.steps(48_000))  # 3 s
+    t = torch.export.Dim("T", min=spec.steps(MIN_SAMPLES), max=spec.steps(MAX_SAMPLES))
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(deploy, (feats,), dynamo=True, dynamic_shapes={"feats": {1: t}},
-                                    input_names=["feats"], output_names=["logprobs"], opset_version=OPSET,
-                                    optimize=True, verbose=False)
+        program = torch.onnx.export(deploy, (x,), dynamo=True, dynamic_shapes=({spec.dynamic_axis(): t},),
+                                    input_names=[spec.input_name], output_names=[adapter.output_name()],
+                                    opset_version=OPSET, optimize=True, verbose=False)
         program.save(str(path))
 
 
@@ -57,7 +63,7 @@ def _key(a: np.ndarray) -> tuple:
     return a.shape, a.tobytes()
 
 
-def _linear_quantized(model: ConformerCTC, states: dict[str, LayerState]):
+def _linear_quantized(model: nn.Module, states: dict[str, LayerState]):
     """(layer, state, stored tensors) of every linearly quantized layer."""
     for layer in discover_layers(model):
         st = states.get(layer.name)
@@ -65,7 +71,7 @@ def _linear_quantized(model: ConformerCTC, states: dict[str, LayerState]):
             yield layer, st, layer_tensors(model, layer, st)
 
 
-def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, str, int]]:
+def _quantized_weights(model: nn.Module, states: dict[str, LayerState]) -> dict[tuple, tuple[str, str, int]]:
     """(K, N) weight value key -> (node name, layer name, bits) for linearly quantized layers.
     A low-rank layer has two tensors, so two nodes."""
     out = {}
@@ -77,7 +83,7 @@ def _quantized_weights(model: ConformerCTC, states: dict[str, LayerState]) -> di
     return out
 
 
-def _quantized_convs(model: ConformerCTC, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int]]:
+def _quantized_convs(model: nn.Module, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int]]:
     """Conv weight value key (its own shape) -> (layer name, bits) for linearly quantized Conv layers.
     Pointwise Conv1d layers run as MatMuls (DeployModel) and are matched there instead."""
     return {_key(t.detach().numpy()): (layer.name, lowering(st)["grid_bits"])
@@ -222,15 +228,18 @@ INT8_MEAN_TOL = 0.1
 INT8_ARGMAX_AGREEMENT = 0.9
 
 
-def _verify(model: ConformerCTC, path: Path, int8: bool) -> None:
-    """Refuse to write a graph whose outputs do not match the PyTorch model's."""
+def _verify(model: nn.Module, path: Path, int8: bool) -> None:
+    """Refuse to write a graph whose outputs do not match the PyTorch model's on 2 s of audio:
+    the app's path (FeatureSpec.prepare, then the graph) against the model's own log_probs."""
     from ._runtime import session
 
-    torch.manual_seed(0)
-    feats = torch.randn(1, 201, model.cfg.n_mels)
+    adapter = adapter_for(model)
+    wave = torch.Generator().manual_seed(0)
+    wave = 0.1 * torch.randn(1, 32_000, generator=wave)
     with torch.no_grad():
-        want = model(feats, torch.tensor([201]))[0].numpy()
-    got = session(path).run(None, {"feats": feats.numpy()})[0]
+        want = adapter.log_probs(model.eval(), wave, torch.tensor([32_000]))[0][0].numpy()
+    spec = adapter.features(model)
+    got = session(path).run(None, {spec.input_name: spec.prepare(wave[0].numpy())})[0][0]
     if got.shape != want.shape:
         raise RuntimeError(f"ONNX export gives shape {got.shape}, PyTorch {want.shape}; please report this")
     diff = np.abs(got - want)
@@ -241,15 +250,14 @@ def _verify(model: ConformerCTC, path: Path, int8: bool) -> None:
                            f"{diff.max():.3g}, same best token in {agree:.0%} of frames); please report this")
 
 
-def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: Path,
+def export_onnx(model: nn.Module, states: dict[str, LayerState] | None, out: Path,
                 accuracy_level: int = 0, calibration: Sequence[np.ndarray] | None = None) -> dict:
     """Write `out` (.onnx); returns which kernel each compressed layer runs on.
 
-    `calibration`: (1, T, n_mels) feature arrays; with them the int8 MatMuls quantize their
+    `calibration`: graph inputs (`calibration_features`, e.g. (1, T, n_mels) log-mel); with them the int8 MatMuls quantize their
     inputs with ranges measured on these features (static), else at run time (dynamic).
     """
-    if not isinstance(model, ConformerCTC):
-        raise UserError(f"ONNX export supports Conformer-CTC models, not {type(model).__name__}")
+    adapter_for(model)  # one error line for a model of no registered family
     states = states or {}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -261,7 +269,8 @@ def export_onnx(model: ConformerCTC, states: dict[str, LayerState] | None, out: 
         if calibration is not None:
             if not len(calibration):
                 raise UserError("static activation quantization needs at least one calibration utterance")
-            ranges = activation_ranges(Path(tmp) / "fp32.onnx", calibration, _int8_inputs(proto, wanted))
+            ranges = activation_ranges(Path(tmp) / "fp32.onnx", calibration, _int8_inputs(proto, wanted),
+                                       adapter_for(model).features(model).input_name)
     kernels = _store_conv_weights(proto, _quantized_convs(model, states))
     kernels.update(_rewrite(proto, wanted, accuracy_level, ranges))
     _drop_unused_initializers(proto)

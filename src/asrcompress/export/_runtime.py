@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
-from ..data import LogMel
 from ..errors import UserError
+from ..models import FeatureSpec
 
 
 def session_options(threads: int, optimized_path: str | None = None,
@@ -38,16 +37,13 @@ def session(path: Path, threads: int = 1) -> ort.InferenceSession:
 
 
 class OnnxAcousticModel:
-    """Features on torch (the same LogMel as training), the acoustic model on ONNX Runtime."""
+    """The graph's input computed as training computed it (`FeatureSpec.prepare`: the same
+    LogMel, or the normalised waveform), the acoustic model on ONNX Runtime."""
 
-    def __init__(self, path: Path, n_mels: int, threads: int = 1) -> None:
+    def __init__(self, path: Path, spec: FeatureSpec, threads: int = 1) -> None:
         self.session = session(path, threads)
-        self.features = LogMel(n_mels=n_mels).eval()
+        self.spec = spec
 
-    @torch.no_grad()
     def emissions(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for w in waves:
-            feats, _ = self.features(torch.from_numpy(w)[None].float(), torch.tensor([w.size]))
-            out.append(self.session.run(None, {"feats": feats.numpy()})[0][0])  # (T', V)
-        return out
+        name = self.spec.input_name
+        return [self.session.run(None, {name: self.spec.prepare(w)})[0][0] for w in waves]  # (T', V) each

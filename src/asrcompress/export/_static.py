@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 from onnx import helper, numpy_helper
 
+from ..models import FeatureSpec
 from ._kernels import GridWeight
 
-def activation_ranges(fp32_path: Path, feats: Iterable[np.ndarray], tensors: set[str]) -> dict[str, tuple[float, float]]:
-    """(min, max) over the calibration features of each named tensor of the fp32 graph."""
+def activation_ranges(fp32_path: Path, feats: Iterable[np.ndarray], tensors: set[str], input_name: str,
+                      ) -> dict[str, tuple[float, float]]:
+    """(min, max) over the calibration inputs of each named tensor of the fp32 graph."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
 
     class Reader(CalibrationDataReader):
@@ -26,7 +28,7 @@ def activation_ranges(fp32_path: Path, feats: Iterable[np.ndarray], tensors: set
 
         def get_next(self) -> dict | None:
             f = next(self.it, None)
-            return None if f is None else {"feats": np.asarray(f, dtype=np.float32)}
+            return None if f is None else {input_name: np.asarray(f, dtype=np.float32)}
 
     with tempfile.TemporaryDirectory() as tmp:
         cal = create_calibrator(str(fp32_path), ["MatMul", "Gemm"], augmented_model_path=str(Path(tmp) / "aug.onnx"),
@@ -74,12 +76,6 @@ def static_int8_matmul(name: str, a: str, y: str, g: GridWeight, a_range: tuple[
     return nodes, tensors
 
 
-def calibration_features(waves: Sequence[np.ndarray], n_mels: int) -> list[np.ndarray]:
-    """(1, T, n_mels) log-mel features, as the deployed app computes them."""
-    import torch
-
-    from ..data import LogMel
-
-    fe = LogMel(n_mels=n_mels).eval()
-    with torch.no_grad():
-        return [fe(torch.from_numpy(w)[None].float(), torch.tensor([w.size]))[0].numpy() for w in waves]
+def calibration_features(waves: Sequence[np.ndarray], spec: FeatureSpec) -> list[np.ndarray]:
+    """The graph's inputs for these utterances (e.g. (1, T, n_mels) log-mel), as the deployed app computes them."""
+    return [spec.prepare(w) for w in waves]

@@ -198,16 +198,20 @@ def memory_bandwidth_gbs(threads: int) -> float:
     return 3 * 4 * n / (t_us * 1e3)  # bytes / ns = GB/s
 
 
+# The profiles' whole-graph factor is fitted on this family's default model (the shipped one).
+REFERENCE_FAMILY = "conformer_ctc"
+
+
 def reference_models(workdir: Path) -> list[Path]:
-    """ONNX exports of a random-initialised default Conformer-CTC: fp32, uniform int8, int4."""
+    """ONNX exports of a random-initialised default model of `REFERENCE_FAMILY`: fp32, uniform int8, int4."""
     import torch
 
     from ..compression import Policy, compress_model
     from ..export import export_onnx
-    from ..models import ConformerCTC, ModelConfig
+    from ..models import architecture
 
     torch.manual_seed(0)
-    base = ConformerCTC(ModelConfig()).eval()
+    base = architecture(REFERENCE_FAMILY).build({}).eval()
     paths = []
     for name, rules in (("fp32", []), ("int8", [{"global": True, "quant": {"bits": 8}}]),
                         ("int4", [{"global": True, "quant": {"bits": 4}}])):
@@ -223,14 +227,13 @@ def reference_models(workdir: Path) -> list[Path]:
 
 def fit_factor(cal: dict, threads: int, paths: list[Path], measured: list[dict[float, float]]) -> float:
     """Median of measured / predicted (without a factor) over models and lengths."""
-    from ._measure import frames_for
     from ._predict import predict_ms
     from ._profile import Profile
 
     flat = Profile(name="fit", description="fit", cores=threads, threads=threads, fp32_gflops=1, int8_gops=1,
                    int4_gops=1, mem_bandwidth_gbs=1, op_overhead_us=0,
                    kernels={"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False}, calibration=cal)
-    ratios = [m[s] / predict_ms(graph_ops(p, frames_for(s), threads=threads), flat)[0]
+    ratios = [m[s] / predict_ms(graph_ops(p, s, threads=threads), flat)[0]
               for p, m in zip(paths, measured) for s in m]
     return float(statistics.median(ratios))
 

@@ -78,10 +78,10 @@ def classify(node, shapes: dict[str, np.ndarray], inits: dict[str, np.ndarray]) 
     return Op(node.name or t, t, cls, flops, float(weight), float(act))
 
 
-def graph_ops(model_path: Path, frames: int = 0, n_mels: int = 80, threads: int = 1,
+def graph_ops(model_path: Path, seconds: float = 8.0, threads: int = 1,
               feeds: dict[str, np.ndarray] | None = None) -> list[Op]:
-    """Per-node costs of `model_path` as ONNX Runtime runs it, on `feeds` or else on one
-    (1, frames, n_mels) feature input."""
+    """Per-node costs of `model_path` as ONNX Runtime runs it, on `feeds` or else on the
+    graph's input for one utterance of `seconds`."""
     with tempfile.TemporaryDirectory() as tmp:
         opt = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(str(model_path), session_options(threads, opt), providers=["CPUExecutionProvider"])
@@ -98,7 +98,9 @@ def graph_ops(model_path: Path, frames: int = 0, n_mels: int = 80, threads: int 
         sess = ort.InferenceSession(probe, session_options(threads, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
                                     providers=["CPUExecutionProvider"])
         if feeds is None:
-            feeds = {sess.get_inputs()[0].name: np.zeros((1, frames, n_mels), dtype=np.float32)}
+            from ._measure import audio_feeds
+
+            feeds = audio_feeds(sess, seconds, zeros=True)
         names = [o.name for o in sess.get_outputs()]
         values = sess.run(names, feeds)
         shapes = {n: np.asarray(v) for n, v in zip(names, values)}

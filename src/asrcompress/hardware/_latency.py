@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 
 from ._graph import graph_ops
-from ._measure import frames_for, measure_latency, peak_memory_mb
+from ._measure import measure_latency, peak_memory_mb
 from ._predict import predict_ms
 from ._profile import Profile
 
@@ -31,7 +31,7 @@ def latency_report(path: Path, profile: Profile, seconds: tuple[float, ...] = SE
         peak = peak_memory_mb(path, profile.threads, list(seconds))
         source = "measured"
     else:
-        ops = {s: graph_ops(path, frames_for(s), threads=1) for s in lengths}
+        ops = {s: graph_ops(path, s, threads=1) for s in lengths}
         ms = {s: predict_ms(ops[s], profile)[0] for s in lengths}
         peak = _predicted_peak_mb(path, ops[max(seconds)])
         source = "predicted"

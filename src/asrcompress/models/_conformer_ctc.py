@@ -7,14 +7,15 @@ Shapes (N utterances, T feature frames, F mel bins, d model width, V tokens):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torchaudio.models import Conformer
 
 from ..data import N_MELS, LogMel
-from ._tokens import TOKENS
+from ._adapter import AcousticModel, BlockSpec, FeatureSpec, Vocabulary, config_from_dict, register_architecture
+from ._tokens import BLANK, SEP, TOKENS
 
 
 def subsampled_length(t: torch.Tensor | int) -> torch.Tensor | int:
@@ -38,11 +39,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "model config")
 
 
 class ConvSubsampling(nn.Module):
@@ -63,9 +60,7 @@ class ConvSubsampling(nn.Module):
 
 
 class ConformerCTC(nn.Module):
-    # Buffers the deployed graph does not hold: it takes log-mel features, and the app derives
-    # the filterbank and window from the sample rate and n_mels (see compression/_size.py).
-    NOT_DEPLOYED = ("features.",)
+    architecture = "conformer_ctc"
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -89,10 +84,70 @@ class ConformerCTC(nn.Module):
         x, lengths = self.encoder(x, lengths)
         return self.head(x).log_softmax(dim=-1), lengths
 
-    def transcribe_logits(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_probs(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, S) 16 kHz samples -> (N, T', V) log-probabilities."""
         feats, frames = self.features(wave, lengths)
         return self(feats, frames)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class _Deploy(nn.Module):
+    """(1, T, F) log-mel features -> (1, T', V) log-probabilities, T' = ((T-1)//2 - 1)//2."""
+
+    def __init__(self, model: ConformerCTC) -> None:
+        super().__init__()
+        self.subsampling, self.layers, self.head = model.subsampling, model.encoder.conformer_layers, model.head
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x, _ = self.subsampling(feats, torch.ones(1, dtype=torch.long))  # (1, T, F) -> (1, T', d)
+        x = x.transpose(0, 1)  # (T', 1, d): torchaudio's layers are sequence-first
+        for layer in self.layers:
+            x = layer(x, None)  # one utterance: no padding mask
+        return self.head(x.transpose(0, 1)).log_softmax(dim=-1)
+
+
+@register_architecture
+class ConformerCTCAdapter(AcousticModel):
+    """The shipped family: log-mel in, torchaudio Conformer blocks, characters out."""
+
+    name = "conformer_ctc"
+    module = ConformerCTC
+
+    def build(self, config: dict) -> ConformerCTC:
+        return ConformerCTC(ModelConfig.from_dict(config))
+
+    def config(self, model: ConformerCTC) -> dict:
+        return model.cfg.to_dict()
+
+    def features(self, model: ConformerCTC) -> FeatureSpec:
+        return FeatureSpec("log_mel", n_mels=model.cfg.n_mels)
+
+    def vocabulary(self, model: ConformerCTC) -> Vocabulary:
+        return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+
+    def log_probs(self, model: ConformerCTC, wave: torch.Tensor, lengths: torch.Tensor):
+        return model.log_probs(wave, lengths)
+
+    def output_length(self, model: ConformerCTC, samples: int) -> int:
+        return max(1, subsampled_length(self.features(model).steps(samples)))
+
+    def blocks(self, model: ConformerCTC) -> list[BlockSpec]:
+        out = [BlockSpec("conv2d", "subsampling", {"first": "conv1", "second": "conv2"}),
+               BlockSpec("conv2d", "subsampling", {"first": "conv2", "second": "proj"})]
+        for i, _ in enumerate(model.encoder.conformer_layers):
+            layer = f"encoder.conformer_layers.{i}"
+            out += [BlockSpec("ffn", f"{layer}.{ffn}.sequential", {"first": "1", "second": "4"}) for ffn in ("ffn1", "ffn2")]
+            out.append(BlockSpec("attn", layer, {"attn": "self_attn"}))
+            out.append(BlockSpec("conv", f"{layer}.conv_module.sequential",
+                                 {"first": "0", "depthwise": "2", "norm": "3", "second": "5"}))
+        return out
+
+    def not_deployed(self, model: ConformerCTC) -> tuple[str, ...]:
+        # The graph takes log-mel features: the app derives the filterbank and window from the
+        # sample rate and n_mels, so they are not part of what ships.
+        return ("features.",)
+
+    def deploy(self, model: ConformerCTC) -> nn.Module:
+        return _Deploy(model)

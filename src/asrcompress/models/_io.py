@@ -9,10 +9,11 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from torch import nn
+
 from .._json import read_json
 from ..errors import UserError
-from ._conformer_ctc import ConformerCTC, ModelConfig
-from ._tokens import TOKENS
+from ._adapter import ARCHITECTURES, adapter_for
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -28,15 +29,18 @@ CARD_KEYS = frozenset({"architecture", "model_config", "parameters", "corpus", "
 TRUST_PICKLE_ENV = "ASRCOMPRESS_TRUST_PICKLE"
 
 
-def save_model(model: ConformerCTC, out: Path, decoder: dict | None = None) -> None:
+def save_model(model: nn.Module, out: Path, decoder: dict | None = None) -> None:
+    adapter = adapter_for(model)
+    if not adapter.savable:
+        raise UserError(f"{type(model).__name__} ({adapter.name}): this family cannot be saved as a model folder")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = out / (WEIGHTS + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(out / WEIGHTS)
-    cfg = {"format_version": FORMAT_VERSION, "architecture": "conformer_ctc",
-           "model": model.cfg.to_dict(), "tokens": list(TOKENS), "sample_rate": 16_000}
+    cfg = {"format_version": FORMAT_VERSION, "architecture": adapter.name, "model": adapter.config(model),
+           "tokens": list(adapter.vocabulary(model).tokens), "sample_rate": adapter.features(model).sample_rate}
     if decoder is not None:
         cfg["decoder"] = decoder
     elif (out / CONFIG).exists():
@@ -92,7 +96,7 @@ def _read_weights(model_dir: Path, trust_pickle: bool) -> tuple[dict, Path]:
     return state, pickled
 
 
-def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool = False) -> ConformerCTC:
+def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool = False) -> nn.Module:
     """A model folder. Weights come from model.safetensors; a pickle checkpoint (model.pt,
     model.pth, pytorch_model.bin) only with `trust_pickle` (or --trust-pickle), and then with
     torch.load(weights_only=True). An unfinished output is refused, except to the writer that is
@@ -111,14 +115,17 @@ def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool 
     verify_if_bundled(model_dir)
     cfg = read_config(model_dir)
     check_card(model_dir)
-    if cfg.get("architecture") != "conformer_ctc":
-        raise UserError(f"{model_dir / CONFIG}: field 'architecture' must be 'conformer_ctc'")
-    if list(cfg.get("tokens", [])) != list(TOKENS):
-        raise UserError(f"{model_dir / CONFIG}: field 'tokens' does not match this version's vocabulary")
+    adapter = ARCHITECTURES.get(cfg.get("architecture"))  # type: ignore[arg-type]
+    if adapter is None or not adapter.savable:
+        known = sorted(n for n, a in ARCHITECTURES.items() if a.savable)
+        raise UserError(f"{model_dir / CONFIG}: field 'architecture' must be one of {', '.join(known)}, "
+                        f"not {cfg.get('architecture')!r}")
     try:
-        model = ConformerCTC(ModelConfig.from_dict(cfg["model"]))
+        model = adapter.build(cfg["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{model_dir / CONFIG}: bad field 'model' ({e})") from None
+    if list(cfg.get("tokens", [])) != list(adapter.vocabulary(model).tokens):
+        raise UserError(f"{model_dir / CONFIG}: field 'tokens' does not match the {adapter.name} model's vocabulary")
     if (model_dir / "compression.json").exists():
         from ..compression import apply_structure
 

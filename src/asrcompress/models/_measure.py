@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from ._adapter import adapter_for, features_of
+
 
 def state_dict_bytes(model: torch.nn.Module) -> int:
     """What `torch.save` of the state dict stores (packed weights and their scales when quantized)."""
@@ -17,19 +19,21 @@ def state_dict_bytes(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def torch_latency_ms(models: list[torch.nn.Module], frames: int, n_mels: int = 80, repeats: int = 10,
-                     warmup: int = 3) -> list[float]:
-    """Median ms of one (1, frames, n_mels) utterance per model, timed interleaved on one thread."""
+def torch_latency_ms(models: list[torch.nn.Module], seconds: float, repeats: int = 10, warmup: int = 3) -> list[float]:
+    """Median ms of one utterance of `seconds` per model, timed interleaved on one thread. Each
+    model runs its family's deployed graph (`AcousticModel.deploy`) on that graph's input, so
+    features are excluded, as in the ONNX timings."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        x = torch.randn(1, frames, n_mels)
-        n = torch.tensor([frames])
+        graphs = [adapter_for(m).deploy(m.eval()) for m in models]
+        spec = features_of(models[0])
+        x = spec.example(spec.steps(int(seconds * spec.sample_rate)))
         times: list[list[float]] = [[] for _ in models]
         for rep in range(warmup + repeats):
-            for i, m in enumerate(models):
+            for i, g in enumerate(graphs):
                 t0 = time.perf_counter()
-                m(x, n)
+                g(x)
                 if rep >= warmup:
                     times[i].append((time.perf_counter() - t0) * 1e3)
         return [statistics.median(t) for t in times]

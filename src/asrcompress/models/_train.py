@@ -65,7 +65,7 @@ def greedy_eval(model: ConformerCTC, waves: list[np.ndarray], texts: list[str], 
     for idx in make_batches([w.size / 16000 for w in waves], batch_seconds):
         wave, lens = _collate(waves, idx, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            lp, out_lens = model.transcribe_logits(wave, lens)
+            lp, out_lens = model.log_probs(wave, lens)
         for i, h in zip(idx, greedy_decode(lp.float(), out_lens)):
             hyps[i] = h
     model.train()

@@ -13,7 +13,7 @@ import torch
 
 from ..data import Utterance, read_audio
 from ..errors import UserError
-from ..models import ConformerCTC
+from ..models import log_probs
 from ._decode import DecoderConfig, build_decoder
 from ._wer import cer, wer
 
@@ -31,7 +31,7 @@ def _decode_one(lp: np.ndarray) -> str:
 
 
 @torch.no_grad()
-def emissions(model: ConformerCTC, waves: list[np.ndarray], batch_seconds: float = 60.0) -> list[np.ndarray]:
+def emissions(model: torch.nn.Module, waves: list[np.ndarray], batch_seconds: float = 60.0) -> list[np.ndarray]:
     """Per-utterance (T', V) log-probabilities, batching utterances of similar length.
 
     A model with its own `emissions` (an ONNX Runtime session) computes them itself."""
@@ -46,7 +46,7 @@ def emissions(model: ConformerCTC, waves: list[np.ndarray], batch_seconds: float
         batch = torch.zeros(len(idx), int(lens.max()))
         for row, i in enumerate(idx):
             batch[row, : waves[i].size] = torch.from_numpy(waves[i])
-        lp, out_lens = model.transcribe_logits(batch, lens)
+        lp, out_lens = log_probs(model, batch, lens)
         for row, i in enumerate(idx):
             out[i] = lp[row, : out_lens[row]].numpy().copy()
     return out  # type: ignore[return-value]
@@ -67,7 +67,7 @@ def load_waves(utts: list[Utterance]) -> tuple[list[np.ndarray], list[str]]:
     return waves, [u.text for u in utts]
 
 
-def evaluate(model: ConformerCTC, model_dir: Path, utts: list[Utterance], cfg: DecoderConfig,
+def evaluate(model: torch.nn.Module, model_dir: Path, utts: list[Utterance], cfg: DecoderConfig,
              workers: int = 0, batch_seconds: float = 60.0) -> dict:
     """`batch_seconds=0` runs one utterance at a time, as a deployment does: padding in a batch
     changes the last frames' features and the convolutions' view of them."""

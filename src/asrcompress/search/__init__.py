@@ -8,7 +8,7 @@ from ._space import Constraint, Group, Space, check_against_model, load_space, p
 from ._study import default_storage, open_storage, open_study, recover_stale
 from ._summary import front_rows, load_study, summarize_study
 
-from ._trial import TRIAL_ATTRS, Context, TrialStopped, objectives_of, run_trial
+from ._trial import TRIAL_ATTRS, Context, TrialResult, TrialStopped, objectives_of, run_trial
 from ._export import export_trial
 from ._ray import run_ray
 from ._run import dumps
@@ -20,6 +20,6 @@ __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_mod
 
 from .._callable import make_callable as _make_callable
 
-__all__ += ['Context', 'TRIAL_ATTRS', 'TrialStopped', 'dumps', 'export_trial', 'objectives_of', 'run_ray', 'run_trial']
+__all__ += ['Context', 'TRIAL_ATTRS', 'TrialResult', 'TrialStopped', 'dumps', 'export_trial', 'objectives_of', 'run_ray', 'run_trial']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

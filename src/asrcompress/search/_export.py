@@ -70,7 +70,7 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
     from ..data import load_manifest
     from ..export import OnnxAcousticModel, export_onnx
     from ..export import write_bundle, write_sums
-    from ..models import load_model, read_config
+    from ..models import features_of, load_model, read_config
     from ..objectives import DecoderConfig, evaluate, lookup
     from ._trial import latency_ms
 
@@ -79,8 +79,7 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
     states = read_states(out / "model")
     onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
     corpus = Path(settings.corpus)
-    n_mels = model.cfg.n_mels
-    onnx_model = OnnxAcousticModel(onnx_path, n_mels)
+    onnx_model = OnnxAcousticModel(onnx_path, features_of(model))
     dev = load_manifest(corpus / "dev.jsonl")[0][: settings.dev_utterances]
     test = load_manifest(corpus / "test.jsonl")[0]
     default = DecoderConfig.from_dict(read_config(out / "model").get("decoder") or {"kind": "greedy"})

@@ -37,7 +37,7 @@ def _trainable(config: dict) -> None:
     from ..tracking import Tracker
     from ._run import _context, _front_wers, _open
     from ._sample import policy_from_params
-    from ._trial import TRIAL_ATTRS, TrialStopped, run_trial
+    from ._trial import TrialStopped, run_trial
 
     cfg = config["asrcompress"]
     study, settings = _open(cfg)  # everything that scores the trial comes from the study
@@ -57,7 +57,7 @@ def _trainable(config: dict) -> None:
     base = study.user_attrs["base"]
     worst = worst_values(base, list(space.objectives))  # what a stopped trial reports, per the registry
     try:  # no heartbeat here: Tune itself re-runs a trial whose node died (FailureConfig)
-        values = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
+        result = run_trial(ctx, policy, number, _front_wers(study, list(space.objectives)))
     except TrialStopped as e:
         _report_stopped(trial, tracker, run_id, space, worst, e)
         return
@@ -66,11 +66,12 @@ def _trainable(config: dict) -> None:
         _report_stopped(trial, tracker, run_id, space, worst,
                         TrialStopped(f"{type(e).__name__}: {e}".strip(), pruned=False))
         return
+    values = result.objectives
     for c in space.constraints:
         trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-    for k in TRIAL_ATTRS:
-        trial.set_user_attr(k, values[k])
-    tracker.finish_trial(run_id, {k: v for k, v in values.items() if k != "model_dir"}, "COMPLETE")
+    for k, v in result.attrs().items():
+        trial.set_user_attr(k, v)
+    tracker.finish_trial(run_id, result.metrics(), "COMPLETE")
     tune.report({_metric(o): values[o] if math.isfinite(values[o]) else worst[o] for o in space.objectives}
                 | {"stopped": 0})
 

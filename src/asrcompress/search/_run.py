@@ -22,7 +22,7 @@ from ._sample import baseline_params, policy_from_params, suggest
 from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
 from ._study import check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
-from ._trial import TRIAL_ATTRS, Context, TrialStopped, objectives_of, run_trial
+from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
 def _context(settings: SearchConfig):
@@ -113,7 +113,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
         run_id = tracker.start_trial(parent, trial.number, policy, space.profiles)
         trial.set_user_attr("mlflow_run_id", run_id)
         try:
-            values = run_trial(ctx, policy, trial.number, _front_wers(study, objectives))
+            result = run_trial(ctx, policy, trial.number, _front_wers(study, objectives))
         except TrialStopped as e:
             trial.set_user_attr("reason", e.reason)
             trial.set_user_attr("saved_steps", e.saved_steps)
@@ -139,12 +139,11 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
             done["failed"] += 1
             continue
         for c in space.constraints:
-            trial.set_constraint(c.objective, values[c.objective] - c.limit(base))
-        for k in TRIAL_ATTRS:
-            trial.set_user_attr(k, values[k])
-        study.tell(trial, [values[o] for o in objectives])
-        metrics = {k: v for k, v in values.items() if k != "model_dir"}
-        tracker.finish_trial(run_id, metrics, "COMPLETE")
+            trial.set_constraint(c.objective, result.objectives[c.objective] - c.limit(base))
+        for k, v in result.attrs().items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, result.values(objectives))
+        tracker.finish_trial(run_id, result.metrics(), "COMPLETE")
         tracker.mark_pareto({t.number for t in study.best_trials})
         done["complete"] += 1
     done["cpu_seconds"] = time.process_time() - cpu0

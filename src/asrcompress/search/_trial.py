@@ -7,19 +7,47 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import nn
+
 from .._outputs import output_folder
 from ..compression import DistillConfig, Monitor, Policy, Recovery, compress_and_recover, size_report
 from ..compression import write_compression
 from ..compression import load_kd_data
 from ..data import load_manifest
 from ..export import export_onnx
-from ..hardware import Profile, frames_for, graph_ops, measure_latency, predict_ms
-from ..models import ConformerCTC, load_model, read_config, save_model
+from ..hardware import Profile, graph_ops, measure_latency, predict_ms
+from ..models import load_model, read_config, save_model
 from ..objectives import DecoderConfig, evaluate, measure, resolve_slice, select
 from ._space import Space
 
 REFERENCE_S = 8.0  # latency objective: one 8 s utterance
 HOPELESS_MARGIN = 0.10  # WER points above the worst front point (or the base) that count as hopeless
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A finished trial: its objectives (by the registry's names) and what it records besides."""
+
+    objectives: dict[str, float]
+    size_ratio: float
+    finetune_steps: int
+    kd_reverted: bool
+    trial_seconds: float
+    model_dir: str
+    dev_utterances: int  # what the trial was scored on, from the study's settings
+    kd_utterances: int
+
+    def attrs(self) -> dict:
+        """The Optuna user attributes every backend records (`TRIAL_ATTRS`)."""
+        return {k: float(v) if isinstance(v, bool) else v for k, v in
+                ((k, getattr(self, k)) for k in TRIAL_ATTRS)}
+
+    def metrics(self) -> dict[str, float]:
+        """Every figure, for MLflow."""
+        return {**self.objectives, **{k: v for k, v in self.attrs().items() if k != "model_dir"}}
+
+    def values(self, names: list[str]) -> list[float]:
+        return [self.objectives[n] for n in names]
 
 
 # What a finished trial records on its Optuna trial besides its objectives (every backend).
@@ -39,7 +67,7 @@ class TrialStopped(Exception):
 class Context:
     """What every trial of a study shares; loaded once per worker process."""
 
-    base: ConformerCTC
+    base: nn.Module
     base_dir: Path
     corpus: Path
     space: Space
@@ -86,10 +114,10 @@ def latency_ms(onnx_path: Path, profile: Profile, ops: list | None = None) -> fl
     """`ops`: the graph's costs at REFERENCE_S, when the caller has them already."""
     if profile.measure:
         return measure_latency([onnx_path], profile.threads, [REFERENCE_S], repeats=10)[0][REFERENCE_S]
-    return predict_ms(ops or graph_ops(onnx_path, frames_for(REFERENCE_S)), profile)[0]
+    return predict_ms(ops or graph_ops(onnx_path, REFERENCE_S), profile)[0]
 
 
-def dev_wer(ctx: Context, model: ConformerCTC) -> float:
+def dev_wer(ctx: Context, model: nn.Module) -> float:
     return evaluate(model, ctx.base_dir, ctx.dev, ctx.decoder, workers=1, batch_seconds=0)["wer"]
 
 
@@ -97,7 +125,7 @@ class TrialProbe:
     """The objectives' view of one model (`objectives.Probe`): each figure computed once, when
     an objective asks for it."""
 
-    def __init__(self, ctx: Context, model: ConformerCTC, states: dict, out: Path, wer: float | None) -> None:
+    def __init__(self, ctx: Context, model: nn.Module, states: dict, out: Path, wer: float | None) -> None:
         self.ctx, self.model, self.states, self.out = ctx, model, states, out
         self._dev = {"wer": wer} if wer is not None else {}
         self._cache: dict = {}
@@ -127,7 +155,7 @@ class TrialProbe:
         return self._once("onnx", lambda: Path(export_onnx(self.model, self.states, self.out / "model.onnx")["path"]))
 
     def ops(self) -> list:
-        return self._once("ops", lambda: graph_ops(self.onnx(), frames_for(REFERENCE_S)))
+        return self._once("ops", lambda: graph_ops(self.onnx(), REFERENCE_S))
 
     def size(self) -> dict:
         return self._once("size", lambda: size_report(self.model, self.states, self.ctx.fp32_bytes))
@@ -142,7 +170,7 @@ class TrialProbe:
         return latency_ms(self.onnx(), self.ctx.profiles[profile], self.ops())
 
 
-def objectives_of(ctx: Context, model: ConformerCTC, states: dict, out: Path,
+def objectives_of(ctx: Context, model: nn.Module, states: dict, out: Path,
                   wer: float | None = None) -> dict[str, float]:
     """The space's objectives (the objective registry measures each on a probe of the model;
     `wer`: dev WER when the caller has it), plus `size_ratio`. The ONNX file is always written:
@@ -191,7 +219,7 @@ class TrialMonitor(Monitor):
         return dev_wer(self.ctx, model)
 
 
-def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: float | None) -> dict:
+def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: float | None) -> TrialResult:
     """Metrics of one policy; the compressed model is kept under workdir/trial_NNNN. The model is
     built by `compress_and_recover`, as `asrcompress compress` builds it (seed = trial number)."""
     t0 = time.perf_counter()
@@ -216,10 +244,7 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         raise TrialStopped(f"non-finite objective {bad[0]}", pruned=False)
-    values["finetune_steps"] = built.distill["steps"]
-    values["dev_utterances"] = len(ctx.dev)  # what the trial was scored on, from the study's settings
-    values["kd_utterances"] = len(ctx.kd_data[0])
-    values["kd_reverted"] = float(built.reverted)
-    values["trial_seconds"] = time.perf_counter() - t0
-    values["model_dir"] = str(out)
-    return values
+    size_ratio = values.pop("size_ratio")
+    return TrialResult(objectives=values, size_ratio=size_ratio, finetune_steps=built.distill["steps"],
+                       kd_reverted=built.reverted, trial_seconds=time.perf_counter() - t0, model_dir=str(out),
+                       dev_utterances=len(ctx.dev), kd_utterances=len(ctx.kd_data[0]))

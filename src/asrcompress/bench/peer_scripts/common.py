@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from asrcompress.data import load_manifest, read_audio
-from asrcompress.models import greedy_decode
+from asrcompress.models import greedy_decode, log_probs
 from asrcompress.models import state_dict_bytes, torch_latency_ms  # noqa: F401 (for the scripts)
 
 TEST_SECONDS = 8.0
@@ -40,6 +40,6 @@ def load_split(corpus: Path, split: str, n: int | None) -> tuple[list[np.ndarray
 def torch_wer(model, waves: list[np.ndarray], refs: list[str]) -> float:
     hyps = []
     for w in waves:
-        lp, n = model.transcribe_logits(torch.from_numpy(w)[None].float(), torch.tensor([w.size]))
+        lp, n = log_probs(model, torch.from_numpy(w)[None].float(), torch.tensor([w.size]))
         hyps.append(greedy_decode(lp, n)[0])
     return float(jiwer.wer(refs, hyps))

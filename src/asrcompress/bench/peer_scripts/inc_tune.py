@@ -41,7 +41,7 @@ def main() -> None:
         return
     test = load_split(args.corpus, "test", args.test_utterances)
     w_base, w_q = torch_wer(base, *test), torch_wer(tuned, *test)
-    t_base, t_q = torch_latency_ms([base, tuned], 1 + int(TEST_SECONDS * 100))
+    t_base, t_q = torch_latency_ms([base, tuned], TEST_SECONDS)
     bits = sorted({getattr(m, "bits", 32) for m in tuned.modules() if "WeightOnlyLinear" in type(m).__name__})
     point = {"label": "inc_autotune", "test_wer": w_q, "wer_rel": w_q / w_base, "speedup": t_base / t_q,
              "latency_ms": t_q, "base_latency_ms": t_base, "base_test_wer": w_base,
