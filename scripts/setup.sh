@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v flite >/dev/null || need_apt+=(flite)
+# espeak 1.48, the older engine: a second formant synthesiser for generator-2 corpora.
+command -v espeak >/dev/null || need_apt+=(espeak)
 command -v sox >/dev/null || need_apt+=(sox)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need_apt+=(libsndfile1)
 # Headless Chromium renders plotly figures to PNG (kaleido) and drives the MLflow UI in browser tests.

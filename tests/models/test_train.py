@@ -29,3 +29,16 @@ def test_training_reduces_loss_and_resumes_from_checkpoint(tiny_corpus, tmp_path
     assert len(hist) == 2 and hist[1]["loss"] < hist[0]["loss"]
     load_model(out)  # the best model so far is a loadable folder
     assert json.loads((out / "config.json").read_text())["model"]["d_model"] == 32
+
+
+def test_vtlp_moves_a_formant_by_its_factor():
+    """A peak at mel bin 40, read at f * 0.8, appears at bin 50 (40 / 0.8); factor 1 is the identity."""
+    import torch
+
+    from asrcompress.models._train import vtlp
+
+    feats = torch.zeros(2, 3, 80)
+    feats[:, :, 40] = 1.0
+    out = vtlp(feats, torch.tensor([1.0, 0.8]))
+    assert torch.equal(out[0], feats[0])
+    assert out[1, 0].argmax().item() == 50 and out.shape == feats.shape

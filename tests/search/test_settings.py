@@ -159,3 +159,23 @@ def test_ray_backend_without_the_extra_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(UserError, match=r"pip install 'asrcompress\[ray\]'"):
         require_ray()
+
+
+def test_the_budget_lock_makes_count_and_ask_one_step_across_processes(tmp_path):
+    """A second process waits for the first's budget lock (journal storage: a flock beside the
+    journal), so two workers can never both take the last place of a budget."""
+    import subprocess
+    import sys
+    import time
+
+    from asrcompress.search._study import budget_lock
+
+    url = f"journal:{tmp_path / 's.journal'}"
+    code = ("import sys, time; from asrcompress.search._study import budget_lock\n"
+            f"with budget_lock({url!r}, 's'):\n    print(time.time())")
+    with budget_lock(url, "s"):
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        time.sleep(3.0)
+        released = time.time()
+    taken = float(p.communicate(timeout=60)[0])
+    assert taken >= released

@@ -19,6 +19,10 @@ def corpus(
     seed: Annotated[int, typer.Option(help="Seed for sentences, voices and augmentation")] = 0,
     size: Annotated[str, typer.Option(help="small (tests, demos) or default (>= 10k training utterances)")] = "default",
     workers: Annotated[int, typer.Option(help="Synthesis processes; 0 = all cores")] = 0,
+    generator: Annotated[Optional[int], typer.Option(
+        help="1: the shipped model's corpus (1,499 words; espeak-ng + flite). 2: 7,000 words with held-out "
+             "test words and templates, espeak 1.48 too, more perturbation, and cross-synthesiser splits "
+             "(dev_flite, test_flite, test_klatt: synthesisers never in train)")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
 ) -> None:
@@ -26,10 +30,13 @@ def corpus(
 
     Interrupted, it resumes: running the same command again keeps the splits already made."""
     from .._outputs import output_folder
-    from ..data import SIZES, build_corpus
+    from ..data import DEFAULT_GENERATOR, GENERATORS, SIZES, build_corpus
 
     if size not in SIZES:
         raise UserError(f"--size {size!r} is not one of {', '.join(SIZES)}")
+    generator = DEFAULT_GENERATOR if generator is None else generator
+    if generator not in GENERATORS:
+        raise UserError(f"--generator {generator} is not one of {', '.join(map(str, GENERATORS))}")
     with output_folder(out_dir, {}, overwrite=overwrite, command=command_line(), kind="corpus",
                        resume=True) as stage, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err) as progress:
@@ -40,7 +47,8 @@ def corpus(
                 tasks[split] = progress.add_task(f"synthesising {split}", total=total)
             progress.update(tasks[split], completed=done)
 
-        summary = build_corpus(stage, seed=seed, size=size, workers=workers or None, progress=update)
+        summary = build_corpus(stage, seed=seed, size=size, workers=workers or None, progress=update,
+                               generator=generator)
     out.print(json.dumps(summary, indent=2))
 
 
@@ -53,6 +61,9 @@ def train(
     batch_seconds: Annotated[float, typer.Option(help="Audio seconds per batch")] = 320.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     workers: Annotated[int, typer.Option(help="Audio-loading processes; 0 = all cores")] = 0,
+    warp: Annotated[float, typer.Option(help="Vocal-tract-length perturbation: mel axis stretched by a random "
+                                              "factor in [1-warp, 1+warp] per utterance (0: off; 0.1 is typical)")] = 0.0,
+    masks: Annotated[int, typer.Option(help="SpecAugment frequency and time masks per utterance")] = 2,
     finalize_after: Annotated[bool, typer.Option("--finalize/--no-finalize",
                                                  help="Build LM + lexicon, tune decoder, score, write card")] = True,
     overwrite: Annotated[bool, typer.Option(
@@ -75,7 +86,12 @@ def train(
             raise UserError(f"{corpus_dir / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
-    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, batch_seconds=batch_seconds, workers=workers)
+    if not 0.0 <= warp < 0.5:
+        raise UserError(f"--warp {warp} is outside [0, 0.5)")
+    if masks < 0:
+        raise UserError(f"--masks {masks} must be at least 0")
+    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, batch_seconds=batch_seconds, workers=workers,
+                      warp=warp, masks=masks)
     # Unfinished training lives in a resumable hidden sibling of --out; going on from a finished
     # model of ours (more epochs) starts from a copy of it.
     with output_folder(out_dir, {"corpus": corpus_dir}, overwrite=overwrite, command=command_line(), kind="model",

@@ -14,6 +14,7 @@ from .._json import read_json
 
 from torch import nn
 
+from ..models import DECODER_FILES
 from ._apply import LayerState, rebuild_structure, states_from_dict, states_to_dict
 from ._policy import Policy
 
@@ -22,7 +23,7 @@ COMPRESSION_VERSION = 1
 COMPRESSION_KEYS = frozenset({"version", "base_model", "policy", "layers", "trial", "distill", "fp32_bytes",
                               "compress_seconds", "skipped", "command", "total_bytes", "ratio"})
 # Decoder assets travel with the model so `evaluate` decodes a compressed model the same way.
-CARRIED = ("lexicon.txt", "lm.arpa")
+CARRIED = DECODER_FILES
 
 
 def write_compression(out: Path, base_dir: Path, policy: Policy, states: dict[str, LayerState],

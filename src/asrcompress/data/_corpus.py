@@ -1,4 +1,10 @@
-"""The built-in benchmark corpus: synthesised, augmented, split by sentence and by voice."""
+"""The built-in benchmark corpus: synthesised, augmented, split by sentence and by voice.
+
+Generator 1 (the shipped model's corpus): train / dev / test. Generator 2 adds a 7,000-word
+domain with held-out words and templates (`_domain`), espeak 1.48 voices, pitch / tempo /
+telephone perturbation, and cross-synthesiser splits: `dev_flite` (early stopping),
+`test_flite` and `test_klatt` (synthesisers never in training; their text is test text).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,23 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ._synth import SAMPLE_RATE, augment, require_tools, synthesize, voices_for
+from ._domain import generate_sentences_v2
+from ._synth import CROSS_SPLITS, SAMPLE_RATE, augment, augment_v2, require_tools, synthesize, voices_for, voices_for_v2
 from ._text import SPLITS, generate_sentences
 
 SIZES: dict[str, dict[str, int]] = {
     "small": {"train": 400, "dev": 100, "test": 200},
     "default": {"train": 12_000, "dev": 800, "test": 800},
 }
+SIZES_V2: dict[str, dict[str, int]] = {
+    "small": {"train": 400, "dev": 100, "test": 200, "dev_flite": 50, "test_flite": 100, "test_klatt": 100},
+    "default": {"train": 16_000, "dev": 800, "test": 1_000, "dev_flite": 300, "test_flite": 800, "test_klatt": 800},
+}
+GENERATORS = (1, 2)
+DEFAULT_GENERATOR = 1  # the shipped model's corpus; 2 once a model trained on it ships
+# The in-domain split whose text a cross-synthesiser split speaks.
+TEXT_OF = {"dev_flite": "dev", "test_flite": "test", "test_klatt": "test"}
 FLITE_SHARE = 0.25
-GENERATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,26 @@ class _Job:
     voices: tuple[str, ...]
     flite_voices: tuple[str, ...]
     seed: int
+    generator: int = 1
+
+
+def _splits(generator: int) -> tuple[str, ...]:
+    return SPLITS if generator == 1 else (*SPLITS, *CROSS_SPLITS)
+
+
+def _texts(generator: int, counts: dict[str, int], seed: int) -> dict[str, list[str]]:
+    """Each split's sentences; a cross split speaks its own slice of its text split's sentences."""
+    if generator == 1:
+        return {s: generate_sentences(s, counts.get(s, 0), seed) for s in SPLITS}
+    out = {}
+    for base in SPLITS:
+        cross = [c for c in CROSS_SPLITS if TEXT_OF[c] == base and counts.get(c)]
+        n = counts.get(base, 0)
+        pool = generate_sentences_v2(base, n + sum(counts[c] for c in cross), seed)
+        out[base], at = pool[:n], n
+        for c in cross:
+            out[c], at = pool[at: at + counts[c]], at + counts[c]
+    return out
 
 
 def _init_worker() -> None:
@@ -44,13 +78,13 @@ def _init_worker() -> None:
 
 def _make_utterance(job: _Job) -> dict:
     # One stream per utterance, so the result does not depend on worker count or order.
-    rng = np.random.default_rng([job.seed, SPLITS.index(job.split), job.index])
+    rng = np.random.default_rng([job.seed, _splits(job.generator).index(job.split), job.index])
     pool = job.flite_voices if job.flite_voices and rng.random() < FLITE_SHARE else job.voices
     voice = str(rng.choice(pool))
     rate = float(rng.uniform(0.8, 1.25))
     pitch = int(rng.integers(25, 76))
     x = synthesize(job.text, voice, rate, pitch)
-    x, aug = augment(x, rng)
+    x, aug = augment(x, rng) if job.generator == 1 else augment_v2(x, rng, train=job.split == "train")
     rel = f"{job.split}/{job.index:06d}.flac"
     sf.write(os.path.join(job.root, rel), x, SAMPLE_RATE, subtype="PCM_16")
     return {
@@ -71,35 +105,42 @@ def build_corpus(
     workers: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     counts: dict[str, int] | None = None,
+    generator: int = DEFAULT_GENERATOR,
 ) -> dict:
     """Synthesise every split into `out` and write `{split}.jsonl` manifests + corpus.json.
 
     `counts` overrides the utterances per split of the named size (tests use a few).
     """
-    require_tools()
-    counts = counts or SIZES[size]
+    if generator not in GENERATORS:
+        raise ValueError(f"corpus generator {generator} is not one of {GENERATORS}")
+    require_tools(("espeak-ng", "flite") if generator == 1 else ("espeak-ng", "flite", "espeak", "sox"))
+    counts = counts or (SIZES if generator == 1 else SIZES_V2)[size]
     workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"seed": seed, "size": size, "generator_version": GENERATOR_VERSION, "splits": {}}
+    summary: dict = {"seed": seed, "size": size, "generator_version": generator, "splits": {}}
     # A split already synthesised here with the same settings is kept: an interrupted build
     # (in `corpus`'s resumable staging folder) continues where it stopped.
-    settings = {"seed": seed, "size": size, "counts": counts, "generator_version": GENERATOR_VERSION}
+    settings = {"seed": seed, "size": size, "counts": counts, "generator_version": generator}
     done_path = out / ".splits-done.json"
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     if done.get("settings") != settings:
         done = {"settings": settings, "splits": {}}
     start = time.time()
     ctx = get_context("fork")
-    for split in SPLITS:
+    all_texts = _texts(generator, counts, seed)
+    for split in _splits(generator):
+        if not counts.get(split):
+            continue
         if split in done["splits"] and (out / f"{split}.jsonl").is_file():
             summary["splits"][split] = done["splits"][split]
             continue
         (out / split).mkdir(exist_ok=True)
-        voices = voices_for(split)
-        espeak = tuple(v for v in voices if v.startswith("espeak:"))
+        voices = voices_for(split) if generator == 1 else voices_for_v2(split)
         flite = tuple(v for v in voices if v.startswith("flite:"))
-        texts = generate_sentences(split, counts[split], seed)
-        jobs = [_Job(str(out), split, i, t, espeak, flite, seed) for i, t in enumerate(texts)]
+        others = tuple(v for v in voices if not v.startswith("flite:"))
+        if not others:  # a flite-only split
+            others, flite = flite, ()
+        jobs = [_Job(str(out), split, i, t, others, flite, seed, generator) for i, t in enumerate(all_texts[split])]
         rows = []
         with ctx.Pool(workers, _init_worker) as pool:
             for row in pool.imap(_make_utterance, jobs, chunksize=8):

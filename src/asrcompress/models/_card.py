@@ -12,50 +12,79 @@ import torch
 
 from ..data import domain_vocabulary, load_manifest
 from ..objectives import (
-    LEXICON_FILE, LM_FILE, DecoderConfig, cer, decode_all, emissions, estimate_arpa, load_waves, wer, write_lexicon,
+    CHAR_LM_FILE, CHAR_LM_ORDER, LEXICON_FILE, LM_FILE, DecoderConfig, cer, char_sentence, decode_all, emissions,
+    estimate_arpa, load_waves, wer, write_lexicon,
 )
 from ._io import CARD, CONFIG, load_model
 
 
 def build_decoder_assets(model_dir: Path, corpus: Path) -> int:
-    """Lexicon = domain vocabulary + training words; LM = 4-gram on training sentences only."""
+    """From training sentences only (never dev or test text): the word 4-gram LM and its
+    lexicon, and the character n-gram LM the default lexicon-free decoder uses. A generator-1
+    corpus's lexicon also holds its whole domain vocabulary (as the shipped model's always did);
+    a generator-2 corpus's holds only training words, so held-out words stay out of it."""
     train, _ = load_manifest(corpus / "train.jsonl")
     texts = [u.text for u in train]
     estimate_arpa(texts, model_dir / LM_FILE, order=4)
-    words = domain_vocabulary() | {w for t in texts for w in t.split()}
+    estimate_arpa([char_sentence(t) for t in texts], model_dir / CHAR_LM_FILE, order=CHAR_LM_ORDER)
+    info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").is_file() else {}
+    words = {w for t in texts for w in t.split()}
+    if info.get("generator_version", 1) == 1:
+        words |= domain_vocabulary()
     write_lexicon(words, model_dir / LEXICON_FILE)
     return len(words)
 
 
-def tune_decoder(model, model_dir: Path, corpus: Path, log: Callable[[str], None],
-                 n_dev: int = 300) -> DecoderConfig:
+# The default decoder spells words it never saw (lexicon-free, character LM); the lexicon
+# decoder stays available (`--decoder beam_lm`) and is tuned too, for reference.
+TUNING = {"beam_char": ([0.5, 1.0, 1.5], [0.0, 1.0, 2.0]), "beam_lm": ([0.5, 1.0, 1.5, 2.0], [-1.0, 0.0, 1.0])}
+
+
+def tune_decoder(model, model_dir: Path, corpus: Path, log: Callable[[str], None], n_dev: int = 300,
+                 kind: str = "beam_char") -> DecoderConfig:
     """Grid over LM weight and word score on (a slice of) dev; test is never looked at."""
     dev, _ = load_manifest(corpus / "dev.jsonl")
     dev = dev[:n_dev]
     waves, refs = load_waves(dev)
     lps = emissions(model, waves)
-    best, best_wer = DecoderConfig(), float("inf")
-    for lm_weight, word_score in itertools.product([0.5, 1.0, 1.5, 2.0], [-1.0, 0.0, 1.0]):
-        cfg = DecoderConfig(lm_weight=lm_weight, word_score=word_score)
+    best, best_wer = DecoderConfig(kind=kind), float("inf")
+    weights, scores = TUNING[kind]
+    for lm_weight, word_score in itertools.product(weights, scores):
+        cfg = DecoderConfig(kind=kind, lm_weight=lm_weight, word_score=word_score,
+                            **({"beam_size": 16, "beam_threshold": 15.0} if kind == "beam_char" else {}))
         w = wer(refs, decode_all(lps, model_dir, cfg))
-        log(f"  lm_weight={lm_weight} word_score={word_score}: dev WER {w:.4f}")
+        log(f"  {kind} lm_weight={lm_weight} word_score={word_score}: dev WER {w:.4f}")
         if w < best_wer:
             best, best_wer = cfg, w
     return best
 
 
-def score_splits(model, model_dir: Path, corpus: Path, cfg: DecoderConfig) -> dict:
-    result: dict = {"wer": {}, "cer": {}, "greedy_wer": {}, "greedy_cer": {}, "utterances": {}}
-    for split in ("dev", "test"):
+def score_splits(model, model_dir: Path, corpus: Path, cfg: DecoderConfig,
+                 lexicon_cfg: DecoderConfig | None = None) -> dict:
+    """Every split the corpus has (dev, test and the cross-synthesiser ones) with the default
+    decoder, greedy, and the lexicon decoder when it is not the default; and, per split, the
+    share of reference words outside the lexicon and each decoder's WER on those words."""
+    from ..data import CROSS_SPLITS
+    from ..objectives import out_of_lexicon
+
+    lexicon = {line.split("\t", 1)[0] for line in (model_dir / LEXICON_FILE).read_text().splitlines() if line}
+    decoders = {"wer": cfg, "greedy_wer": cfg.with_(kind="greedy")}
+    if lexicon_cfg is not None and lexicon_cfg.kind != cfg.kind:
+        decoders["lexicon_wer"] = lexicon_cfg
+    result: dict = {k: {} for k in (*decoders, "cer", "greedy_cer", "utterances", "out_of_lexicon")}
+    for split in (s for s in ("dev", "test", *CROSS_SPLITS) if (corpus / f"{s}.jsonl").is_file()):
         utts, _ = load_manifest(corpus / f"{split}.jsonl")
         waves, refs = load_waves(utts)
         lps = emissions(model, waves)
-        hyps = decode_all(lps, model_dir, cfg)
-        greedy = decode_all(lps, model_dir, cfg.with_(kind="greedy"))
-        result["wer"][split] = round(wer(refs, hyps), 4)
-        result["cer"][split] = round(cer(refs, hyps), 4)
-        result["greedy_wer"][split] = round(wer(refs, greedy), 4)
-        result["greedy_cer"][split] = round(cer(refs, greedy), 4)
+        ool = {}
+        for key, dec in decoders.items():
+            hyps = decode_all(lps, model_dir, dec)
+            result[key][split] = round(wer(refs, hyps), 4)
+            if key in ("wer", "greedy_wer"):
+                result[key.replace("wer", "cer")][split] = round(cer(refs, hyps), 4)
+            o = out_of_lexicon(refs, hyps, lexicon)
+            ool |= {"share": round(o["ool_share"], 4), "words": o["ool_words"], key: round(o["ool_wer"], 4)}
+        result["out_of_lexicon"][split] = ool
         result["utterances"][split] = len(utts)
     return result
 
@@ -64,13 +93,14 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
              log: Callable[[str], None] = print) -> dict:
     model_dir, corpus = Path(model_dir), Path(corpus)
     n_words = build_decoder_assets(model_dir, corpus)
-    log(f"lexicon: {n_words} words; LM: 4-gram on training sentences")
+    log(f"lexicon: {n_words} words; LMs: word 4-gram and character {CHAR_LM_ORDER}-gram on training sentences")
     model = load_model(model_dir, unfinished_ok=True)  # the folder this finalize is writing
     cfg = tune_decoder(model, model_dir, corpus, log)
+    lexicon_cfg = tune_decoder(model, model_dir, corpus, log, kind="beam_lm")
     config = json.loads((model_dir / CONFIG).read_text())
     config["decoder"] = cfg.to_dict()
     (model_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    scores = score_splits(model, model_dir, corpus, cfg)
+    scores = score_splits(model, model_dir, corpus, cfg, lexicon_cfg)
     corpus_info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").exists() else {}
     card = {
         "architecture": "Conformer-CTC (torchaudio.models.Conformer), conv subsampling x4, 80 log-mel, characters",
@@ -83,6 +113,7 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
         "training_hardware": train_summary.get("hardware"),
         "training": {k: v for k, v in train_summary.items() if k != "history"},
         "decoder": cfg.to_dict(),
+        "lexicon_decoder": lexicon_cfg.to_dict(),
         **scores,
         "scored_on": platform.machine() + " CPU, torch " + torch.__version__,
     }

@@ -18,13 +18,17 @@ from ._adapter import ARCHITECTURES, adapter_for
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "model_card.json"
+# Decoder assets a model folder carries (objectives/_decode reads them; a compressed model keeps them).
+LEXICON_FILE, LM_FILE, CHAR_LM_FILE = "lexicon.txt", "lm.arpa", "lm_chars.arpa"
+DECODER_FILES = (LEXICON_FILE, LM_FILE, CHAR_LM_FILE)
 FORMAT_VERSION = 1
 PICKLE_NAMES = ("model.pt", "model.pth", "pytorch_model.bin")
 CONFIG_KEYS = frozenset({"format_version", "architecture", "model", "tokens", "sample_rate", "decoder"})
 # A trained model's card (finalize) and an export bundle's card (export).
 CARD_KEYS = frozenset({"architecture", "model_config", "parameters", "corpus", "training_command",
                        "training_time_seconds", "training_hardware", "training", "decoder", "wer", "cer",
-                       "greedy_wer", "greedy_cer", "utterances", "scored_on"})
+                       "greedy_wer", "greedy_cer", "utterances", "scored_on", "lexicon_decoder", "lexicon_wer",
+                       "out_of_lexicon", "finalize_command"})
 
 TRUST_PICKLE_ENV = "ASRCOMPRESS_TRUST_PICKLE"
 

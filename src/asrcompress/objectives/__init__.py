@@ -9,9 +9,9 @@ from ._registry import (
     unregister_objective, worst_values,
 )
 from ._slices import Condition, SliceError, parse_slice, resolve_slice, select, utterance_fields
-from ._wer import cer, wer
+from ._wer import cer, out_of_lexicon, wer, word_errors
 
-from ._decode import LEXICON_FILE, LM_FILE
+from ._decode import CHAR_LM_FILE, CHAR_LM_ORDER, DECODER_FILES, KINDS as DECODER_KINDS, LEXICON_FILE, LM_FILE, char_sentence
 from ._evaluate import load_waves
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "parse_slice", "reference_values", "register_objective", "resolve_slice", "select", "unregister_objective",
     "utterance_fields", "wer", "worst_values", "write_lexicon",
 ]
-__all__ += ['LEXICON_FILE', 'LM_FILE', 'load_waves']
+__all__ += ['CHAR_LM_FILE', 'CHAR_LM_ORDER', 'DECODER_FILES', 'DECODER_KINDS', 'LEXICON_FILE', 'LM_FILE',
+            'char_sentence', 'load_waves', 'out_of_lexicon', 'word_errors']

@@ -1,8 +1,10 @@
-"""CTC decoders: greedy (fast path) and lexicon-constrained beam search with a word n-gram LM.
+"""CTC decoders: greedy (fast path); lexicon-free beam search with a character n-gram LM
+(`beam_char`: it spells words it never saw); lexicon-constrained beam search with a word n-gram
+LM (`beam_lm`: only lexicon words).
 
-The beam search is flashlight-text's LexiconDecoder (through torchaudio's pure-Python
-wrapper); the LM is our ARPA reader plugged in as a custom CTCDecoderLM, because the
-flashlight-text wheel ships without KenLM.
+The beam searches are flashlight-text's LexiconFreeDecoder and LexiconDecoder (through
+torchaudio's pure-Python wrapper); the LMs are our ARPA reader plugged in as custom
+CTCDecoderLMs, because the flashlight-text wheel ships without KenLM.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..models import BLANK, SEP, TOKENS, greedy_decode
+from ..models import BLANK, CHAR_LM_FILE, DECODER_FILES, LEXICON_FILE, LM_FILE, SEP, TOKENS, greedy_decode
 from ._lm import NgramLM
 
-LEXICON_FILE = "lexicon.txt"
-LM_FILE = "lm.arpa"
+CHAR_LM_ORDER = 7  # characters of context + 1: longer than most words, so it spells like a word LM
 UNK = "<unk>"
+KINDS = ("greedy", "beam_char", "beam_lm")
 
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    kind: str = "beam_lm"  # "greedy" or "beam_lm"
+    kind: str = "beam_lm"  # one of KINDS
     beam_size: int = 32
     beam_threshold: float = 25.0
     lm_weight: float = 1.0
-    word_score: float = 0.0
+    word_score: float = 0.0  # beam_lm: per word; beam_char: per word separator
 
     def __post_init__(self) -> None:
-        if self.kind not in ("greedy", "beam_lm"):
-            raise UserError(f"decoder kind {self.kind!r} is not one of 'greedy', 'beam_lm'")
+        if self.kind not in KINDS:
+            raise UserError(f"decoder kind {self.kind!r} is not one of {', '.join(repr(k) for k in KINDS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,12 +90,76 @@ def _make_lm(ngram: NgramLM, word_list: list[str]):
     return _FlashlightNgram()
 
 
+def char_sentence(text: str) -> str:
+    """'hi you' -> 'h i | y o u': the character LM's words are the model's tokens."""
+    return " ".join(SEP if c == " " else c for c in text)
+
+
+def _make_char_lm(ngram: NgramLM, tokens: list[str]):
+    from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
+
+    sep = tokens.index(SEP)
+
+    class _CharNgram(CTCDecoderLM):
+        """Scores each emitted token; a separator at the start or after another separator is
+        silence, not a character, and costs nothing."""
+
+        def __init__(self) -> None:
+            CTCDecoderLM.__init__(self)
+            self.states: dict = {}
+
+        def start(self, start_with_nothing: bool):
+            self.states = {}
+            state = CTCDecoderLMState()
+            self.states[state] = ("<s>",)
+            return state
+
+        def score(self, state, usr_token_idx: int):
+            ctx = self.states[state]
+            if usr_token_idx == sep and ctx[-1] in ("<s>", SEP):
+                return state, 0.0
+            child = state.child(usr_token_idx)
+            token = tokens[usr_token_idx]
+            if child not in self.states:
+                self.states[child] = (*ctx, token)[-(ngram.order - 1):]
+            return child, ngram.score(ctx, token)
+
+        def finish(self, state):
+            ctx = self.states[state]
+            if ctx[-1] == SEP:
+                ctx = ctx[:-1] or ("<s>",)
+            return state, ngram.score(ctx, "</s>")
+
+    return _CharNgram()
+
+
+def _beam_char(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor], str]:
+    from torchaudio.models.decoder import ctc_decoder
+
+    lm = _make_char_lm(NgramLM(Path(model_dir) / CHAR_LM_FILE), list(TOKENS))
+    dec = ctc_decoder(lexicon=None, tokens=list(TOKENS), lm=lm, beam_size=cfg.beam_size,
+                      beam_threshold=cfg.beam_threshold, lm_weight=cfg.lm_weight, sil_score=cfg.word_score,
+                      blank_token=BLANK, sil_token=SEP)
+
+    def beam(lp: torch.Tensor) -> str:
+        hyps = dec(lp.float().contiguous().cpu()[None])
+        if not hyps or not hyps[0]:
+            return ""
+        chars = "".join(TOKENS[i] for i in hyps[0][0].tokens.tolist() if i != TOKENS.index(BLANK))
+        return " ".join(chars.replace(SEP, " ").split())
+
+    beam.decoder, beam.lm = dec, lm  # keep the LM alive as long as the decoder (pybind lifetime)
+    return beam
+
+
 def build_decoder(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor], str]:
     """A function from one utterance's (T', V) log-probabilities to its transcript."""
     if cfg.kind == "greedy":
         def greedy(lp: torch.Tensor) -> str:
             return greedy_decode(lp[None], torch.tensor([lp.shape[0]]))[0]
         return greedy
+    if cfg.kind == "beam_char":
+        return _beam_char(model_dir, cfg)
 
     from torchaudio.models.decoder import ctc_decoder
 

@@ -39,6 +39,7 @@ class NgramLM:
         self.order = 0
         self.prob: dict[tuple[str, ...], float] = {}
         self.backoff: dict[tuple[str, ...], float] = {}
+        self._memo: dict[tuple[tuple[str, ...], str], float] = {}  # a beam asks the same n-gram many times
         self._read(Path(arpa_path))
 
     def _read(self, path: Path) -> None:
@@ -79,7 +80,11 @@ class NgramLM:
 
     def score(self, context: tuple[str, ...], word: str) -> float:
         """ln P(word | context)."""
-        return self.log10_prob(context, word) * _LN10
+        key = (context, word)
+        s = self._memo.get(key)
+        if s is None:
+            s = self._memo[key] = self.log10_prob(context, word) * _LN10
+        return s
 
     def words(self) -> list[str]:
         return sorted(w[0] for w in self.prob if len(w) == 1 and w[0] not in ("<s>", "</s>", "<unk>"))

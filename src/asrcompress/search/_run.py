@@ -21,7 +21,10 @@ from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
 from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
-from ._study import check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale, worker_id
+from ._study import (
+    budget_lock, check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale,
+    worker_id,
+)
 from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
@@ -59,16 +62,19 @@ def _front_wers(study: optuna.Study, objectives: list[str]) -> float | None:
     return max(t.values[objectives.index("wer")] for t in front) if front else None
 
 
-def _next_trial(study: optuna.Study, settings: SearchConfig, tracker: Tracker, cpu_left) -> optuna.Trial | None:
+def _next_trial(study: optuna.Study, settings: SearchConfig, tracker: Tracker, cpu_left, lock,
+                ) -> optuna.Trial | None:
     """A new trial while budget is left, else None. While the budget is used but trials of other
     workers still run, wait: one whose worker died (here or on another host) goes stale, is
-    re-queued, and is picked up here, so a study never stalls short of its budget."""
+    re-queued, and is picked up here, so a study never stalls short of its budget. `lock()`
+    makes the count and the ask one step across workers (`budget_lock`)."""
     while cpu_left():
         _recover_dead_workers(study, tracker, settings.heartbeat_grace_s)
-        if counted(study) < settings.budget:
-            with warnings.catch_warnings():  # Optuna warns that its heartbeat expects optimize(); ours is our own
-                warnings.simplefilter("ignore", UserWarning)
-                return study.ask()
+        with lock():
+            if counted(study) < settings.budget:
+                with warnings.catch_warnings():  # Optuna warns that its heartbeat expects optimize(); ours is our own
+                    warnings.simplefilter("ignore", UserWarning)
+                    return study.ask()
         # The budget is used: only a trial that goes stale (its worker died) frees a place. Wait
         # for the others without counting again meanwhile: a count read while another trial
         # changes state can come out one short, and ask for one trial too many.
@@ -103,8 +109,11 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
     # wall time, so arms compared at equal budget stay equal when the machine is shared.
     cpu_budget = cfg.get("cpu_budget_s")
     heartbeat = Heartbeat(study, settings.heartbeat_interval_s)
+    def lock():
+        return budget_lock(cfg["storage"], cfg["study"])
+
     while (trial := _next_trial(study, settings, tracker,
-                                lambda: cpu_budget is None or time.process_time() - cpu0 < cpu_budget)) is not None:
+                                lambda: cpu_budget is None or time.process_time() - cpu0 < cpu_budget, lock)) is not None:
         trial.set_user_attr("worker", worker_id())
         heartbeat.start(trial)
         params = suggest(trial, space, ctx.layer_names)

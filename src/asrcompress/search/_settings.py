@@ -17,13 +17,14 @@ import yaml
 
 from ..errors import UserError
 from ..hardware import Profile, parse_profile
+from ..models import DECODER_FILES
 from ._space import Space, parse_space
 from ._study import heartbeat_interval
 
 SETTINGS_ATTR = "settings"
 SETTINGS_VERSION = 1
 MODEL_FILES = ("config.json", "model.safetensors", "model.pt", "model.pth", "pytorch_model.bin",
-               "compression.json", "lexicon.txt", "lm.arpa")  # what loading and decoding read
+               "compression.json", *DECODER_FILES)  # what loading and decoding read
 MANIFESTS = ("train.jsonl", "dev.jsonl", "test.jsonl")
 FLAGS = {"dev_utterances": "--dev-utterances", "kd_utterances": "--kd-utterances",
          "heartbeat_grace_s": "--heartbeat-grace"}

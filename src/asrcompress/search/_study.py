@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import optuna
@@ -177,3 +179,39 @@ def counted(study: optuna.Study) -> int:
         elif t.state == TrialState.RUNNING:
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def budget_lock(url: str, study_name: str):
+    """Count-then-ask as one step across every worker of a study, so that two workers that both
+    see one place left cannot both take it. journal: an exclusive flock on a file beside the
+    journal (every host that shares the journal's disk); PostgreSQL / MySQL: a session-level
+    advisory lock named after the study; SQLite serves one worker, which needs no lock."""
+    if url.startswith("journal:"):
+        import fcntl
+
+        path = Path(url.removeprefix("journal:") + ".budget.lock")
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        key = zlib.crc32(f"asrcompress-budget:{study_name}".encode()) & 0x7FFFFFFF
+        mysql = url.startswith("mysql")
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT GET_LOCK(:k, 600)" if mysql else "SELECT pg_advisory_lock(:k)"),
+                         {"k": str(key) if mysql else key})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:k)" if mysql else "SELECT pg_advisory_unlock(:k)"),
+                             {"k": str(key) if mysql else key})
+        engine.dispose()
+        return
+    yield
