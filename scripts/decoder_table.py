@@ -20,7 +20,7 @@ from pathlib import Path
 
 from asrcompress.data import load_manifest
 from asrcompress.models import CARD, LEXICON_FILE, load_model, read_config
-from asrcompress.objectives import DecoderConfig, decode_all, emissions, load_waves, out_of_lexicon, wer, word_errors
+from asrcompress.objectives import DecoderConfig, decode_all, emissions, load_waves, out_of_lexicon, utterance_errors, wer
 
 
 def decoders(model_dir: Path) -> dict[str, DecoderConfig]:
@@ -34,7 +34,7 @@ def decoders(model_dir: Path) -> dict[str, DecoderConfig]:
 
 def paired_diff_ci(refs: list[str], a: list[str], b: list[str], n: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% interval of WER(a) - WER(b) over utterance resamples (the same resample for both)."""
-    per = [(word_errors([r], [x])[0], word_errors([r], [y])[0], len(r.split())) for r, x, y in zip(refs, a, b)]
+    per = list(zip(utterance_errors(refs, a), utterance_errors(refs, b), (len(r.split()) for r in refs)))
     rng = random.Random(seed)
     diffs = []
     for _ in range(n):

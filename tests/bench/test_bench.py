@@ -1,47 +1,92 @@
-"""The benchmark: its scoring rules on hand-made points, its CLI errors, and (slow) `bench --quick`."""
+"""The benchmark: its statistics and scoring rules on hand-made points, its CLI errors, and (slow)
+`bench --quick` end to end, resumed."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from asrcompress.bench import REFERENCE, WER_TOLERANCE, Arm, Point, summarize
+from asrcompress.bench._report import dominates
+from asrcompress.bench._stats import normalised_hypervolume, wer_ratio_ci
 from asrcompress.compression import uniform_policies
-from asrcompress.bench import Arm, Point
-from asrcompress.bench import REFERENCE, WER_TOLERANCE, summarize
-from asrcompress.bench._report import _dominates
-from asrcompress.search._pareto import hypervolume
 
 from ..conftest import REPO
 from ..test_cli import assert_one_line_error, run
 
 
-def _point(arm: str, wer_rel: float, speedup: float, size: float) -> Point:
-    return Point(arm, f"{arm}-{wer_rel}", size, "test", extra={"wer_rel": wer_rel, "speedup": speedup})
+def _point(arm: str, wer: float, speedup: float, size: float, runtime: str = "onnx", seed=None) -> Point:
+    p = Point(arm, f"{arm}-{wer}", "x.onnx", runtime=runtime, seed=seed)
+    p.extra.update(wer_ratio_deployed=wer, wer_ratio_greedy=wer, speedup=speedup)
+    if runtime == "onnx":
+        p.extra["onnx_size_ratio"] = size
+    return p
 
 
-def test_best_figures_only_count_points_within_the_wer_tolerance():
-    arm = Arm("search", "search", [_point("search", 1.0, 1.5, 4.0), _point("search", WER_TOLERANCE + 0.01, 5.0, 20.0),
-                                   _point("search", WER_TOLERANCE, 2.0, 8.0)], 120.0)
-    row = summarize([arm])["arms"]["search"]
-    assert row["best_size_ratio"] == 8.0 and row["best_speedup"] == 2.0
-    assert row["points"] == 3 and row["points_within_5pct"] == 2 and row["cpu_minutes"] == 2.0
+def test_bootstrap_interval_matches_a_direct_computation():
+    """The paired bootstrap resamples utterances, the same draw for both models: here recomputed
+    by hand with numpy from the same generator."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 4, 300).tolist()
+    point = [max(0, b + int(rng.integers(-1, 2))) for b in base]
+    ratio, (lo, hi) = wer_ratio_ci(base, point, [8] * 300, resamples=1000, seed=7)
+    assert ratio == pytest.approx(sum(point) / sum(base))
+    idx = np.random.default_rng(7).integers(0, 300, size=(1000, 300))
+    direct = np.asarray(point)[idx].sum(1) / np.asarray(base)[idx].sum(1)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(direct, [2.5, 97.5])))
+    assert lo <= ratio <= hi
+    same, (a, b) = wer_ratio_ci(base, base, [8] * 300)
+    assert same == a == b == 1.0  # a model against itself: no spread at all
 
 
-def test_hypervolume_is_the_box_volume_of_one_point_below_the_reference():
-    # objectives (WER/base, 1/speed-up, 1/size ratio) against (2, 1.1, 1.1)
-    arm = Arm("search", "search", [_point("search", 1.0, 2.0, 4.0)], 0.0)
-    want = (REFERENCE[0] - 1.0) * (REFERENCE[1] - 0.5) * (REFERENCE[2] - 0.25)
-    assert summarize([arm])["arms"]["search"]["hypervolume"] == pytest.approx(want)
-    assert hypervolume([[3.0, 0.5, 0.5]], REFERENCE) == 0.0  # outside the reference point: no volume
+def test_hypervolume_with_the_new_reference_is_the_box_volume():
+    # one point (WER 1.0x, half the latency, a quarter of the size) against (1.10, 1.0, 1.0)
+    assert REFERENCE == (1.10, 1.0, 1.0)
+    assert normalised_hypervolume([(1.0, 0.5, 0.25)]) == pytest.approx(0.10 * 0.5 * 0.75)
+    # two points: the union of their boxes (inclusion-exclusion by hand)
+    a, b = (1.0, 0.5, 0.5), (1.05, 0.25, 0.5)
+    union = 0.10 * 0.5 * 0.5 + 0.05 * 0.75 * 0.5 - 0.05 * 0.5 * 0.5
+    assert normalised_hypervolume([a, b]) == pytest.approx(union)
+    # 11% worse WER, or slower, or larger than the base: no volume
+    assert normalised_hypervolume([(1.11, 0.5, 0.5), (1.0, 1.01, 0.5), (1.0, 0.5, 1.2)]) == 0.0
+
+
+def test_onnx_and_pytorch_points_never_share_a_hypervolume():
+    onnx_arm = Arm("search", "search", [_point("search", 1.0, 2.0, 4.0, seed=0)], 60.0, seed=0)
+    torch_arm = Arm("torch_ao_dynamic", "peer", [_point("torch_ao_dynamic", 0.9, 10.0, 0.0, runtime="pytorch")], 1.0)
+    s = summarize([onnx_arm, torch_arm])
+    assert s["arms"]["torch_ao_dynamic"]["deployed"]["hypervolume"] == 0.0  # a PyTorch point adds no ONNX volume
+    assert s["arms"]["torch_ao_dynamic"]["deployed"]["points"] == 0
+    assert s["arms"]["search"]["deployed"]["hypervolume"] == pytest.approx(0.10 * 0.5 * 0.75)
+    assert "torch_ao_dynamic:torch_ao_dynamic-0.9" not in s["not_dominated_by_search_deployed"]
+
+
+def test_best_figures_count_only_points_within_the_tolerance_and_seeds_give_a_spread():
+    arms = [Arm("search", "search", [_point("search", 1.0, 1.5, 4.0, seed=s), _point("search", WER_TOLERANCE + 0.01,
+                5.0, 20.0, seed=s), _point("search", WER_TOLERANCE, 2.0 + s, 8.0, seed=s)], 60.0, seed=s)
+            for s in range(3)]
+    row = summarize(arms)["arms"]["search"]["deployed"]
+    assert row["best_size_ratio"] == {"median": 8.0, "min": 8.0, "max": 8.0}
+    assert row["best_speedup"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+
+
+def test_search_against_random_is_the_median_of_paired_seed_ratios():
+    search = [Arm("search", "search", [_point("search", 1.0, 2.0, s + 2.0, seed=s)], 1.0, seed=s) for s in range(3)]
+    rand = [Arm("random", "random", [_point("random", 1.0, 2.0, 2.0, seed=s)], 1.0, seed=s) for s in range(3)]
+    hv = summarize(search + rand)["hv_vs_random_deployed"]
+    want = [normalised_hypervolume([(1.0, 0.5, 1 / (s + 2.0))]) / normalised_hypervolume([(1.0, 0.5, 0.5)])
+            for s in range(3)]
+    assert hv["paired"] == pytest.approx(want) and hv["median"] == pytest.approx(sorted(want)[1])
 
 
 def test_points_the_search_does_not_dominate_are_listed():
-    search = Arm("search", "search", [_point("search", 1.0, 2.0, 8.0)], 0.0)
+    search = Arm("search", "search", [_point("search", 1.0, 2.0, 8.0, seed=0)], 0.0, seed=0)
     uniform = Arm("uniform", "uniform", [_point("uniform", 1.01, 1.5, 4.0), _point("uniform", 0.99, 1.1, 4.0)], 0.0)
-    assert summarize([search, uniform])["not_dominated_by_search"] == ["uniform:uniform-0.99"]
-    assert _dominates([1, 1, 1], [1, 1, 2]) and not _dominates([1, 1, 1], [1, 1, 1])
+    assert summarize([search, uniform])["not_dominated_by_search_deployed"] == ["uniform:uniform-0.99"]
+    assert dominates([1, 1, 1], [1, 1, 2]) and not dominates([1, 1, 1], [1, 1, 1])
 
 
 def test_uniform_policies_are_the_five_the_issue_names():
@@ -50,27 +95,43 @@ def test_uniform_policies_are_the_five_the_issue_names():
 
 def test_bad_budget_and_missing_corpus_are_one_line_errors(tmp_path):
     assert_one_line_error(run("bench", "--budget-minutes", "0"), "--budget-minutes")
+    assert_one_line_error(run("bench", "--seeds", "0"), "--seeds")
     assert_one_line_error(run("bench", "--corpus", str(tmp_path)), "train.jsonl")
 
 
 @pytest.mark.slow
-def test_quick_bench_runs_end_to_end(tmp_path):
-    """`asrcompress bench --quick`: every arm scored, the JSON keys the docs promise, figure, MLflow."""
+def test_quick_bench_runs_end_to_end_and_resumes(tmp_path):
+    """`asrcompress bench --quick`: every arm scored on both decoders, the size column is each
+    .onnx file's stored bytes, the JSON keys the docs promise, figure, MLflow; a second run of
+    the same command re-uses every finished step."""
+    from asrcompress.bench._peers import onnx_stored_bytes
+
     out = tmp_path / "bench"
-    p = subprocess.run([sys.executable, "-m", "asrcompress.cli", "bench", "--quick", "--out", str(out),
-                        "--workdir", str(tmp_path / "work"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
-                       capture_output=True, text=True, timeout=1500, cwd=REPO)
+    cmd = [sys.executable, "-m", "asrcompress.cli", "bench", "--quick", "--no-peers", "--out", str(out),
+           "--workdir", str(tmp_path / "work"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads(out.with_suffix(".json").read_text())
-    for name in ("search", "random", "uniform", "ort_quantize_dynamic", "ort_matmul_nbits", "torch_ao_dynamic"):
+    for name in ("search", "random", "uniform", "ort_dynamic_matmul", "ort_nbits_b32_a0", "torch_ao_dynamic"):
         row = doc["arms"][name]
-        assert {"hypervolume", "best_size_ratio", "best_speedup", "cpu_minutes", "wer_base"} <= set(row)
-        assert row["error"] == "" and row["points"] >= 1, (name, row)
+        assert row["error"] == "", (name, row["error"])
+        for d in ("deployed", "greedy"):
+            assert {"hypervolume", "best_size_ratio", "best_speedup", "points"} <= set(row[d])
+    base_onnx = Path(doc["run_folder"]) / "base.onnx"
+    for pt in doc["all_points"]:
+        if pt["runtime"] == "onnx":
+            assert pt["onnx_size_ratio"] == pytest.approx(onnx_stored_bytes(base_onnx) / onnx_stored_bytes(Path(pt["file"])))
+            lo, hi = pt["ci_deployed"]
+            assert lo <= pt["wer_ratio_deployed"] <= hi
     assert len([pt for pt in doc["all_points"] if pt["arm"] == "uniform"]) == 5
-    assert doc["arms"]["search"]["cpu_minutes"] > 0 and 0 < doc["base"]["test_wer"] < 1
+    assert 0 < doc["base"]["wer"]["deployed"] < doc["base"]["wer"]["greedy"] < 1
     assert Path(out.with_suffix(".html")).exists() and "| search |" in out.with_suffix(".md").read_text()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("asrcompress/bench").experiment_id])
     assert {r.info.run_name for r in runs} >= {"search", "random", "uniform"}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "arm, seed" not in again.stderr and "uniform hand policies" not in again.stderr  # nothing re-run
+    assert "scored " not in again.stderr  # every point's errors came from the cache

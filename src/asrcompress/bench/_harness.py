@@ -1,54 +1,61 @@
 """`asrcompress bench`: the search against random search, uniform hand policies and peer tools.
 
-Every arm produces points (a deployable model each); `_report` then scores all of them the
-same way in one run: test WER (greedy CTC, one utterance at a time, on the ONNX model that ships),
-host latency of one 8 s utterance timed interleaved across all ONNX points, and stored size.
+Every arm produces points (a deployable model each); `_score` then scores all of them the same
+way: per-utterance word errors on the bench's own test set (a seed used nowhere else, voices
+never in training) with the deployed decoder and greedy, a paired bootstrap interval of each
+point's WER ratio to the base, the bytes its .onnx stores, and its latency in one interleaved
+loop with the fp32 base. Every finished step is kept (`_state`): the same command resumes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .._outputs import refuse_overlap, write_text
 from .._shipped import profiles_dir
 from ..compression import DistillConfig, uniform_policies
 from ..export import export_onnx
-from ..models import load_model
-from ..models import state_dict_bytes
-from ._peers import children_cpu_seconds, onnx_stored_bytes, ort_int4, ort_int8, run_peer_script, torch_ao_dynamic
+from ..models import features_of, load_model
 from ..search import load_space
+from ._state import State, file_sha256, run_key
+
+TEST_SEED = 90_417  # the bench's test set: a seed no doc, demo or test uses
+TRIALS_PER_CPU_MINUTE = 6  # a budget's trial cap: no trial here is faster than 10 CPU-seconds
+
 
 @dataclass
 class BenchOptions:
     model: Path
-    corpus: Path
+    corpus: Path  # train / dev for the search arms and distillation
     space: Path
-    budget_minutes: float  # CPU-minutes per search arm
+    budget_minutes: float  # CPU-minutes per search arm and seed
     workers: int
     out: Path  # docs/benchmarks (the .md / .json / figure stem)
-    workdir: Path  # models, logs and the studies' journal
+    workdir: Path  # models, logs, journals and the resumable state
     tracking_uri: str
     profiles: Path = field(default_factory=profiles_dir)
-    seed: int = 0
+    seeds: int = 3
     dev_utterances: int = 100
     kd_utterances: int = 2000
-    test_utterances: int | None = None
+    test_utterances: int = 2000
     peers: bool = True
-    peer_timeout_s: float = 900.0
+    peer_timeout_s: float = 1800.0
     command: str = ""
     quick: bool = False
+    test_manifest: Path | None = None  # set by run_bench: the bench's own test split
 
 
 @dataclass
 class Point:
     arm: str
     label: str
-    size_ratio: float  # fp32 bytes / stored bytes, each in the arm's own accounting (see `size_basis`)
-    size_basis: str
-    onnx: Path | None = None  # scored with ONNX Runtime when set; else PyTorch (extra["model"]) or by the peer
+    file: str  # the .onnx the point deploys, or (PyTorch points) a folder or emissions file
+    runtime: str = "onnx"  # onnx | pytorch
+    seed: int | None = None
+    format_aware_ratio: float | None = None  # asrcompress's `inspect` figure (not deployed)
     extra: dict = field(default_factory=dict)
 
 
@@ -58,38 +65,43 @@ class Arm:
     kind: str  # search | random | uniform | peer
     points: list[Point]
     cpu_seconds: float
+    seed: int | None = None
     note: str = ""
     error: str = ""
 
 
-def _search_arm(o: BenchOptions, name: str, sampler: str, stamp: str) -> Arm:
+def arm_from(doc: dict) -> Arm:
+    return Arm(**{**doc, "points": [Point(**p) for p in doc["points"]]})
+
+
+def _search_arm(o: BenchOptions, run: Path, name: str, sampler: str, seed: int) -> Arm:
     from ..search import run_search
 
+    study = f"bench-{run.name}-{name}-s{seed}"
     cfg = {
         "space": str(o.space.resolve()), "model": str(o.model.resolve()), "corpus": str(o.corpus.resolve()),
-        "profiles": str(o.profiles.resolve()), "budget": 100_000, "sampler": sampler,
+        "profiles": str(o.profiles.resolve()), "sampler": sampler, "seed": seed,
+        "budget": max(10, int(o.budget_minutes * TRIALS_PER_CPU_MINUTE)),
         "cpu_budget_s": o.budget_minutes * 60 / o.workers,
-        "seed": o.seed, "storage": f"journal:{(o.workdir / 'optuna.journal').resolve()}",
-        "study": f"bench-{stamp}-{name}", "workers": o.workers, "tracking_uri": o.tracking_uri,
-        "workdir": str((o.workdir / name).resolve()), "dev_utterances": o.dev_utterances,
-        "kd_utterances": o.kd_utterances, "threads": 1, "baselines": sampler != "random", "rescore_test": False,
+        "storage": f"journal:{(run / 'optuna.journal').resolve()}", "study": study, "workers": o.workers,
+        "tracking_uri": o.tracking_uri, "workdir": str((run / f"{name}-s{seed}").resolve()),
+        "dev_utterances": o.dev_utterances, "kd_utterances": o.kd_utterances, "threads": 1,
+        "baselines": True, "rescore_test": False,  # both arms start from the same queued hand policies
     }
     cpu0 = time.process_time()
     summary = run_search(cfg)
-    cpu = time.process_time() - cpu0
-    if o.workers > 1:
-        cpu += sum(w.get("cpu_seconds", 0.0) for w in summary["workers"])
+    cpu = time.process_time() - cpu0 + sum(w.get("cpu_seconds", 0.0) for w in summary["workers"])
     points = []
     for t in _dev_front(cfg):
-        tdir = o.workdir / name / f"trial_{t.number:04d}"
+        tdir = Path(cfg["workdir"]) / f"trial_{t.number:04d}"
         if (tdir / "model.onnx").exists():
-            points.append(Point(name, f"trial {t.number}", t.user_attrs["size_ratio"], "format-aware (inspect)",
-                                onnx=tdir / "model.onnx", extra={"dev": t.values, "baseline": t.user_attrs.get("baseline")}))
+            points.append(Point(name, f"trial {t.number}", str(tdir / "model.onnx"), seed=seed,
+                                format_aware_ratio=t.user_attrs["size_ratio"],
+                                extra={"dev": t.values, "baseline": t.user_attrs.get("baseline")}))
     counts = summary["trials"]
     note = (f"{sum(counts.values())} trials ({counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} "
-            f"early-stopped, {counts.get('FAIL', 0)} failed), {len(points)} on the dev front, "
-            f"study {cfg['study']}")
-    return Arm(name, name, points, cpu, note)
+            f"early-stopped, {counts.get('FAIL', 0)} failed), {len(points)} on the dev front, study {study}")
+    return Arm(name, name, points, cpu, seed, note)
 
 
 def _dev_front(cfg: dict) -> list:
@@ -98,19 +110,18 @@ def _dev_front(cfg: dict) -> list:
     from optuna.trial import TrialState
 
     from ..search import load_study
-    from ._report import _dominates
+    from ._report import dominates
 
     done = load_study(cfg["storage"], cfg["study"]).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t for t in done if not any(_dominates(u.values, t.values) for u in done)]
+    return [t for t in done if not any(dominates(u.values, t.values) for u in done)]
 
 
-def _uniform_arm(o: BenchOptions) -> Arm:
+def _uniform_arm(o: BenchOptions, run: Path) -> Arm:
+    from ..hardware import load_profiles
     from ..search import Context, run_trial
 
     space = load_space(o.space)
-    from ..hardware import load_profiles
-
-    ctx = Context.load(o.model, o.corpus, space, load_profiles(o.profiles, space.profiles), o.workdir / "uniform",
+    ctx = Context.load(o.model, o.corpus, space, load_profiles(o.profiles, space.profiles), run / "uniform",
                        o.dev_utterances, o.kd_utterances)
     kd = DistillConfig(steps=space.distill_steps, temperature=2.0, alpha=0.5, lr=space.lr)
     points, errors = [], []
@@ -122,81 +133,64 @@ def _uniform_arm(o: BenchOptions) -> Arm:
         except Exception as e:  # one policy failing must not end the benchmark
             errors.append(f"{label}: {type(e).__name__}: {e}")
             continue
-        points.append(Point("uniform", label, v.size_ratio, "format-aware (inspect)",
-                            onnx=Path(v.model_dir) / "model.onnx", extra={"dev_wer": v.objectives["wer"]}))
+        points.append(Point("uniform", label, str(Path(v.model_dir) / "model.onnx"),
+                            format_aware_ratio=v.size_ratio, extra={"dev_wer": v.objectives["wer"]}))
     note = f"each with {kd.steps} KD steps (T={kd.temperature}, alpha={kd.alpha}, lr={kd.lr})"
-    return Arm("uniform", "uniform", points, time.process_time() - cpu0, note, "; ".join(errors))
+    return Arm("uniform", "uniform", points, time.process_time() - cpu0, None, note, "; ".join(errors))
 
 
-def _peer_arms(o: BenchOptions, base_onnx: Path) -> list[Arm]:
-    arms = []
-    base_bytes = onnx_stored_bytes(base_onnx)
-    for name, fn, note in (("ort_quantize_dynamic", ort_int8, "onnxruntime.quantization.quantize_dynamic, QInt8, defaults"),
-                           ("ort_matmul_nbits", ort_int4, "MatMulNBitsQuantizer, 4-bit, block 32, symmetric")):
-        cpu0 = time.process_time()
-        out = o.workdir / "peers" / f"{name}.onnx"
-        try:
-            fn(base_onnx, out)
-        except Exception as e:
-            arms.append(Arm(name, "peer", [], time.process_time() - cpu0, note, f"{type(e).__name__}: {e}"))
-            continue
-        ratio = base_bytes / onnx_stored_bytes(out)
-        arms.append(Arm(name, "peer", [Point(name, name, ratio, "ONNX stored tensors", onnx=out)],
-                        time.process_time() - cpu0, note))
-    cpu0 = time.process_time()
-    base = load_model(o.model)
-    ao = torch_ao_dynamic(base)
-    ratio = state_dict_bytes(base) / state_dict_bytes(ao)
-    arms.append(Arm("torch_ao_dynamic", "peer", [Point("torch_ao_dynamic", "torch_ao_dynamic", ratio,
-                                                       "torch.save state dict", extra={"model": ao})],
-                    time.process_time() - cpu0, "torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8); "
-                    "PyTorch runtime, speed-up against PyTorch fp32"))
-    if o.peers:
-        for script, name in (("inc_tune.py", "intel_neural_compressor"), ("olive_tune.py", "olive")):
-            c0 = children_cpu_seconds()
-            res = run_peer_script(script, ["--model", str(o.model.resolve()), "--corpus", str(o.corpus.resolve()),
-                                           "--onnx", str(base_onnx.resolve()), "--out", str((o.workdir / "peers").resolve()),
-                                           "--dev-utterances", str(o.dev_utterances),
-                                           *(["--test-utterances", str(o.test_utterances)] if o.test_utterances else []),
-                                           *(["--quick"] if o.quick else [])],
-                                  o.workdir / "peers" / f"{name}.log", o.peer_timeout_s)
-            cpu = children_cpu_seconds() - c0
-            if "error" in res:
-                arms.append(Arm(name, "peer", [], cpu, "", res["error"]))
-                continue
-            pts = []
-            for p in res["points"]:
-                if p.get("onnx"):
-                    ratio = base_bytes / onnx_stored_bytes(Path(p["onnx"]))
-                    pts.append(Point(name, p["label"], ratio, "ONNX stored tensors", onnx=Path(p["onnx"]), extra=p))
-                else:  # a PyTorch model the peer scored itself, side by side with PyTorch fp32
-                    pts.append(Point(name, p["label"], p["size_ratio"], p["size_basis"], extra=p))
-            arms.append(Arm(name, "peer", pts, res.get("cpu_seconds", cpu), res.get("note", "")))
-    return arms
+def _test_set(o: BenchOptions, log) -> Path:
+    """The bench's own test split: TEST_SEED, voices never in training, the base model's generator."""
+    from ..data import build_corpus
+
+    folder = o.workdir / f"testset-{TEST_SEED}-{o.test_utterances}"
+    if not (folder / "test.jsonl").is_file():
+        card = json.loads((o.model / "model_card.json").read_text()) if (o.model / "model_card.json").is_file() else {}
+        generator = (card.get("corpus") or {}).get("generator_version") or 1
+        log(f"bench: synthesising {o.test_utterances} test utterances (seed {TEST_SEED}, generator {generator})")
+        build_corpus(folder, seed=TEST_SEED, counts={"test": o.test_utterances}, generator=generator)
+    return folder / "test.jsonl"
 
 
 def run_bench(o: BenchOptions, log=print) -> dict:
+    from ..search import corpus_fingerprint, model_sha256
+    from ._peers import peer_arms
     from ._report import report
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     inputs = {"model": o.model, "corpus": o.corpus, "space": o.space}
     refuse_overlap(o.workdir, inputs, "--workdir")
     for suffix in (".md", ".json", ".html", ".png"):
         refuse_overlap(o.out.with_suffix(suffix), inputs)
     o.workdir.mkdir(parents=True, exist_ok=True)
-    (o.workdir / "peers").mkdir(exist_ok=True)
     t0 = time.perf_counter()
+    test_manifest = o.test_manifest = _test_set(o, log)
+    key = {"model": model_sha256(o.model), "test": file_sha256(test_manifest),
+           "corpus": corpus_fingerprint(o.corpus), "space": file_sha256(o.space), "budget": o.budget_minutes,
+           "workers": o.workers, "seeds": o.seeds, "dev": o.dev_utterances, "kd": o.kd_utterances,
+           "peers": o.peers}
+    run = o.workdir / run_key(key)
+    state = State(run, key)
+    log(f"bench: run folder {run} (re-running this command resumes it)")
     base = load_model(o.model)
-    base_onnx = Path(export_onnx(base, {}, o.workdir / "base.onnx")["path"])
+    base_onnx = run / "base.onnx"
+    if not base_onnx.is_file():
+        export_onnx(base, {}, base_onnx)
     arms: list[Arm] = []
-    for name, sampler in (("search", "tpe"), ("random", "random")):
-        log(f"bench: {name} arm, {o.budget_minutes} CPU-minutes on {o.workers} worker(s)")
-        arms.append(_search_arm(o, name, sampler, stamp))
-    log("bench: uniform hand policies")
-    arms.append(_uniform_arm(o))
+    for seed in range(o.seeds):
+        for name, sampler in (("search", "tpe"), ("random", "random")):
+            step = f"{name}-s{seed}"
+            if not state.done(step):
+                log(f"bench: {name} arm, seed {seed}: {o.budget_minutes} CPU-minutes on {o.workers} worker(s)")
+                state.finish(step, asdict(_search_arm(o, run, name, sampler, seed)))
+            arms.append(arm_from(state.done(step)))
+    if not state.done("uniform"):
+        log("bench: uniform hand policies")
+        state.finish("uniform", asdict(_uniform_arm(o, run)))
+    arms.append(arm_from(state.done("uniform")))
     log("bench: peer tools")
-    arms.extend(_peer_arms(o, base_onnx))
-    log("bench: scoring every point on test, latency side by side")
-    doc = report(o, arms, base, base_onnx, stamp, log, t0)
+    arms.extend(peer_arms(o, run, base, base_onnx, state, log))
+    log("bench: scoring every point on the test set; then latency, all ONNX points interleaved")
+    doc = report(o, arms, base, base_onnx, test_manifest, state, log, t0)
+    doc["features"] = features_of(base).to_dict()
     write_text(o.out.with_suffix(".json"), json.dumps(doc, indent=1, default=str) + "\n")
     return doc

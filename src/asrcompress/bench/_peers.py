@@ -1,10 +1,12 @@
-"""Peer tools the benchmark compares against, on the same fp32 ONNX export / PyTorch model.
+"""Peer tools the benchmark compares against, each at its best documented setting, on the same
+fp32 ONNX export (or, for PyTorch tools, the same PyTorch model).
 
-In-process (the project's own environment): ONNX Runtime's `quantize_dynamic` (int8) and its
-4-bit weight-only `MatMulNBitsQuantizer`, and `torch.ao` dynamic quantization. Intel Neural
-Compressor and Microsoft Olive run in `.venv-peers` (scripts/setup_peers.sh) through
-the scripts in `bench/peer_scripts/` (package data; `scripts/peers` links there), so their pins
-never reach asrcompress's runtime dependencies.
+In-process (the project's own environment): ONNX Runtime's `quantize_dynamic` (defaults, and
+MatMul-only per-channel with and without `reduce_range`), `quantize_static` (QDQ, MinMax and
+Entropy calibration on 64 dev utterances), `MatMulNBitsQuantizer` (block 32 and 128, accuracy
+level 0 and 4), and `torch.ao` dynamic int8. Intel Neural Compressor, Olive, NNCF and AIMET run
+in `.venv-peers` (scripts/setup_peers.sh) through `bench/peer_scripts/` (package data), so their
+pins never reach asrcompress's runtime dependencies. Each peer is a resumable step.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import json
 import os
 import resource
 import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -23,6 +29,7 @@ PEER_SCRIPTS = Path(__file__).resolve().parent / "peer_scripts"  # package data,
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding `asrcompress`, for the peers' PYTHONPATH
 # The peers' environment (scripts/setup_peers.sh makes it in the working folder).
 PEERS_PYTHON = Path(os.environ.get("ASRCOMPRESS_PEERS_PYTHON", ".venv-peers/bin/python")).absolute()
+CALIBRATION_UTTERANCES = 64
 
 
 def onnx_stored_bytes(path: Path) -> int:
@@ -37,22 +44,33 @@ def onnx_stored_bytes(path: Path) -> int:
     return total
 
 
-def ort_int8(fp32: Path, out: Path) -> Path:
-    """ONNX Runtime's dynamic int8 quantization with its default settings, as a user runs it."""
+def ort_dynamic(fp32: Path, out: Path, **options) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
-    return out
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, **options)
 
 
-def ort_int4(fp32: Path, out: Path) -> Path:
-    """ONNX Runtime's 4-bit weight-only quantizer (MatMulNBits, block 32, symmetric)."""
+def ort_static(fp32: Path, out: Path, inputs: list[np.ndarray], input_name: str, method: str) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(inputs)
+
+        def get_next(self) -> dict | None:
+            x = next(self.it, None)
+            return None if x is None else {input_name: x}
+
+    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    calibrate_method=getattr(CalibrationMethod, method))
+
+
+def ort_nbits(fp32: Path, out: Path, block_size: int, accuracy_level: int) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    q = MatMulNBitsQuantizer(onnx.load(str(fp32)), block_size=32, is_symmetric=True)
+    q = MatMulNBitsQuantizer(onnx.load(str(fp32)), block_size=block_size, accuracy_level=accuracy_level)
     q.process()
     q.model.save_model_to_file(str(out), use_external_data_format=False)
-    return out
 
 
 def torch_ao_dynamic(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,6 +83,25 @@ def torch_ao_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+ONNX_PEERS: dict[str, tuple[str, Callable]] = {
+    "ort_dynamic_default": ("quantize_dynamic, QInt8 weights, every other option at its default (Conv too)",
+                            lambda f, o, c: ort_dynamic(f, o)),
+    "ort_dynamic_matmul": ("quantize_dynamic, MatMul only, per-channel, QInt8",
+                           lambda f, o, c: ort_dynamic(f, o, op_types_to_quantize=["MatMul"], per_channel=True)),
+    "ort_dynamic_matmul_rr": ("quantize_dynamic, MatMul only, per-channel, reduce_range (7-bit weights)",
+                              lambda f, o, c: ort_dynamic(f, o, op_types_to_quantize=["MatMul"], per_channel=True,
+                                                          reduce_range=True)),
+    "ort_static_minmax": (f"quantize_static, QDQ, per-channel, MinMax on {CALIBRATION_UTTERANCES} dev utterances",
+                          lambda f, o, c: ort_static(f, o, *c(), "MinMax")),
+    "ort_static_entropy": (f"quantize_static, QDQ, per-channel, Entropy on {CALIBRATION_UTTERANCES} dev utterances",
+                           lambda f, o, c: ort_static(f, o, *c(), "Entropy")),
+    **{f"ort_nbits_b{b}_a{a}": (f"MatMulNBitsQuantizer, 4-bit, block {b}, accuracy_level {a} (asymmetric, its default)",
+                                lambda f, o, c, b=b, a=a: ort_nbits(f, o, b, a)) for b in (32, 128) for a in (0, 4)},
+}
+SCRIPT_PEERS = {"intel_neural_compressor": "inc_tune.py", "nncf": "nncf_tune.py", "aimet": "aimet_tune.py",
+                "olive": "olive_tune.py"}
 
 
 def children_cpu_seconds() -> float:
@@ -89,3 +126,57 @@ def run_peer_script(script: str, args: list[str], log: Path, timeout_s: float) -
         return {"error": f"{script} exited {p.returncode}: {tail[0][:300] if tail else 'no output'} (log: {log})"}
     return json.loads(lines[-1])
 
+
+def peer_arms(o, run: Path, base, base_onnx: Path, state, log) -> list:
+    """Every peer's arm: made once, kept in the run's state."""
+    from ..data import load_manifest, read_audio
+    from ..models import features_of
+    from ._harness import Arm, Point, arm_from
+
+    peers = run / "peers"
+    peers.mkdir(exist_ok=True)
+    spec = features_of(base)
+
+    def calibration() -> tuple[list[np.ndarray], str]:
+        dev = load_manifest(o.corpus / "dev.jsonl")[0][:CALIBRATION_UTTERANCES]
+        return [spec.prepare(read_audio(u.audio_filepath)) for u in dev], spec.input_name
+
+    arms = []
+    for name, (note, make) in ONNX_PEERS.items():
+        if not state.done(name):
+            out, cpu0, t0 = peers / f"{name}.onnx", time.process_time(), time.perf_counter()
+            try:
+                make(base_onnx, out, calibration)
+                arm = Arm(name, "peer", [Point(name, name, str(out))], time.process_time() - cpu0, None,
+                          f"{note} ({time.perf_counter() - t0:.0f} s)")
+            except Exception as e:  # a peer that fails is reported with its error, not fatal
+                arm = Arm(name, "peer", [], time.process_time() - cpu0, None, note, f"{type(e).__name__}: {e}")
+            state.finish(name, asdict(arm))
+        arms.append(arm_from(state.done(name)))
+    if not state.done("torch_ao_dynamic"):
+        cpu0 = time.process_time()
+        arm = Arm("torch_ao_dynamic", "peer", [Point("torch_ao_dynamic", "torch_ao_dynamic", "torch_ao",
+                                                     runtime="pytorch")], time.process_time() - cpu0, None,
+                  "torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8); PyTorch runtime, against PyTorch fp32")
+        state.finish("torch_ao_dynamic", asdict(arm))
+    arms.append(arm_from(state.done("torch_ao_dynamic")))
+    for name, script in SCRIPT_PEERS.items():
+        if not o.peers:
+            break
+        if not state.done(name):
+            log(f"bench: peer {name} ({script} in .venv-peers)")
+            c0 = children_cpu_seconds()
+            res = run_peer_script(script, ["--model", str(o.model.resolve()), "--corpus", str(o.corpus.resolve()),
+                                           "--onnx", str(base_onnx.resolve()), "--out", str(peers.resolve()),
+                                           "--test-manifest", str(o.test_manifest.resolve()),
+                                           "--dev-utterances", str(min(o.dev_utterances, 100)),
+                                           *(["--quick"] if o.quick else [])],
+                                  peers / f"{name}.log", o.peer_timeout_s)
+            cpu = children_cpu_seconds() - c0
+            pts = [Point(name, p["label"], p["file"], runtime=p.get("runtime", "onnx"),
+                         extra={k: v for k, v in p.items() if k not in ("label", "file", "runtime")})
+                   for p in res.get("points", [])]
+            state.finish(name, asdict(Arm(name, "peer", pts, res.get("cpu_seconds", cpu), None, res.get("note", ""),
+                                          res.get("error", ""))))
+        arms.append(arm_from(state.done(name)))
+    return arms

@@ -155,7 +155,7 @@ def evaluate(
     model_dir: Annotated[Path, typer.Option("--model", help="Model folder")],
     manifest: Annotated[Path, typer.Option(help="JSONL manifest or LibriSpeech folder")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    decoder: Annotated[Optional[str], typer.Option(help="greedy or beam_lm (default: the model's setting)")] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="greedy, beam_char (lexicon-free, character LM) or beam_lm (lexicon, word LM); default: the model's setting")] = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad entry instead of skipping it")] = False,
     workers: Annotated[int, typer.Option(help="Decoding processes; 0 = all cores")] = 0,
     onnx_file: Annotated[Optional[Path], typer.Option(

@@ -37,7 +37,7 @@ def build_decoder_assets(model_dir: Path, corpus: Path) -> int:
 
 # The default decoder spells words it never saw (lexicon-free, character LM); the lexicon
 # decoder stays available (`--decoder beam_lm`) and is tuned too, for reference.
-TUNING = {"beam_char": ([0.5, 1.0, 1.5], [0.0, 1.0, 2.0]), "beam_lm": ([0.5, 1.0, 1.5, 2.0], [-1.0, 0.0, 1.0])}
+TUNING = {"beam_char": ([1.0, 1.5, 2.0, 2.5], [0.0, 1.0, 2.0]), "beam_lm": ([0.5, 1.0, 1.5, 2.0], [-1.0, 0.0, 1.0])}
 
 
 def tune_decoder(model, model_dir: Path, corpus: Path, log: Callable[[str], None], n_dev: int = 300,
@@ -107,7 +107,7 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
         "model_config": config["model"],
         "parameters": model.num_parameters(),
         "corpus": {"path": str(corpus), "seed": corpus_info.get("seed"), "size": corpus_info.get("size"),
-                   "splits": corpus_info.get("splits")},
+                   "generator_version": corpus_info.get("generator_version", 1), "splits": corpus_info.get("splits")},
         "training_command": command,
         "training_time_seconds": train_summary.get("train_seconds"),
         "training_hardware": train_summary.get("hardware"),

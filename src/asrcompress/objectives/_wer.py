@@ -17,6 +17,14 @@ def cer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.cer(refs, hyps))
 
 
+def utterance_errors(refs: list[str], hyps: list[str]) -> list[int]:
+    """Word errors (substitutions + deletions + insertions) of each utterance."""
+    out = jiwer.process_words(refs, [h if h else "" for h in hyps])
+    return [sum(c.ref_end_idx - c.ref_start_idx if c.type in ("substitute", "delete") else
+                (c.hyp_end_idx - c.hyp_start_idx if c.type == "insert" else 0) for c in chunks)
+            for chunks in out.alignments]
+
+
 def word_errors(refs: list[str], hyps: list[str], words: set[str] | None = None) -> tuple[int, int]:
     """(errors, count) over the reference words in `words` (all when None): a reference word
     counts as an error when the alignment substitutes or deletes it. Insertions belong to no

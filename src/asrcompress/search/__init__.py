@@ -12,6 +12,7 @@ from ._trial import TRIAL_ATTRS, Context, TrialResult, TrialStopped, objectives_
 from ._export import export_trial
 from ._ray import run_ray
 from ._run import dumps
+from ._settings import corpus_fingerprint, model_sha256
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
@@ -20,6 +21,6 @@ __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_mod
 
 from .._callable import make_callable as _make_callable
 
-__all__ += ['Context', 'TRIAL_ATTRS', 'TrialResult', 'TrialStopped', 'dumps', 'export_trial', 'objectives_of', 'run_ray', 'run_trial']
+__all__ += ['corpus_fingerprint', 'model_sha256', 'Context', 'TRIAL_ATTRS', 'TrialResult', 'TrialStopped', 'dumps', 'export_trial', 'objectives_of', 'run_ray', 'run_trial']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from common import TEST_SECONDS, load_split, parser, state_dict_bytes, torch_latency_ms, torch_wer
+from common import TEST_SECONDS, load_split, parser, save_emissions, state_dict_bytes, torch_latency_ms, torch_wer
 
 from asrcompress.models import load_model
 
@@ -39,13 +39,11 @@ def main() -> None:
     if tuned is None:
         print(json.dumps({"points": [], "cpu_seconds": cpu, "note": "no INC config met the tolerance"}))
         return
-    test = load_split(args.corpus, "test", args.test_utterances)
-    w_base, w_q = torch_wer(base, *test), torch_wer(tuned, *test)
     t_base, t_q = torch_latency_ms([base, tuned], TEST_SECONDS)
     bits = sorted({getattr(m, "bits", 32) for m in tuned.modules() if "WeightOnlyLinear" in type(m).__name__})
-    point = {"label": "inc_autotune", "test_wer": w_q, "wer_rel": w_q / w_base, "speedup": t_base / t_q,
-             "latency_ms": t_q, "base_latency_ms": t_base, "base_test_wer": w_base,
-             "size_ratio": state_dict_bytes(base) / state_dict_bytes(tuned), "size_basis": "torch.save state dict"}
+    npz = save_emissions(tuned, args.test_manifest, args.out / "inc_autotune.npz")
+    point = {"label": "inc_autotune", "file": str(npz), "runtime": "pytorch", "latency_ms": t_q,
+             "base_latency_ms": t_base, "state_dict_size_ratio": state_dict_bytes(base) / state_dict_bytes(tuned)}
     print(json.dumps({"points": [point], "cpu_seconds": cpu, "wall_seconds": time.perf_counter() - t0,
                       "note": f"autotune over RTN int4 g32 / int8 weight-only, tolerable loss {loss:.4f} "
                               f"(= 5% relative WER on {len(dev[0])} dev utts); chosen: {bits}-bit weights"}))

@@ -59,7 +59,7 @@ def main() -> None:
     olive_run(config)
     cpu = time.process_time() - cpu0
     models = sorted(p for p in out.rglob("*.onnx") if "cache" not in p.parts)
-    points = [{"label": f"olive_{i}", "onnx": str(p)} for i, p in enumerate(models)]
+    points = [{"label": f"olive_{i}", "file": str(p)} for i, p in enumerate(models)]
     print(json.dumps({"points": points, "cpu_seconds": cpu, "wall_seconds": time.perf_counter() - t0,
                       "note": f"Olive {__import__('olive').__version__}: TPE over OnnxDynamicQuantization's "
                               f"searchable options, WER goal 5% relative on {n_dev} dev utts; "
