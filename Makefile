@@ -42,11 +42,13 @@ test-reliability: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
 		tests/test_wheel.py tests/search/test_ray.py::test_kill_9_of_a_ray_worker_node_mid_search \
 		tests/search/test_ray.py::test_both_backends_give_the_same_policies_and_records tests/test_ui_browser.py \
-		tests/test_api.py tests/test_extensions.py tests/search/test_search.py
+		tests/test_api.py tests/test_extensions.py tests/search/test_search.py \
+		tests/bench/test_bench.py::test_quick_bench_runs_end_to_end_and_resumes
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
-# side. Peers (INC, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm.
-BUDGET ?= 30
+# side. Peers (INC, NNCF, AIMET, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm
+# and seed (3 seeds). Re-running resumes the run.
+BUDGET ?= 20
 bench: setup
 	bash scripts/setup_peers.sh
 	$(BIN)/asrcompress bench --budget-minutes $(BUDGET)

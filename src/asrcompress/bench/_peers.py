@@ -11,7 +11,9 @@ pins never reach asrcompress's runtime dependencies. Each peer is a resumable st
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -104,6 +106,23 @@ SCRIPT_PEERS = {"intel_neural_compressor": "inc_tune.py", "nncf": "nncf_tune.py"
                 "olive": "olive_tune.py"}
 
 
+def _finished(state, name: str) -> bool:
+    """A peer that ran; one that failed is tried again by the next run (its cause may be gone)."""
+    done = state.done(name)
+    return bool(done) and not done.get("error")
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def children_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -138,15 +157,25 @@ def peer_arms(o, run: Path, base, base_onnx: Path, state, log) -> list:
     spec = features_of(base)
 
     def calibration() -> tuple[list[np.ndarray], str]:
+        """64 dev utterances as 3 s graph inputs (cut or zero-padded: the Entropy calibrator
+        stacks its inputs, so they must share one shape)."""
         dev = load_manifest(o.corpus / "dev.jsonl")[0][:CALIBRATION_UTTERANCES]
-        return [spec.prepare(read_audio(u.audio_filepath)) for u in dev], spec.input_name
+        steps = spec.steps(3 * spec.sample_rate)
+        out = []
+        for u in dev:
+            x = spec.prepare(read_audio(u.audio_filepath))[:, :steps]
+            pad = [(0, 0)] * x.ndim
+            pad[1] = (0, steps - x.shape[1])
+            out.append(np.pad(x, pad))
+        return out, spec.input_name
 
     arms = []
     for name, (note, make) in ONNX_PEERS.items():
-        if not state.done(name):
+        if not _finished(state, name):
             out, cpu0, t0 = peers / f"{name}.onnx", time.process_time(), time.perf_counter()
             try:
-                make(base_onnx, out, calibration)
+                with _quiet_root_logger():  # ORT's quantizers warn through the root logger, per tensor
+                    make(base_onnx, out, calibration)
                 arm = Arm(name, "peer", [Point(name, name, str(out))], time.process_time() - cpu0, None,
                           f"{note} ({time.perf_counter() - t0:.0f} s)")
             except Exception as e:  # a peer that fails is reported with its error, not fatal
@@ -163,7 +192,7 @@ def peer_arms(o, run: Path, base, base_onnx: Path, state, log) -> list:
     for name, script in SCRIPT_PEERS.items():
         if not o.peers:
             break
-        if not state.done(name):
+        if not _finished(state, name):
             log(f"bench: peer {name} ({script} in .venv-peers)")
             c0 = children_cpu_seconds()
             res = run_peer_script(script, ["--model", str(o.model.resolve()), "--corpus", str(o.corpus.resolve()),

@@ -41,9 +41,16 @@ def score_all(o, arms, base, base_onnx: Path, test_manifest: Path, state, log) -
     test = TestSet.load(test_manifest, o.model)
     spec = features_of(base)
     base_err = score_point(state, base_onnx, onnx_emissions(base_onnx, spec), test, log)
-    onnx_points = [p for a in arms for p in a.points if p.runtime == "onnx"]
-    for p in onnx_points:
-        p.extra["errors"] = score_point(state, Path(p.file), onnx_emissions(Path(p.file), spec), test, log)
+    onnx_points = []
+    for a in arms:
+        for p in (p for p in a.points if p.runtime == "onnx"):
+            try:
+                p.extra["errors"] = score_point(state, Path(p.file), onnx_emissions(Path(p.file), spec), test, log)
+                onnx_points.append(p)
+            except Exception as e:  # a model ONNX Runtime cannot run is reported, not scored
+                why = f"{p.label}: does not run ({type(e).__name__}: {str(e).splitlines()[0][:300]})"
+                a.error = f"{a.error}; {why}" if a.error else why
+                log(f"bench: {why}")
     # PyTorch peers against PyTorch fp32, each from its emissions on the same test set
     torch_base = state.folder / "pytorch_fp32.npz"
     if not torch_base.is_file():
@@ -115,9 +122,10 @@ def summarize(arms) -> dict:
                       for k in ("hypervolume", "best_size_ratio", "best_speedup", "points", "points_within_5pct")}
             if len(group) > 1:
                 row[d]["per_seed_hypervolume"] = [s["hypervolume"] for s in per_seed]
-        pytorch = [p for a in group for p in a.points if p.runtime == "pytorch" and "speedup" in p.extra]
-        if pytorch:
-            row["pytorch_runtime"] = True
+        pytorch = [p for a in group for p in a.points if p.runtime == "pytorch" and "wer_ratio_deployed" in p.extra]
+        if pytorch:  # against PyTorch fp32, in their own columns
+            row["pytorch"] = [{"label": p.label, "speedup": p.extra.get("speedup"),
+                               **{f"wer_ratio_{d}": p.extra[f"wer_ratio_{d}"] for d in DECODERS}} for p in pytorch]
         rows[name] = row
     out = {"arms": rows}
     for d in DECODERS:

@@ -77,6 +77,11 @@ def bench(
 
     for name, r in doc["arms"].items():
         d = r["deployed"]
+        if r.get("pytorch"):  # PyTorch runtime: against PyTorch fp32, no ONNX hypervolume
+            for q in r["pytorch"]:
+                print(f"{name:24s} PyTorch: WER x{q['wer_ratio_deployed']:.3f} of PyTorch fp32, speed-up "
+                      f"{fig(q['speedup'])}")
+            continue
         hv = d["hypervolume"]["median"] if isinstance(d["hypervolume"], dict) else d["hypervolume"]
         print(f"{name:24s} HV {hv:.4f}  size {fig(d['best_size_ratio']):>7s}  speed-up {fig(d['best_speedup']):>6s}  "
               f"{r['cpu_minutes']:6.1f} CPU-min" + (f"  error: {r['error']}" if r["error"] else ""))

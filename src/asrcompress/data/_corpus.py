@@ -54,19 +54,16 @@ def _splits(generator: int) -> tuple[str, ...]:
     return SPLITS if generator == 1 else (*SPLITS, *CROSS_SPLITS)
 
 
-def _texts(generator: int, counts: dict[str, int], seed: int) -> dict[str, list[str]]:
-    """Each split's sentences; a cross split speaks its own slice of its text split's sentences."""
+def _texts(generator: int, counts: dict[str, int], seed: int, split: str) -> list[str]:
+    """One split's sentences (made when that split is); a cross split speaks its own slice of its
+    text split's sentences, after that split's own."""
     if generator == 1:
-        return {s: generate_sentences(s, counts.get(s, 0), seed) for s in SPLITS}
-    out = {}
-    for base in SPLITS:
-        cross = [c for c in CROSS_SPLITS if TEXT_OF[c] == base and counts.get(c)]
-        n = counts.get(base, 0)
-        pool = generate_sentences_v2(base, n + sum(counts[c] for c in cross), seed)
-        out[base], at = pool[:n], n
-        for c in cross:
-            out[c], at = pool[at: at + counts[c]], at + counts[c]
-    return out
+        return generate_sentences(split, counts.get(split, 0), seed)
+    base = TEXT_OF.get(split, split)
+    order = [base, *(c for c in CROSS_SPLITS if TEXT_OF[c] == base and counts.get(c))]
+    pool = generate_sentences_v2(base, sum(counts.get(s, 0) for s in order), seed)
+    at = sum(counts.get(s, 0) for s in order[: order.index(split)])
+    return pool[at: at + counts.get(split, 0)]
 
 
 def _init_worker() -> None:
@@ -127,7 +124,6 @@ def build_corpus(
         done = {"settings": settings, "splits": {}}
     start = time.time()
     ctx = get_context("fork")
-    all_texts = _texts(generator, counts, seed)
     for split in _splits(generator):
         if not counts.get(split):
             continue
@@ -140,7 +136,8 @@ def build_corpus(
         others = tuple(v for v in voices if not v.startswith("flite:"))
         if not others:  # a flite-only split
             others, flite = flite, ()
-        jobs = [_Job(str(out), split, i, t, others, flite, seed, generator) for i, t in enumerate(all_texts[split])]
+        texts = _texts(generator, counts, seed, split)
+        jobs = [_Job(str(out), split, i, t, others, flite, seed, generator) for i, t in enumerate(texts)]
         rows = []
         with ctx.Pool(workers, _init_worker) as pool:
             for row in pool.imap(_make_utterance, jobs, chunksize=8):
