@@ -97,9 +97,15 @@ class MethodContract:
         waves, targets = kd_data()
         return regularizer(teacher, waves, targets, DistillConfig(steps=1), batch_seconds=1.0)
 
+    def calibration(self):
+        """Calibration statistics for a method that reads them (GPTQ): the contract's audio."""
+        from asrcompress.compression._gptq import hessians
+
+        return hessians(kd_data()[0])
+
     def compressed(self, base=None):
         base = base if base is not None else self.base()
-        model, states, _ = compress_model(base, self.policy(), self.regularize(base))
+        model, states, _ = compress_model(base, self.policy(), self.regularize(base), calibration=self.calibration())
         return base, model, states
 
     # -- the contract

@@ -39,6 +39,21 @@ class TestQuant4(MethodContract):
         return "4-bit export stores per-block fp32 scales and int8 conv codes (issue 17)"
 
 
+class TestQuant4Block32(MethodContract):
+    key, config = "quant", {"bits": 4, "group": 32}
+
+
+class TestQuant4Block32Gptq(MethodContract):
+    key, config = "quant", {"bits": 4, "group": 32, "rounding": "gptq"}
+
+
+class TestQuant7Signed(MethodContract):
+    key, config = "quant", {"bits": 7}
+
+    def size_exempt(self) -> str | None:
+        return "7-bit codes are stored in int8: no kernel takes 7-bit weights (the formula packs them)"
+
+
 class TestQuantLog(MethodContract):
     key, config = "quant", {"bits": 4, "kind": "log"}
 

@@ -31,7 +31,14 @@ def test_example_policy_applies(path: Path, base, tmp_path):
         # It trains on a corpus (covered in test_methods); here: it resolves on the base model.
         policy.resolve(discover_layers(base), base)
         return
-    compressed, states, _ = compress_model(base, policy)
+    calibration = None
+    if any(getattr(cfg, "rounding", "nearest") == "gptq" for r in policy.rules for _, cfg in r.methods):
+        import numpy as np
+
+        from asrcompress.compression._gptq import hessians
+
+        calibration = hessians([np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1])
+    compressed, states, _ = compress_model(base, policy, calibration=calibration)
     report = size_report(compressed, states)
     assert report["ratio"] > 1.2
     if path.name == "int8.yaml":

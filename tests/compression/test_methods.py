@@ -251,9 +251,15 @@ class TestCluster:
                 assert torch.unique(w[w != 0]).numel() == 4
 
 
-def test_quant_config_rejects_unsupported_bits():
-    with pytest.raises(ConfigError, match="quant.bits=7"):
-        QuantConfig(bits=7)
+def test_quant_config_rejects_unsupported_bits_groups_and_roundings():
+    with pytest.raises(ConfigError, match="quant.bits=1"):
+        QuantConfig(bits=1)
+    with pytest.raises(ConfigError, match="quant.group=48"):
+        QuantConfig(bits=4, group=48)
+    with pytest.raises(ConfigError, match="quant.rounding='awq'"):
+        QuantConfig(bits=4, rounding="awq")
+    with pytest.raises(ConfigError, match="kind=log takes neither"):
+        QuantConfig(bits=4, kind="log", group=32)
 
 
 class TestStructuredPrune:

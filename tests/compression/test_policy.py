@@ -95,7 +95,7 @@ def test_round_trips_exactly(tmp_path_factory, rules, fmt):
         ({"version": 1, "rules": [{"type": "GRU", "quant": {"bits": 8}}]}, "field 'type' must be one of"),
         ({"version": 1, "rules": [{"global": True, "quant": {"bits": 8, "scheme": "x"}}]},
          "rule 0, quant: unknown field\\(s\\) \\['scheme'\\]"),
-        ({"version": 1, "rules": [{"global": True, "quant": {"bits": 7}}]}, "quant.bits=7 is not one of"),
+        ({"version": 1, "rules": [{"global": True, "quant": {"bits": 9}}]}, "quant.bits=9 is not one of"),
         ({"version": 1, "rules": [{"global": True, "quant": {"bits": 8, "_version": 2}}]},
          "rule 0, quant: field '_version' is 2, but this asrcompress reads version 1 of quant config"),
         ({"version": 1, "rules": [{"global": True, "prune": {"sparsity": 1.2}}]}, "prune.sparsity=1.2 is outside"),

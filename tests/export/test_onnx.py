@@ -94,8 +94,9 @@ def test_kernels_follow_the_bits(exported):
     assert ops["quant4"]["MatMulNBits"] == ops["quant2"]["MatMulNBits"] == len(matmul_layers)
     assert all(k.startswith("fp32") for n, k in rep["layers"].items() if "depthwise" in n or "conv1" in n
                or "conv2" in n or n.endswith("sequential.2"))
-    combined = rep_kernels = exported["combined"][2]["layers"]
-    assert "int8 DynamicQuantizeMatMul" in combined.values() and "int4 MatMulNBits" in rep_kernels.values()
+    combined = exported["combined"][2]["layers"].values()
+    assert any(k.startswith("int8 DynamicQuantizeMatMul") for k in combined)
+    assert any(k.startswith("int4 MatMulNBits") for k in combined)
 
 
 def test_quantized_conv_weights_are_stored_as_int8_codes(exported):

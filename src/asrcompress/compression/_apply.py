@@ -57,7 +57,8 @@ def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) 
 
 
 @torch.no_grad()
-def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState) -> None:
+def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: LayerState,
+               calibration: torch.Tensor | None = None) -> None:
     handler = handler_for(cfg)
     if handler.structural:
         block = find_block(model, layer)
@@ -66,7 +67,11 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
         state.kept = units.keep.numel()
         return
     for tensor in layer_tensors(model, layer, state):
-        result = handler.compute(handler.view(tensor, state), cfg)
+        view = handler.view(tensor, state)
+        # calibration statistics describe the layer's input: they fit a tensor of that width
+        # (not a low-rank layer's second factor, nor a clustered codebook's view)
+        fits = calibration is not None and view.ndim == 2 and view.shape[1] == calibration.shape[0]
+        result = handler.compute(view, cfg, calibration=calibration) if fits else handler.compute(view, cfg)
         if isinstance(result, (Mask, Values)):
             if isinstance(result, Mask):
                 tensor.mul_(result.keep.view_as(tensor).to(tensor.dtype))
@@ -105,10 +110,11 @@ Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, MethodConfig]]], No
 
 
 Gradients = Callable[[nn.Module], None]
+Calibration = Callable[[nn.Module, list[LayerInfo]], dict[str, torch.Tensor]]
 
 
 def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | None = None,
-                   gradients: Gradients | None = None,
+                   gradients: Gradients | None = None, calibration: Calibration | None = None,
                    ) -> tuple[nn.Module, dict[str, LayerState], list[str]]:
     """A compressed copy of `model` (weights baked in), its per-layer state, and skip notes.
 
@@ -117,6 +123,9 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
     order (after the shapes, before the values), and is required when the policy uses one.
     `gradients(model)` leaves dL/dw in every parameter's `.grad` (a few training batches); it is
     required when a method needs them (the taylor structured-pruning criterion).
+    `calibration(model, layers)` gives each layer's input statistics X X^T / n on calibration
+    audio, computed at the method's place in the order (on the shapes the methods before it
+    left); it is required when a method needs them (GPTQ rounding).
     """
     model = copy.deepcopy(model).eval()
     layers = discover_layers(model)
@@ -128,6 +137,12 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
                           "(give --corpus and distillation settings)")
     graded = [(name, cfg) for name, plan in resolution.plans.items() for cfg in plan.values()
               if handler_for(cfg).needs_gradients(cfg)]
+    calibrated = [(name, cfg) for name, plan in resolution.plans.items() for cfg in plan.values()
+                  if handler_for(cfg).needs_calibration(cfg)]
+    if calibrated and calibration is None:
+        name, cfg = calibrated[0]
+        raise PolicyError(f"{policy.source}: layer {name}: {handler_for(cfg).needs_calibration(cfg)} needs "
+                          "calibration audio (give --corpus)")
     if graded:
         if gradients is None:
             name, cfg = graded[0]
@@ -144,8 +159,10 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
             continue
         # Shapes change under structured pruning and low-rank: look layers up afresh.
         by_name = {l.name: l for l in discover_layers(model)}
+        wanted = [by_name[n] for n in names if method.handler.needs_calibration(resolution.plans[n][method.key])]
+        stats = calibration(model, wanted) if wanted else {}
         for name in names:
-            _apply_one(model, by_name[name], resolution.plans[name][method.key], states[name])
+            _apply_one(model, by_name[name], resolution.plans[name][method.key], states[name], stats.get(name))
     if any(st.bits for st in states.values()):
         round_small_tensors(model)
     model.zero_grad(set_to_none=True)

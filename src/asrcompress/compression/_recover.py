@@ -21,6 +21,7 @@ from torch import nn
 from ._apply import LayerState, compress_model
 from ._configs import DistillConfig
 from ._distill import distill, regularizer, taylor_gradients
+from ._gptq import hessians
 from ._policy import Policy, PolicyError
 from ._registry import handler_for, ordered
 
@@ -85,7 +86,7 @@ def needs_data(policy: Policy) -> str | None:
                 continue
             if any(m.key == key and m.training for m in ordered()):
                 return f"{key} fine-tuning"
-            why = handler_for(cfg).needs_gradients(cfg)
+            why = handler_for(cfg).needs_gradients(cfg) or handler_for(cfg).needs_calibration(cfg)
             if why:
                 return why
     return None
@@ -106,7 +107,8 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     t0 = time.perf_counter()
     reg = regularizer(base, *data, kd, batch_seconds=recovery.batch_seconds) if data and data[0] else None
     grads = taylor_gradients(*data, seed=recovery.seed) if data and data[0] else None
-    student, states, skipped = compress_model(base, policy, reg, grads)
+    calib = hessians(data[0]) if data and data[0] else None
+    student, states, skipped = compress_model(base, policy, reg, grads, calib)
     out = Compressed(student, states, skipped, compress_seconds=time.perf_counter() - t0)
     if not kd.steps or not policy.rules:  # nothing compressed: nothing to recover
         return out

@@ -76,6 +76,11 @@ class Handler:
         batches first), e.g. "structured.criterion taylor"; None when it does not."""
         return None
 
+    def needs_calibration(self, cfg: MethodConfig) -> str | None:
+        """The setting that makes `compute` read calibration statistics (each layer's input
+        X X^T / n, passed as `calibration=`), e.g. "quant.rounding gptq"; None when it does not."""
+        return None
+
     def view(self, tensor: torch.Tensor, state: Any) -> torch.Tensor:
         """The tensor `compute` sees; e.g. a clustered codebook is quantized as one row."""
         return tensor

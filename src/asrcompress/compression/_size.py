@@ -7,7 +7,8 @@ n = values, z = non-zeros, R = rows, C = columns, k = codebook entries):
     csr              ceil(z * b / 8) + z * index_bytes(C) + (R + 1) * 4
     codebook         k * b / 8 + ceil(n * ceil(log2 k) / 8)
     codebook+bitmap  k * b / 8 + ceil(z * ceil(log2 k) / 8) + ceil(n / 8)
-plus per-output-channel scales when quantized (fp16 for linear, one int8 exponent for log).
+plus scales when quantized: fp16 per output row, or per block of `group` inputs of each row, for
+linear; one int8 exponent per row for log.
 Everything not in a compressible layer is stored as is, except that a quantized model's
 biases, norm parameters and BatchNorm statistics are fp16 numbers (`round_small_tensors`) and
 count 2 bytes each. Not counted, in the compressed model or in the fp32 reference: integer
@@ -62,8 +63,12 @@ def layer_storage(st: LayerState | None) -> dict:
     return out
 
 
-def _scale_bytes(rows: int, storage: dict) -> int:
-    return (1 if storage["scales"] == "one" else rows) * storage["scale_bytes"]
+def _scale_bytes(t: torch.Tensor, storage: dict) -> int:
+    """One scale per tensor, per output row, or (`groupG`) per block of G inputs of each row."""
+    rows, cols = t.shape[0], t.numel() // t.shape[0]
+    kind = storage["scales"]
+    count = 1 if kind == "one" else rows * -(-cols // int(kind[5:])) if kind.startswith("group") else rows
+    return count * storage["scale_bytes"]
 
 
 def _other_bytes(model: nn.Module, covered: set[int], quantized: bool) -> int:
@@ -98,7 +103,7 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             covered.add(id(t))
             f = tensor_formats(t.detach(), bits, clusters)
             best = min(f, key=f.get)
-            layer_bytes += f[best] + _scale_bytes(t.shape[0], storage)
+            layer_bytes += f[best] + _scale_bytes(t, storage)
             formats.append(best)
             params += t.numel()
             nonzeros += int(torch.count_nonzero(t))
