@@ -87,6 +87,8 @@ class MethodContract:
         return FAMILIES[self.family]()
 
     def policy(self) -> Policy:
+        if METHODS[self.key].scope == "model":  # a top-level field, not a rule
+            return Policy.from_dict({"version": 1, self.key: self.config})
         return Policy.from_dict({"version": 1, "rules": [{"global": True, self.key: self.config}]})
 
     def regularize(self, teacher):
@@ -99,9 +101,9 @@ class MethodContract:
 
     def calibration(self):
         """Calibration statistics for a method that reads them (GPTQ): the contract's audio."""
-        from asrcompress.compression._gptq import hessians
+        from asrcompress.compression import Calibration
 
-        return hessians(kd_data()[0])
+        return Calibration(kd_data()[0])
 
     def compressed(self, base=None):
         base = base if base is not None else self.base()

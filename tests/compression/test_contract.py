@@ -5,6 +5,18 @@ from asrcompress.compression import METHODS
 from .contract import MethodContract
 
 
+class TestDepthByKl(MethodContract):
+    key, config = "depth", {"blocks_kept": 1}
+
+
+class TestDepthByIndex(MethodContract):
+    key, config = "depth", {"drop": [0]}
+
+
+class TestTucker(MethodContract):
+    key, config = "tucker", {"rank_fraction": 0.5}
+
+
 class TestStructured(MethodContract):
     key, config = "structured", {"ratio": 0.25}
 

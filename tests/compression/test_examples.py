@@ -35,9 +35,9 @@ def test_example_policy_applies(path: Path, base, tmp_path):
     if any(getattr(cfg, "rounding", "nearest") == "gptq" for r in policy.rules for _, cfg in r.methods):
         import numpy as np
 
-        from asrcompress.compression._gptq import hessians
+        from asrcompress.compression import Calibration
 
-        calibration = hessians([np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1])
+        calibration = Calibration([np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1])
     compressed, states, _ = compress_model(base, policy, calibration=calibration)
     report = size_report(compressed, states)
     assert report["ratio"] > 1.2

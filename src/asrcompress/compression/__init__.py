@@ -1,9 +1,12 @@
 """Compression engine: per-layer policies, one module per method (config + handler + search
 choices, registered in `METHODS`), size accounting and recovery."""
 
-from . import _cluster, _lowrank, _prune, _quant, _sparsity_reg, _structured  # noqa: F401  (register the methods)
+from . import _cluster, _depth, _lowrank, _prune, _quant, _sparsity_reg, _structured, _tucker  # noqa: F401  (register)
 from ._apply import LayerState, compress_model, rebuild_structure, states_from_dict, states_to_dict
+from ._calibration import Calibration
 from ._cluster import ClusterConfig
+from ._depth import DepthConfig
+from ._tucker import TuckerConfig
 from ._configs import ConfigError, DistillConfig, MethodConfig
 from ._layers import KINDS, LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
 from ._lowrank import LowRankConfig
@@ -25,7 +28,7 @@ from ._io import apply_structure, read_fp32_bytes, read_states, write_compressio
 from ._run import compress_folder, distill_config, load_kd_data
 
 __all__ = [
-    "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
+    "Calibration", "DepthConfig", "TuckerConfig", "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
     "compress_and_recover", "needs_data", "ConfigError", "DistillConfig",
     "Factors", "Handler", "LayerInfo", "LayerState", "LowRankConfig", "LowRankConv1d", "LowRankLinear",
     "MagnitudePruneConfig", "Mask", "Method", "MethodConfig", "Policy", "PolicyError", "Projection", "QuantConfig",

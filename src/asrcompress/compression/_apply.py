@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ._configs import MethodConfig
-from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
+from ._calibration import Calibration
+from ._configs import ConfigError, MethodConfig
+from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, TuckerConv2d, discover_layers, factor_modules, get_weight
 from ._policy import Policy, PolicyError
 from ._quant import round_small_tensors
-from ._registry import Factors, Mask, Units, Values, handler_for, ordered
+from ._registry import METHODS, Factors, Mask, Tucker, Units, Values, handler_for, ordered
 from ._structured import find_block, shrink
 
 
@@ -49,11 +50,10 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def layer_tensors(model: nn.Module, layer: LayerInfo, state: LayerState | None) -> list[torch.Tensor]:
-    """The stored weight tensors of a layer: one, or the two factors after low-rank."""
-    if state is not None and state.rank is not None:
-        m = model.get_submodule(layer.module_name)
-        return [m.first.weight, m.second.weight]
-    return [get_weight(model, layer)]
+    """The stored weight tensors of a layer: one, or its factors (two after low-rank, three
+    after Tucker-2)."""
+    factors = factor_modules(model.get_submodule(layer.module_name))
+    return [f.weight for f in factors] if factors else [get_weight(model, layer)]
 
 
 @torch.no_grad()
@@ -82,6 +82,16 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
                     setattr(state, k, v)
                 else:
                     state.extra.setdefault(cfg.key, {})[k] = v
+        elif isinstance(result, Tucker):
+            old = model.get_submodule(layer.module_name)
+            new = TuckerConv2d(old, result.core.shape[0], result.core.shape[1])
+            new.reduce.weight.copy_(result.reduce)
+            new.core.weight.copy_(result.core)
+            new.expand.weight.copy_(result.expand)
+            if old.bias is not None:
+                new.expand.bias.copy_(old.bias)
+            _set_module(model, layer.module_name, new.to(tensor.dtype))
+            state.extra.setdefault(cfg.key, {})["ranks"] = [result.core.shape[0], result.core.shape[1]]
         elif isinstance(result, Factors):
             old = model.get_submodule(layer.module_name)
             bias = getattr(old, "bias", None)
@@ -101,7 +111,8 @@ def _penalised_tensors(model: nn.Module, names: list[str], plans: dict, states: 
     for name in names:
         layer, cfg = by_name[name], plans[name][key]
         m = model.get_submodule(layer.module_name)
-        pairs = [(m.first, "weight"), (m.second, "weight")] if states[name].rank else [(m, layer.param_name)]
+        factors = factor_modules(m)
+        pairs = [(f, "weight") for f in factors] if factors else [(m, layer.param_name)]
         out += [(mod, pname, cfg) for mod, pname in pairs]
     return out
 
@@ -110,7 +121,6 @@ Regularize = Callable[[nn.Module, list[tuple[nn.Module, str, MethodConfig]]], No
 
 
 Gradients = Callable[[nn.Module], None]
-Calibration = Callable[[nn.Module, list[LayerInfo]], dict[str, torch.Tensor]]
 
 
 def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | None = None,
@@ -123,14 +133,18 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
     order (after the shapes, before the values), and is required when the policy uses one.
     `gradients(model)` leaves dL/dw in every parameter's `.grad` (a few training batches); it is
     required when a method needs them (the taylor structured-pruning criterion).
-    `calibration(model, layers)` gives each layer's input statistics X X^T / n on calibration
-    audio, computed at the method's place in the order (on the shapes the methods before it
-    left); it is required when a method needs them (GPTQ rounding).
+    `calibration` (a `Calibration` of a few utterances) gives each layer's input statistics
+    X X^T / n, computed at the method's place in the order (on the shapes the methods before it
+    left), and the model's outputs; it is required when a method needs them (GPTQ rounding,
+    depth pruning by KL).
     """
     model = copy.deepcopy(model).eval()
+    model_state = _apply_model_methods(model, policy, calibration)  # before any rule: blocks may go
     layers = discover_layers(model)
     resolution = policy.resolve(layers, model)
     states = {name: LayerState(kind=next(l.kind for l in layers if l.name == name)) for name in resolution.plans}
+    if model_state is not None:
+        states[MODEL_STATE] = model_state
     training = [m.key for m in ordered() if m.training and any(m.key in p for p in resolution.plans.values())]
     if training and regularize is None:
         raise PolicyError(f"{policy.source}: {training[0]} trains the model, so it needs training data "
@@ -160,7 +174,7 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
         # Shapes change under structured pruning and low-rank: look layers up afresh.
         by_name = {l.name: l for l in discover_layers(model)}
         wanted = [by_name[n] for n in names if method.handler.needs_calibration(resolution.plans[n][method.key])]
-        stats = calibration(model, wanted) if wanted else {}
+        stats = calibration.hessians(model, wanted) if wanted else {}
         for name in names:
             _apply_one(model, by_name[name], resolution.plans[name][method.key], states[name], stats.get(name))
     if any(st.bits for st in states.values()):
@@ -169,14 +183,44 @@ def compress_model(model: nn.Module, policy: Policy, regularize: Regularize | No
     return model.eval(), states, resolution.skipped
 
 
+MODEL_STATE = "model"  # the state entry of model-scope methods (depth pruning), beside the layers'
+
+
+def _apply_model_methods(model: nn.Module, policy: Policy, calibration: Calibration | None) -> LayerState | None:
+    """Carry out the policy's model-scope methods (registry order); their records, for loading."""
+    if not policy.model_methods:
+        return None
+    state = LayerState(kind="model")
+    planned = dict(policy.model_methods)
+    for method in (m for m in ordered() if m.key in planned):
+        cfg = planned[method.key]
+        why = method.handler.needs_calibration(cfg)
+        if why and calibration is None:
+            raise PolicyError(f"{policy.source}: {why} needs calibration audio (give --corpus)")
+        try:
+            record = method.handler.plan_model(model, cfg, calibration)
+        except ConfigError as e:
+            raise PolicyError(f"{policy.source}: {e}") from None
+        method.handler.apply_model(model, record)
+        state.extra[method.key] = record
+    return state
+
+
 def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Module:
     """Give a fresh base model the shapes of a compressed one, so its weights load exactly."""
+    if MODEL_STATE in states:
+        for key, record in states[MODEL_STATE].extra.items():
+            METHODS[key].handler.apply_model(model, record)
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
-        if st.kept is not None:
+        if st.kept is not None and name in layers:
             shrink(find_block(model, layers[name]), torch.arange(st.kept))
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
+        ranks = st.extra.get("tucker", {}).get("ranks")
+        if ranks:
+            _set_module(model, layers[name].module_name,
+                        TuckerConv2d(model.get_submodule(layers[name].module_name), *ranks))
         if st.rank is not None:
             layer = layers[name]
             bias = getattr(model.get_submodule(layer.module_name), "bias", None) is not None

@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 from ..models import log_probs
 from ._apply import LayerState
 from ._configs import DistillConfig, MethodConfig
-from ._layers import discover_layers
+from ._layers import discover_layers, factor_modules
 from ._quant import round_small_tensors
 from ._registry import Projection, handler_for, ordered
 
@@ -74,7 +74,8 @@ def _owners(model: nn.Module, states: dict[str, LayerState]) -> list[tuple[nn.Mo
         if st is None:
             continue
         m = model.get_submodule(layer.module_name)
-        pairs = [(m.first, "weight"), (m.second, "weight")] if st.rank is not None else [(m, layer.param_name)]
+        factors = factor_modules(m)
+        pairs = [(f, "weight") for f in factors] if factors else [(m, layer.param_name)]
         for module, pname in pairs:
             weight = getattr(module, pname)
             projections = [p for p in (meth.handler.keep(weight, st) for meth in ordered()) if p is not None]

@@ -10,17 +10,10 @@ column order before the walk ("static groups"), so the grid is the one the expor
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
 import torch
-from torch import nn
-
-from ._layers import LayerInfo
 
 DAMP = 0.01
 BATCH = 128
-CALIBRATION_UTTERANCES = 64
 
 
 @torch.no_grad()
@@ -58,48 +51,3 @@ def gptq(w2d: torch.Tensor, hessian: torch.Tensor, bits: int, group: int = 0) ->
     out = torch.empty_like(Q)
     out[:, perm] = Q
     return out.to(w2d.dtype)
-
-
-def hessians(waves: list[np.ndarray], utterances: int = CALIBRATION_UTTERANCES,
-             ) -> Callable[[nn.Module, list[LayerInfo]], dict[str, torch.Tensor]]:
-    """A function giving, for the model as it stands, each listed layer's X X^T / n over its
-    inputs on the first `utterances` calibration utterances (one at a time, as deployed).
-    Layers whose input is not a plain row of features (a k > 1 convolution) get none, and are
-    rounded to nearest."""
-    from ..models import log_probs
-
-    @torch.no_grad()
-    def run(model: nn.Module, layers: list[LayerInfo]) -> dict[str, torch.Tensor]:
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        hooks = []
-
-        def add(name: str, x: torch.Tensor) -> None:
-            x = x.detach().double().reshape(-1, x.shape[-1])  # (rows, in)
-            sums[name] = sums.get(name, 0) + x.T @ x
-            counts[name] = counts.get(name, 0) + x.shape[0]
-
-        for layer in layers:
-            module = model.get_submodule(layer.module_name)
-            if layer.kind == "MultiheadAttention":  # in_proj sees the query (T, N, d)
-                hooks.append(module.register_forward_pre_hook(
-                    lambda m, args, kwargs, n=layer.name: add(n, (args[0] if args else kwargs["query"])),
-                    with_kwargs=True))
-            elif layer.kind == "Linear" and isinstance(module, nn.Linear):
-                hooks.append(module.register_forward_pre_hook(lambda m, a, n=layer.name: add(n, a[0])))
-            elif layer.kind == "Conv1d" and isinstance(module, nn.Conv1d) and module.kernel_size == (1,) \
-                    and module.groups == 1:  # pointwise: (N, C, T) -> rows of C
-                hooks.append(module.register_forward_pre_hook(lambda m, a, n=layer.name: add(n, a[0].transpose(1, 2))))
-        training = model.training
-        model.eval()
-        try:
-            for w in waves[:utterances]:
-                x = torch.from_numpy(np.asarray(w, dtype=np.float32) / (32767.0 if w.dtype == np.int16 else 1.0))
-                log_probs(model, x[None], torch.tensor([x.numel()]))
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(training)
-        return {n: (s / counts[n]).float() for n, s in sums.items()}
-
-    return run

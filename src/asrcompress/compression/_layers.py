@@ -67,6 +67,37 @@ class LowRankConv1d(nn.Module):
         return self.second(self.first(x))
 
 
+class TuckerConv2d(nn.Module):
+    """A 2-D conv as Tucker-2 factors (Kim et al., ICLR 2016): 1x1 reduce to r_in channels,
+    the k x k core (the original stride and padding) to r_out, 1x1 expand.
+    (N, C_in, H, W) -> (N, r_in, H, W) -> (N, r_out, H', W') -> (N, C_out, H', W')."""
+
+    def __init__(self, conv: nn.Conv2d, r_out: int, r_in: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(conv.in_channels, r_in, 1, bias=False)
+        self.core = nn.Conv2d(r_in, r_out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                              dilation=conv.dilation, bias=False)
+        self.expand = nn.Conv2d(r_out, conv.out_channels, 1, bias=conv.bias is not None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.core(self.reduce(x)))
+
+    def factors(self) -> list[nn.Module]:
+        return [self.reduce, self.core, self.expand]
+
+
+FACTORED = (LowRankLinear, LowRankConv1d, TuckerConv2d)
+
+
+def factor_modules(module: nn.Module) -> list[nn.Module] | None:
+    """The modules whose weights a factored layer stores (None for a plain layer)."""
+    if isinstance(module, TuckerConv2d):
+        return module.factors()
+    if isinstance(module, (LowRankLinear, LowRankConv1d)):
+        return [module.first, module.second]
+    return None
+
+
 def _kind(module: nn.Module) -> str | None:
     if isinstance(module, nn.Linear):
         return "Linear"
@@ -92,6 +123,11 @@ def discover_layers(model: nn.Module) -> list[LayerInfo]:
             kind = "Linear" if isinstance(module, LowRankLinear) else "Conv1d"
             shape = (module.second.weight.shape[0], module.first.weight.shape[1])
             layers.append(LayerInfo(mname, kind, mname, "weight", shape))
+            continue
+        if isinstance(module, TuckerConv2d):  # counted as the conv it replaces
+            factored.append(mname)
+            shape = (module.expand.out_channels, module.reduce.in_channels, *module.core.kernel_size)
+            layers.append(LayerInfo(mname, "Conv2d", mname, "weight", shape))
             continue
         kind = _kind(module)
         if kind is None or torch.nn.utils.parametrize.is_parametrized(module):

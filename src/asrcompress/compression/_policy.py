@@ -60,6 +60,7 @@ class Policy:
     distill: DistillConfig | None = None
     version: int = POLICY_VERSION
     source: str = field(default="policy", compare=False)  # named in resolution errors
+    model_methods: tuple[tuple[str, MethodConfig], ...] = ()  # top-level fields of model-scope methods
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -69,7 +70,10 @@ class Policy:
             for key, cfg in r.methods:
                 d[key] = None if cfg is None else _cfg_to_dict(cfg)
             rules.append(d)
-        out: dict = {"version": self.version, "rules": rules}
+        out: dict = {"version": self.version}
+        for key, cfg in self.model_methods:
+            out[key] = _cfg_to_dict(cfg)
+        out["rules"] = rules
         if self.distill is not None:
             out["distill"] = _cfg_to_dict(self.distill)
         return out
@@ -80,19 +84,22 @@ class Policy:
         a user's policy file must name something to do."""
         if not isinstance(d, dict):
             raise PolicyError(f"{source}: must be a mapping with 'version' and 'rules'")
-        unknown = set(d) - {"version", "rules", "distill"}
+        model_keys = [m.key for m in ordered() if m.scope == "model"]
+        unknown = set(d) - {"version", "rules", "distill", *model_keys}
         if unknown:
             raise PolicyError(f"{source}: unknown top-level field(s) {sorted(unknown)}")
         if d.get("version") != POLICY_VERSION:
             raise PolicyError(f"{source}: field 'version' must be {POLICY_VERSION} (got {d.get('version')!r})")
-        raw_rules = d.get("rules")
-        if not isinstance(raw_rules, list) or (not raw_rules and not allow_empty):
+        model_methods = tuple((k, _parse_cfg(METHODS[k].config, d[k], f"{source}: {k}"))
+                              for k in model_keys if d.get(k) is not None)
+        raw_rules = d.get("rules", [] if model_methods else None)
+        if not isinstance(raw_rules, list) or (not raw_rules and not (allow_empty or model_methods)):
             raise PolicyError(f"{source}: field 'rules' must be a non-empty list")
         rules = tuple(_parse_rule(r, i, source) for i, r in enumerate(raw_rules))
         distill = None
         if d.get("distill") is not None:
             distill = _parse_cfg(DistillConfig, d["distill"], f"{source}: distill")
-        return cls(rules, distill, source=source)
+        return cls(rules, distill, source=source, model_methods=model_methods)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -174,7 +181,8 @@ VERSION_FIELD = "_version"  # a written config carries its config's version (its
 
 
 def _cfg_to_dict(cfg: MethodConfig) -> dict:
-    return {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, VERSION_FIELD: cfg.VERSION}
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (YAML and JSON lists)
+    return {**{f.name: plain(getattr(cfg, f.name)) for f in fields(cfg)}, VERSION_FIELD: cfg.VERSION}
 
 
 def _parse_cfg(cls: type[MethodConfig], raw: object, where: str) -> MethodConfig:
@@ -226,8 +234,10 @@ def _parse_rule(raw: object, index: int, source: str) -> Rule:
     for key, cfg_raw in raw.items():
         if key == selector:
             continue
-        if key not in METHODS:
-            raise PolicyError(f"{where}: unknown field {key!r}; methods are {', '.join(m.key for m in ordered())}")
+        if key not in METHODS or METHODS[key].scope != "layer":
+            where_it_goes = " (a top-level field of the policy)" if key in METHODS else ""
+            raise PolicyError(f"{where}: unknown field {key!r}{where_it_goes}; methods are "
+                              f"{', '.join(m.key for m in ordered() if m.scope == 'layer')}")
         cls = METHODS[key].config
         methods.append((key, None if cfg_raw is None else _parse_cfg(cls, cfg_raw, f"{where}, {key}")))
     if not methods:

@@ -21,7 +21,7 @@ from torch import nn
 from ._apply import LayerState, compress_model
 from ._configs import DistillConfig
 from ._distill import distill, regularizer, taylor_gradients
-from ._gptq import hessians
+from ._calibration import Calibration
 from ._policy import Policy, PolicyError
 from ._registry import handler_for, ordered
 
@@ -80,6 +80,10 @@ def needs_data(policy: Policy) -> str | None:
     """Why the policy needs training data (None when it does not)."""
     if policy.distill is not None and policy.distill.steps:
         return "distillation recovery"
+    for key, cfg in policy.model_methods:
+        why = handler_for(cfg).needs_calibration(cfg)
+        if why:
+            return why
     for rule in policy.rules:
         for key, cfg in rule.methods:
             if cfg is None:
@@ -107,7 +111,7 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     t0 = time.perf_counter()
     reg = regularizer(base, *data, kd, batch_seconds=recovery.batch_seconds) if data and data[0] else None
     grads = taylor_gradients(*data, seed=recovery.seed) if data and data[0] else None
-    calib = hessians(data[0]) if data and data[0] else None
+    calib = Calibration(data[0]) if data and data[0] else None
     student, states, skipped = compress_model(base, policy, reg, grads, calib)
     out = Compressed(student, states, skipped, compress_seconds=time.perf_counter() - t0)
     if not kd.steps or not policy.rules:  # nothing compressed: nothing to recover

@@ -47,6 +47,13 @@ class Factors:
 
 
 @dataclass
+class Tucker:
+    reduce: torch.Tensor  # (r_in, C_in, 1, 1)
+    core: torch.Tensor  # (r_out, r_in, k, k)
+    expand: torch.Tensor  # (C_out, r_out, 1, 1)
+
+
+@dataclass
 class Units:
     keep: torch.Tensor  # sorted indices of the block's units (neurons, heads, channels) to keep
 
@@ -91,6 +98,14 @@ class Handler:
     def compute_block(self, block: Any, cfg: MethodConfig) -> Units:
         raise NotImplementedError
 
+    def plan_model(self, model: torch.nn.Module, cfg: MethodConfig, calibration: Any) -> dict:
+        """A model-scope method: what to do to the whole model, as a record (kept in
+        compression.json) that `apply_model` carries out, now and when the model is loaded."""
+        raise NotImplementedError
+
+    def apply_model(self, model: torch.nn.Module, record: dict) -> None:
+        raise NotImplementedError
+
     def storage(self, state: Any) -> dict | None:
         """How this method changes the way a layer's tensors are stored (`_size` merges these in
         method order): "bits" per stored value, "codebook" entries, "scale_bytes" per scale and
@@ -130,6 +145,7 @@ class Method:
     example: dict = field(default_factory=dict)  # a valid config, to check a modifier choice against
     training: bool = False  # applied by a training step (`regularize`), not by `compute`
     uniform: dict[str, list[dict]] = field(default_factory=dict)  # bench: label -> policy rules
+    scope: str = "layer"  # "model": a policy's top-level field (`plan_model`), not a per-layer rule
 
 
 METHODS: dict[str, Method] = {}
@@ -137,13 +153,16 @@ HANDLERS: dict[type[MethodConfig], Handler] = {}
 
 
 def register(config: type[MethodConfig], order: int, choices: dict[str, Choice] | None = None,
-             example: dict | None = None, training: bool = False, uniform: dict[str, list[dict]] | None = None):
+             example: dict | None = None, training: bool = False, uniform: dict[str, list[dict]] | None = None,
+             scope: str = "layer"):
     """Class decorator for a handler: registers its method under `config.key`."""
+    if scope not in ("layer", "model"):
+        raise ValueError(f"method {config.key}: scope {scope!r} is not one of layer, model")
 
     def deco(handler_cls: type[Handler]) -> type[Handler]:
         handler = handler_cls()
         method = Method(config.key, config, handler, order, dict(choices or {}), dict(example or {}), training,
-                        dict(uniform or {}))
+                        dict(uniform or {}), scope)
         clash = [k for m in METHODS.values() if m.key != method.key for k in m.choices if k in method.choices]
         if clash:
             raise ValueError(f"method {method.key}: search choice {clash[0]!r} is already another method's")

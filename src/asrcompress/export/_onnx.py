@@ -87,9 +87,13 @@ def _quantized_weights(model: nn.Module, states: dict[str, LayerState]) -> dict[
 def _quantized_convs(model: nn.Module, states: dict[str, LayerState]) -> dict[tuple, tuple[str, int, int]]:
     """Conv weight value key (its own shape) -> (layer name, bits, group) for linearly quantized
     Conv layers. Pointwise Conv1d layers run as MatMuls (DeployModel) and are matched there instead."""
-    return {_key(t.detach().numpy()): (layer.name, lowering(st)["grid_bits"], lowering(st).get("group", 0))
-            for layer, st, tensors in _linear_quantized(model, states) if layer.kind in ("Conv1d", "Conv2d")
-            for t in tensors}
+    out = {}
+    for layer, st, tensors in _linear_quantized(model, states):
+        if layer.kind in ("Conv1d", "Conv2d"):
+            for i, t in enumerate(tensors):  # a factored conv (Tucker-2) has three, named apart
+                name = f"{layer.name}.factor{i}" if len(tensors) > 1 else layer.name
+                out[_key(t.detach().numpy())] = (name, lowering(st)["grid_bits"], lowering(st).get("group", 0))
+    return out
 
 
 def _store_conv_weights(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, int, int]]) -> dict[str, str]:
@@ -107,8 +111,8 @@ def _store_conv_weights(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, i
             new_inits += tensors
             node.input[1] = out
             stored = 2 if hit[1] == 2 else 4 if hit[1] <= 4 else 8
-            kernels[hit[0]] = (f"fp32 Conv on int{stored}-stored weights ("
-                               + (f"block {hit[2]} scales)" if hit[2] else "row scales)"))
+            kernels[hit[0].split(".factor")[0]] = (f"fp32 Conv on int{stored}-stored weights ("
+                                                   + (f"block {hit[2]} scales)" if hit[2] else "row scales)"))
         new_nodes.append(node)
     del graph.node[:]
     graph.node.extend(new_nodes)
@@ -288,6 +292,8 @@ def export_onnx(model: nn.Module, states: dict[str, LayerState] | None, out: Pat
         _verify(model, tmp_out, int8=any("Dynamic" in k or "IntegerToFloat" in k for k in kernels.values()))
     layers = {}
     for name, st in states.items():
+        if st.kind == "model":  # model-scope methods (depth): nothing for a kernel to run
+            continue
         low = lowering(st)
         if name in kernels:
             layers[name] = kernels[name]

@@ -168,6 +168,15 @@ class AcousticModel:
         """The blocks structured methods may cut (empty: none)."""
         return []
 
+    def depth_blocks(self, model: nn.Module) -> list[str]:
+        """Module paths of the residual blocks depth pruning may bypass, in order (empty: none)."""
+        return []
+
+    def bypass(self, model: nn.Module, path: str) -> None:
+        """Replace the block at `path` by one that passes its input through (the model's depth
+        shrinks; the other blocks keep their names)."""
+        raise NotImplementedError(f"{self.name}: depth pruning is not supported")
+
     def not_deployed(self, model: nn.Module) -> tuple[str, ...]:
         """State-dict prefixes the deployed graph does not hold (e.g. the filterbank the app derives)."""
         return ()

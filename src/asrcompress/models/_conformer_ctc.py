@@ -93,6 +93,13 @@ class ConformerCTC(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class Bypassed(nn.Module):
+    """A dropped Conformer block: (T, N, d) in, the same out (depth pruning)."""
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        return x
+
+
 class _Deploy(nn.Module):
     """(1, T, F) log-mel features -> (1, T', V) log-probabilities, T' = ((T-1)//2 - 1)//2."""
 
@@ -104,7 +111,8 @@ class _Deploy(nn.Module):
         x, _ = self.subsampling(feats, torch.ones(1, dtype=torch.long))  # (1, T, F) -> (1, T', d)
         x = x.transpose(0, 1)  # (T', 1, d): torchaudio's layers are sequence-first
         for layer in self.layers:
-            x = layer(x, None)  # one utterance: no padding mask
+            if not isinstance(layer, Bypassed):  # a dropped block leaves no node in the graph
+                x = layer(x, None)  # one utterance: no padding mask
         return self.head(x.transpose(0, 1)).log_softmax(dim=-1)
 
 
@@ -143,6 +151,13 @@ class ConformerCTCAdapter(AcousticModel):
             out.append(BlockSpec("conv", f"{layer}.conv_module.sequential",
                                  {"first": "0", "depthwise": "2", "norm": "3", "second": "5"}))
         return out
+
+    def depth_blocks(self, model: ConformerCTC) -> list[str]:
+        return [f"encoder.conformer_layers.{i}" for i, b in enumerate(model.encoder.conformer_layers)
+                if not isinstance(b, Bypassed)]
+
+    def bypass(self, model: ConformerCTC, path: str) -> None:
+        model.encoder.conformer_layers[int(path.rsplit(".", 1)[1])] = Bypassed()
 
     def not_deployed(self, model: ConformerCTC) -> tuple[str, ...]:
         # The graph takes log-mel features: the app derives the filterbank and window from the
