@@ -31,16 +31,16 @@ def test_example_policy_applies(path: Path, base, tmp_path):
         # It trains on a corpus (covered in test_methods); here: it resolves on the base model.
         policy.resolve(discover_layers(base), base)
         return
-    calibration = None
-    if any(getattr(cfg, "rounding", "nearest") == "gptq" for r in policy.rules for _, cfg in r.methods):
-        import numpy as np
+    import numpy as np
 
-        from asrcompress.compression import Calibration
+    from asrcompress.compression import Calibration
 
-        calibration = Calibration([np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1])
+    # calibration audio for the one-shot methods that read it (GPTQ, depth by KL); noise will do here
+    calibration = Calibration([np.random.default_rng(i).standard_normal(16_000).astype(np.float32) * 0.1
+                               for i in range(2)])
     compressed, states, _ = compress_model(base, policy, calibration=calibration)
-    report = size_report(compressed, states)
-    assert report["ratio"] > 1.2
+    report = size_report(compressed, states, size_report(base)["total_bytes"])
+    assert report["ratio"] > 1.0  # every example stores less (a speed lever, Tucker-2 of one conv, a little)
     if path.name == "int8.yaml":
         assert report["ratio"] >= 3.9  # issue 3, acceptance 2
     if path.name == "combined.yaml":
