@@ -30,8 +30,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 cat /tmp/corpus/corpus.json
 left=$(python3 -c "print(round(($minutes*60 - $SECONDS)/60, 2))")
 echo "synthesis done at ${SECONDS}s; training for at most $left min"
+warp=$([ "$generator" = 2 ] && echo 0.1 || echo 0)  # generator 2: vocal-tract-length perturbation too
 python3 -m asrcompress.cli train --corpus /tmp/corpus --out /tmp/model --epochs "$epochs" \
-  --max-minutes "$left" --no-finalize || echo "train exit $?"
+  --max-minutes "$left" --warp "$warp" --no-finalize || echo "train exit $?"
 mkdir -p "$out"
 # An unfinished run (time budget reached) stays in train's resumable staging folder.
 [ -d /tmp/model ] || { [ -d /tmp/.model.partial ] && ln -sfn /tmp/.model.partial /tmp/model; }

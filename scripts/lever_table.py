@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--kd-utterances", type=int, default=2000)
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-latency", action="store_true", help="build and score only (time them in a later, quiet run)")
     a = ap.parse_args()
     model_dir = a.model or base_model()
     state = State(a.workdir, {"model": str(model_dir)})
@@ -50,7 +51,7 @@ def main() -> None:
     rows = []
     for spec in a.policy:
         name, _, steps = spec.partition(":")
-        label = name + (f" + {steps} KD steps" if steps else "")
+        label = Path(name).stem + (f" + {steps} KD steps" if steps else "")
         out = a.workdir / label.replace(" ", "_").replace("+", "kd")
         if not (out / "model.onnx").is_file():
             policy = Policy.load(resolve("policy", Path(name)))
@@ -77,6 +78,9 @@ def main() -> None:
     base_err = score_point(state, base_onnx, onnx_emissions(base_onnx, spec), test)
     for r in rows:
         r["errors"] = score_point(state, r["file"], onnx_emissions(r["file"], spec), test)
+    if a.no_latency:
+        print("built and scored; run again without --no-latency, on a quiet machine, to time them")
+        return
     lat, load = onnx_latencies([base_onnx, *[r["file"] for r in rows]], print)
     stored = onnx_stored_bytes(base_onnx)
     words = sum(test.words)

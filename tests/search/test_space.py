@@ -71,7 +71,7 @@ def _doc() -> dict:
     (lambda d: d.update(colour="red"), "unknown key 'colour'"),
     (lambda d: d["groups"][0].update(bogus=1), "groups[0]: unknown key 'bogus'"),
     (lambda d: d["groups"][0].update(structured=[0.95]), "'structured' choice 0.95 is out of range"),
-    (lambda d: d["groups"][2].update(bits=[7]), "'bits' choice 7"),
+    (lambda d: d["groups"][2].update(bits=[9]), "'bits' choice 9"),
     (lambda d: d["groups"][2].update(bits="8"), "'bits' must be a non-empty list"),
     (lambda d: d["groups"][2].update(sparsity=["half"]), "'sparsity' choice 'half'"),
     (lambda d: d["groups"][0].pop("structured"), "groups[0]: chooses nothing"),

@@ -70,6 +70,7 @@ def ort_static(fp32: Path, out: Path, inputs: list[np.ndarray], input_name: str,
 def ort_nbits(fp32: Path, out: Path, block_size: int, accuracy_level: int) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # a line per node
     q = MatMulNBitsQuantizer(onnx.load(str(fp32)), block_size=block_size, accuracy_level=accuracy_level)
     q.process()
     q.model.save_model_to_file(str(out), use_external_data_format=False)
