@@ -13,3 +13,17 @@ def test_mark_pareto_writes_only_changed_tags(tmp_path):
     assert tr.mark_pareto({1, 2}) == 3
     tags = {n: tr.client.get_run(r).data.tags["pareto"] for n, r in runs.items()}
     assert tags == {0: "false", 1: "true", 2: "true", 3: "false"}
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """MLflow creates its schema without a lock; four processes opening one new store at once
+    (a driver and its workers) must not lose one to "table ... already exists"."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from asrcompress.tracking import Tracker; "
+            f"Tracker('sqlite:///{tmp_path / 'm.db'}', sys.argv[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"s{i}"], stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-800:] for e in errors)

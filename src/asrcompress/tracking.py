@@ -29,9 +29,20 @@ def tracking_uri(flag: str | None = None) -> str:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):  # sqlite:///rel/path or sqlite:////abs/path
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///"):  # sqlite:///rel/path or sqlite:////abs/path
+        return MlflowClient(tracking_uri=uri)
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow creates its schema on first use without a lock: two processes opening a new
+    # SQLite store at once (workers, a Ray trainable and its driver) race, and the loser dies
+    # on "table ... already exists". One process at a time creates or upgrades it.
+    with open(db.with_name(db.name + ".init.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    return client
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
