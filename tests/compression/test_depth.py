@@ -76,3 +76,19 @@ def test_bad_depth_settings_name_the_field(doc, match):
 def test_ranking_by_kl_needs_calibration_audio():
     with pytest.raises(PolicyError, match="depth.blocks_kept .* needs calibration audio"):
         compress_model(FAMILIES["conformer"](), Policy.from_dict({"version": 1, "depth": {"blocks_kept": 1}}))
+
+
+def test_a_depth_only_policy_is_distilled():
+    """A policy with no per-layer rule still compressed the model: its distillation runs."""
+    from asrcompress.compression import compress_and_recover
+
+    from .contract import kd_data
+
+    base = FAMILIES["conformer"]()
+    policy = Policy.from_dict({"version": 1, "depth": {"drop": [0]},
+                               "distill": {"steps": 2, "lr": 1e-3, "temperature": 2.0, "alpha": 0.5}})
+    plain = compress_model(base, Policy.from_dict({"version": 1, "depth": {"drop": [0]}}))[0]
+    out = compress_and_recover(base, policy, kd_data())
+    assert out.distill is not None and out.distill["steps"] == 2
+    w = "encoder.conformer_layers.1.ffn1.sequential.1.weight"
+    assert not torch.equal(out.model.state_dict()[w], plain.state_dict()[w])

@@ -114,7 +114,7 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     calib = Calibration(data[0]) if data and data[0] else None
     student, states, skipped = compress_model(base, policy, reg, grads, calib)
     out = Compressed(student, states, skipped, compress_seconds=time.perf_counter() - t0)
-    if not kd.steps or not policy.rules:  # nothing compressed: nothing to recover
+    if not kd.steps or not (policy.rules or policy.model_methods):  # nothing compressed: nothing to recover
         return out
     before = copy.deepcopy(student.state_dict())
     score_before = monitor.score(student)
