@@ -21,6 +21,7 @@ def cluster():
     c.shutdown()
 
 
+@pytest.mark.slow  # 60 s; runs in `make test-reliability` with the other Ray tests
 def test_ray_search_on_two_nodes(env, cluster):  # noqa: F811
     from optuna.trial import TrialState
 
