@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--kd-utterances", type=int, default=2000)
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--no-latency", action="store_true", help="build and score only (time them in a later, quiet run)")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved timing rounds (the median is reported)")
+    ap.add_argument("--no-latency", action="store_true", help="build and score only, no timing (time them in a later, quiet run)")
     a = ap.parse_args()
     model_dir = a.model or base_model()
     state = State(a.workdir, {"model": str(model_dir)})
@@ -78,28 +79,27 @@ def main() -> None:
     base_err = score_point(state, base_onnx, onnx_emissions(base_onnx, spec), test)
     for r in rows:
         r["errors"] = score_point(state, r["file"], onnx_emissions(r["file"], spec), test)
-    if a.no_latency:
-        print("built and scored; run again without --no-latency, on a quiet machine, to time them")
-        return
-    lat, load = onnx_latencies([base_onnx, *[r["file"] for r in rows]], print)
+    lat, load = ([None] * (len(rows) + 1), None) if a.no_latency else \
+        onnx_latencies([base_onnx, *[r["file"] for r in rows]], print, rounds=a.rounds)
     stored = onnx_stored_bytes(base_onnx)
     words = sum(test.words)
     doc = {"command": " ".join(["scripts/lever_table.py", *sys.argv[1:]]), "test": str(test.manifest),
-           "utterances": len(test.refs), "load_average_when_timed": load,
+           "utterances": len(test.refs), "load_average_when_timed": load, "rounds": None if a.no_latency else a.rounds,
            "base": {"wer": {d: sum(e) / words for d, e in base_err.items()}, "bytes": stored,
-                    "latency_ms": {f"{s:g}s": lat[0][s] for s in LATENCY_SECONDS}}, "rows": []}
+                    "latency_ms": lat[0] and {f"{s:g}s": lat[0][s] for s in LATENCY_SECONDS}}, "rows": []}
     print(f"base: WER {100 * doc['base']['wer']['deployed']:.2f}% deployed, {100 * doc['base']['wer']['greedy']:.2f}% "
-          f"greedy; {stored / 1e6:.2f} MB; {lat[0][8.0]:.1f} ms at 8 s (load {load:.2f})")
+          f"greedy; {stored / 1e6:.2f} MB" + ("" if a.no_latency else f"; {lat[0][8.0]:.1f} ms at 8 s (load {load:.2f})"))
     for r, t in zip(rows, lat[1:]):
         row = {"label": r["label"], "bytes_ratio": stored / onnx_stored_bytes(r["file"]),
-               "speedup_8s": lat[0][8.0] / t[8.0], "speedup_2s": lat[0][2.0] / t[2.0]}
+               "speedup_8s": t and lat[0][8.0] / t[8.0], "speedup_2s": t and lat[0][2.0] / t[2.0]}
         for d in ("deployed", "greedy"):
             ratio, ci = wer_ratio_ci(base_err[d], r["errors"][d], test.words)
             row[d] = {"wer": sum(r["errors"][d]) / words, "ratio": ratio, "ci": ci}
         doc["rows"].append(row)
+        speed = "not timed" if t is None else f"{row['speedup_8s']:.2f}x / {row['speedup_2s']:.2f}x faster (8 s / 2 s)"
         print(f"{r['label']:38s} WER x{row['deployed']['ratio']:.3f} [{row['deployed']['ci'][0]:.3f}, "
               f"{row['deployed']['ci'][1]:.3f}] deployed, x{row['greedy']['ratio']:.3f} greedy; "
-              f"{row['bytes_ratio']:.2f}x smaller; {row['speedup_8s']:.2f}x / {row['speedup_2s']:.2f}x faster (8 s / 2 s)")
+              f"{row['bytes_ratio']:.2f}x smaller; {speed}")
     if a.out:
         a.out.write_text(json.dumps(doc, indent=1) + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -165,7 +166,38 @@ def ui(
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if uri.startswith("sqlite:"):
         cmd += ["--default-artifact-root", str(Path(ARTIFACTS).resolve())]
-    raise typer.Exit(subprocess.call(cmd))
+    # MLflow's server forks uvicorn workers, a job runner and queue consumers; stopping only
+    # its first process left those running (and holding ~4 GB). It gets a process group of its
+    # own, and whatever ends this command (exit, Ctrl-C, SIGTERM) ends the whole group.
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        rc = 130
+    finally:
+        stop_group(proc)
+    raise typer.Exit(rc)
+
+
+def stop_group(proc: "subprocess.Popen", grace_s: float = 10.0) -> None:
+    """SIGTERM to the process group led by `proc`, then SIGKILL to what is left after `grace_s`."""
+    import os
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + grace_s
+        while time.time() < deadline:
+            proc.poll()  # reap the leader, or the group never looks empty
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 @app.command("export")

@@ -80,8 +80,9 @@ def as_grid(w2d: np.ndarray, bits: int, group: int = 0, tol: float = 1e-2) -> Gr
                       bits, group)
 
 
-def int8_matmul(name: str, a: str, y: str, g: GridWeight) -> tuple[list, list]:
-    """Y = A @ W^T with W on a per-row int8-representable grid: signed weights for <= 7 bits."""
+def int8_matmul(name: str, a: str, y: str, g: GridWeight, bias: str | None = None) -> tuple[list, list]:
+    """Y = A @ W^T (+ bias) with W on a per-row int8-representable grid: signed weights for <= 7
+    bits. The bias goes into the op: ORT fuses no Add into a DynamicQuantizeMatMul it is given."""
     n = g.codes.shape[0]
     signed = g.bits <= 7
     codes = g.codes.T.astype(np.int8) if signed else (g.codes.T + 128).astype(np.uint8)  # (K, N)
@@ -89,7 +90,7 @@ def int8_matmul(name: str, a: str, y: str, g: GridWeight) -> tuple[list, list]:
     s = numpy_helper.from_array(g.scales, f"{name}.scale")
     z = numpy_helper.from_array(np.zeros(n, dtype=np.int8) if signed else np.full(n, 128, dtype=np.uint8),
                                 f"{name}.zero_point")
-    node = helper.make_node("DynamicQuantizeMatMul", [a, b.name, s.name, z.name], [y],
+    node = helper.make_node("DynamicQuantizeMatMul", [a, b.name, s.name, z.name] + ([bias] if bias else []), [y],
                             name=f"{name}.int8_matmul", domain="com.microsoft")
     return [node], [b, s, z]
 
@@ -118,17 +119,12 @@ def nbits_matmul(name: str, a: str, y: str, g: GridWeight, accuracy_level: int =
 
 def dequantized_weight(name: str, shape: tuple[int, ...], g: GridWeight) -> tuple[list, list, str]:
     """The fp32 weight of `shape` from its stored codes, as a subgraph ONNX Runtime folds once at
-    session start: 8-bit codes by a DequantizeLinear (per-row scales), anything else as packed
-    unsigned codes (2 or 4 bits a value; 3-bit codes in 4) unpacked with shifts and masks, or as
-    int8, then (code - zero) * scale over blocks of `group` inputs (a row is one block)."""
+    session start: packed unsigned codes (2 or 4 bits a value; 3-bit codes in 4) unpacked with
+    shifts and masks, or int8 codes cast, then (code - zero) * scale over blocks of `group` inputs
+    (a row is one block). Not a DequantizeLinear: ORT's constant folding leaves those for its QDQ
+    fusions, so the conv would get a weight computed at every run, with no pre-packing and no
+    NCHWc layout (the front end's conv2 ran slower than fp32 that way)."""
     out = f"{name}.weight_dq"
-    if not g.group and g.bits > 4:
-        c = g.codes.reshape(shape).astype(np.int8)
-        q = numpy_helper.from_array(c, f"{name}.qweight8")
-        s = numpy_helper.from_array(g.scales, f"{name}.wscale")
-        z = numpy_helper.from_array(np.zeros(shape[0], dtype=np.int8), f"{name}.wzero")
-        node = helper.make_node("DequantizeLinear", [q.name, s.name, z.name], [out], name=f"{name}.dequantize", axis=0)
-        return [node], [q, s, z], out
     rows, cols = g.codes.shape
     group = g.group or cols
     blocks = -(-cols // group)

@@ -7,8 +7,9 @@ The fp32 graph comes from torch's dynamo exporter (the TorchScript exporter bake
 length into the attention reshapes). Then every MatMul whose constant weight equals a
 linearly quantized layer's weights is swapped for the int8 or 4-bit kernel (`_kernels`).
 Weights are matched by value, so the swap does not depend on the exporter's names.
-Conv weights of linearly quantized layers are stored as int8 codes behind a DequantizeLinear
-(the convolution stays fp32). Unstructured sparsity, clustering and log quantization stay
+Conv weights of linearly quantized layers are stored as their codes behind a Cast and a Mul,
+which ONNX Runtime folds at session start, so the fp32 convolution keeps its pre-packed
+weights and NCHWc layout. Unstructured sparsity, clustering and log quantization stay
 dense fp32 here: no kernel runs them faster, and `inspect` counts their storage savings instead.
 In a quantized export every 1-D float tensor whose values are fp16 numbers (the scales, and the
 biases and norms `round_small_tensors` left so) is stored in fp16 behind a Cast, which ONNX
@@ -159,14 +160,17 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
              act_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
     graph = proto.graph
     kernels: dict[str, str] = {}
-    new_nodes, new_inits = [], []
+    new_nodes, new_inits, absorbed = [], [], set()
     for node, b, hit in _matched(graph, wanted):
+        if node.op_type == "Add" and node.output[0] in absorbed:
+            continue
         grid = as_grid(b.T, hit[2], hit[3]) if hit else None
         if grid is None:
             new_nodes.append(node)
             continue
         name, layer_name, bits, group = hit
-        y = node.output[0] + ("_nobias" if node.op_type == "Gemm" and len(node.input) > 2 else "")
+        gemm_bias = node.op_type == "Gemm" and len(node.input) > 2
+        y = node.output[0] + ("_nobias" if gemm_bias else "")
         static = act_ranges is not None and node.input[0] in act_ranges and not group
         if bits <= 4 or group:
             nodes, tensors = nbits_matmul(name, node.input[0], y, grid, accuracy_level)
@@ -176,9 +180,13 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
             nodes, tensors = static_int8_matmul(name, node.input[0], y, grid, act_ranges[node.input[0]])
             label = "int8 MatMulIntegerToFloat (static activation range)"
         else:
-            nodes, tensors = int8_matmul(name, node.input[0], y, grid)
+            add = None if gemm_bias else _bias_add(graph, y, b.shape[1])
+            if add is not None:  # MatMul -> Add(bias) becomes one op with its bias input
+                absorbed.add(add[0].output[0])
+                y = add[0].output[0]
+            nodes, tensors = int8_matmul(name, node.input[0], y, grid, add and add[1])
             label = f"int8 DynamicQuantizeMatMul ({'u8 x s8' if bits <= 7 else 'u8 x u8'})"
-        if y != node.output[0]:
+        if gemm_bias:
             nodes.append(helper.make_node("Add", [y, node.input[2]], [node.output[0]], name=f"{name}.bias"))
         new_nodes += nodes
         new_inits += tensors
@@ -189,6 +197,18 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
     if kernels and not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return kernels
+
+
+def _bias_add(graph: onnx.GraphProto, y: str, n: int) -> tuple[onnx.NodeProto, str] | None:
+    """The Add that is `y`'s only consumer, with a constant (n,) bias as its other input."""
+    users = [u for u in graph.node if y in u.input]
+    if len(users) != 1 or users[0].op_type != "Add" or any(o.name == y for o in graph.output):
+        return None
+    other = [i for i in users[0].input if i != y]
+    inits = {i.name: i for i in graph.initializer}
+    if len(other) != 1 or other[0] not in inits or tuple(inits[other[0]].dims) != (n,):
+        return None
+    return users[0], other[0]
 
 
 def _drop_unused_initializers(proto: onnx.ModelProto) -> None:
