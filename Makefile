@@ -41,7 +41,7 @@ test-slow: setup
 test-reliability: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
 		tests/test_wheel.py tests/search/test_ray.py \
-		tests/test_ui_browser.py \
+		tests/test_ui_browser.py tests/test_cli.py \
 		tests/test_api.py tests/test_extensions.py tests/search/test_search.py \
 		tests/bench/test_bench.py::test_quick_bench_runs_end_to_end_and_resumes
 

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 from .conftest import BASE_MODEL
 
@@ -57,3 +59,49 @@ def test_evaluate_json_on_synthesised_speech(tiny_corpus):
     result = json.loads(p.stdout)
     assert {"wer", "cer", "utterances", "rtf"} <= set(result)
     assert result["utterances"] == 8 and 0 <= result["wer"] <= 1 and result["rtf"] > 0
+
+
+@pytest.mark.slow
+def test_stopping_ui_stops_every_mlflow_process(tmp_path):
+    """MLflow's server forks uvicorn workers, a job runner and queue consumers: SIGTERM to
+    `asrcompress ui` must end all of them, not leave them running."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", "ui", "--port", str(port), "--tracking-uri", uri],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            break
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, "asrcompress ui did not start"
+            time.sleep(1)
+
+    def mlflow_pids() -> list[int]:
+        pids = []
+        for d in os.listdir("/proc"):
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+                env = open(f"/proc/{d}/environ", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if d.isdigit() and int(d) != proc.pid and (str(tmp_path) in cmd or str(tmp_path) in env):
+                pids.append(int(d))
+        return pids
+
+    assert mlflow_pids()  # the server's processes, found by the store path they were given
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    deadline = time.time() + 30
+    while mlflow_pids() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not mlflow_pids()
