@@ -238,3 +238,20 @@ def test_uint8_activation_grid_holds_zero_exactly_and_covers_the_range(lo, width
     for v in (min(lo, 0.0), max(hi, 0.0)):
         q = np.clip(np.rint(v / scale) + int(zero), 0, 255)
         assert abs((q - int(zero)) * scale - v) <= scale / 2 + 1e-6 * max(1.0, abs(v))
+
+
+def test_verification_passes_the_int8_graph_and_refuses_another_model_s(exported):
+    """The export's own check: the int8 graph matches its model within the int8 tolerance, and
+    the same graph checked against a differently initialised model is refused."""
+    from asrcompress.export._onnx import _verify
+
+    model, _, rep = exported["quant8"]
+    _verify(model, Path(rep["path"]), int8=True)
+    import copy
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():  # every weight moved by noise about its own size: another model
+        for p in other.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * p.std().nan_to_num(0.1))
+    with pytest.raises(RuntimeError, match="does not match PyTorch"):
+        _verify(other, Path(rep["path"]), int8=True)
