@@ -161,6 +161,12 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
     graph = proto.graph
     kernels: dict[str, str] = {}
     new_nodes, new_inits, absorbed = [], [], set()
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    biases = {i.name: tuple(i.dims) for i in graph.initializer if len(i.dims) == 1}
+    outputs = {o.name for o in graph.output}
     for node, b, hit in _matched(graph, wanted):
         if node.op_type == "Add" and node.output[0] in absorbed:
             continue
@@ -180,7 +186,7 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
             nodes, tensors = static_int8_matmul(name, node.input[0], y, grid, act_ranges[node.input[0]])
             label = "int8 MatMulIntegerToFloat (static activation range)"
         else:
-            add = None if gemm_bias else _bias_add(graph, y, b.shape[1])
+            add = None if gemm_bias or y in outputs else _bias_add(consumers.get(y, []), y, biases, b.shape[1])
             if add is not None:  # MatMul -> Add(bias) becomes one op with its bias input
                 absorbed.add(add[0].output[0])
                 y = add[0].output[0]
@@ -199,14 +205,13 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
     return kernels
 
 
-def _bias_add(graph: onnx.GraphProto, y: str, n: int) -> tuple[onnx.NodeProto, str] | None:
+def _bias_add(users: list[onnx.NodeProto], y: str, biases: dict[str, tuple], n: int
+              ) -> tuple[onnx.NodeProto, str] | None:
     """The Add that is `y`'s only consumer, with a constant (n,) bias as its other input."""
-    users = [u for u in graph.node if y in u.input]
-    if len(users) != 1 or users[0].op_type != "Add" or any(o.name == y for o in graph.output):
+    if len(users) != 1 or users[0].op_type != "Add":
         return None
     other = [i for i in users[0].input if i != y]
-    inits = {i.name: i for i in graph.initializer}
-    if len(other) != 1 or other[0] not in inits or tuple(inits[other[0]].dims) != (n,):
+    if len(other) != 1 or biases.get(other[0]) != (n,):
         return None
     return users[0], other[0]
 
