@@ -73,3 +73,11 @@ class TestQuantLog(MethodContract):
 def test_every_registered_method_has_a_contract_class():
     tested = {cls.key for cls in MethodContract.__subclasses__() if cls.__module__ == __name__}
     assert tested == set(METHODS)
+
+
+class TestSeparableFromWeights(MethodContract):
+    key, config = "separable", {"multiplier": 1, "fit": "weights"}
+
+
+class TestSeparableFromActivations(MethodContract):
+    key, config = "separable", {"multiplier": 2}

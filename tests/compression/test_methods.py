@@ -25,13 +25,15 @@ SETTINGS = {
     "cluster": {"clusters": 8},
     "structured": {"ratio": 0.25},
     "tucker": {"rank_fraction": 0.5},
+    "separable": {"multiplier": 1, "fit": "weights"},  # (its calibrated fit: test_separable.py)
     "sparsity_reg": {"penalty": "l1", "strength": 0.01, "steps": 2},
 }
 
 
 # Family/method pairs where the method has no layer to act on (an LSTM has no FFN, attention or
 # conv-module blocks for structured pruning). Every other pair must compress something.
-DOES_NOT_APPLY = {("lstm", "structured"), ("lstm", "tucker"), ("wav2vec2", "tucker")}  # Tucker-2: 2-D convs only
+DOES_NOT_APPLY = {("lstm", "structured"), ("lstm", "tucker"), ("wav2vec2", "tucker"),  # Tucker-2 and
+                  ("lstm", "separable"), ("wav2vec2", "separable")}  # the separable conv: 2-D convs only
 
 
 def _regularize(family, key, model):

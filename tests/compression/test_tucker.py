@@ -15,7 +15,8 @@ from .models import FAMILIES
 
 
 def _rebuild(t) -> torch.Tensor:
-    return torch.einsum("rskl,or,is->oikl", t.core, t.expand[:, :, 0, 0], t.reduce[:, :, 0, 0].T)
+    reduce, core, expand = t
+    return torch.einsum("rskl,or,is->oikl", core, expand[:, :, 0, 0], reduce[:, :, 0, 0].T)
 
 
 @settings(max_examples=25, deadline=None)

@@ -1,11 +1,12 @@
 """Compression engine: per-layer policies, one module per method (config + handler + search
 choices, registered in `METHODS`), size accounting and recovery."""
 
-from . import _cluster, _depth, _lowrank, _prune, _quant, _sparsity_reg, _structured, _tucker  # noqa: F401  (register)
+from . import _cluster, _depth, _lowrank, _prune, _quant, _separable, _sparsity_reg, _structured, _tucker  # noqa: F401  (register)
 from ._apply import LayerState, compress_model, rebuild_structure, states_from_dict, states_to_dict
 from ._calibration import Calibration
 from ._cluster import ClusterConfig
 from ._depth import DepthConfig
+from ._separable import SeparableConfig
 from ._tucker import TuckerConfig
 from ._configs import ConfigError, DistillConfig, MethodConfig
 from ._layers import KINDS, LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, get_weight
@@ -15,7 +16,7 @@ from ._prune import MagnitudePruneConfig
 from ._quant import QUANT_BITS, QuantConfig
 from ._recover import Compressed, Monitor, Recovery, Watch, compress_and_recover, needs_data
 from ._registry import (
-    HANDLERS, METHODS, Choice, Factors, Handler, Mask, Method, Projection, Units, Values, check_choice, choice_keys,
+    HANDLERS, METHODS, Choice, Factors, Handler, Mask, Method, Projection, Replace, Units, Values, check_choice, choice_keys,
     configs_from_choices, lowering, neutral_choices, ordered, register, uniform_policies, unregister,
 )
 from ._size import size_report, tensor_formats
@@ -28,9 +29,9 @@ from ._io import apply_structure, read_fp32_bytes, read_states, write_compressio
 from ._run import compress_folder, distill_config, load_kd_data
 
 __all__ = [
-    "Calibration", "DepthConfig", "TuckerConfig", "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
+    "Calibration", "DepthConfig", "SeparableConfig", "TuckerConfig", "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
     "compress_and_recover", "needs_data", "ConfigError", "DistillConfig",
-    "Factors", "Handler", "LayerInfo", "LayerState", "LowRankConfig", "LowRankConv1d", "LowRankLinear",
+    "Factors", "Handler", "Replace", "LayerInfo", "LayerState", "LowRankConfig", "LowRankConv1d", "LowRankLinear",
     "MagnitudePruneConfig", "Mask", "Method", "MethodConfig", "Policy", "PolicyError", "Projection", "QuantConfig",
     "Resolution", "Rule", "SparsityRegConfig", "StructuredPruneConfig", "Units", "Values", "check_choice",
     "choice_keys", "compress_model", "configs_from_choices", "discover_layers", "get_weight", "neutral_choices",

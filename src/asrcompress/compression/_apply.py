@@ -18,10 +18,10 @@ from torch import nn
 
 from ._calibration import Calibration
 from ._configs import ConfigError, MethodConfig
-from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, TuckerConv2d, discover_layers, factor_modules, get_weight
+from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, factor_modules, get_weight
 from ._policy import Policy, PolicyError
 from ._quant import round_small_tensors
-from ._registry import METHODS, Factors, Mask, Tucker, Units, Values, handler_for, ordered
+from ._registry import METHODS, Factors, Handler, Mask, Replace, Units, Values, handler_for, ordered
 from ._structured import find_block, shrink
 
 
@@ -68,9 +68,10 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
         return
     for tensor in layer_tensors(model, layer, state):
         view = handler.view(tensor, state)
-        # calibration statistics describe the layer's input: they fit a tensor of that width
+        # calibration statistics describe the layer's input (a conv's: its patches): they fit a
+        # tensor whose (out, in k k) view has that width
         # (not a low-rank layer's second factor, nor a clustered codebook's view)
-        fits = calibration is not None and view.ndim == 2 and view.shape[1] == calibration.shape[0]
+        fits = calibration is not None and view.ndim >= 2 and view[0].numel() == calibration.shape[0]
         result = handler.compute(view, cfg, calibration=calibration) if fits else handler.compute(view, cfg)
         if isinstance(result, (Mask, Values)):
             if isinstance(result, Mask):
@@ -82,16 +83,15 @@ def _apply_one(model: nn.Module, layer: LayerInfo, cfg: MethodConfig, state: Lay
                     setattr(state, k, v)
                 else:
                     state.extra.setdefault(cfg.key, {})[k] = v
-        elif isinstance(result, Tucker):
+        elif isinstance(result, Replace):
             old = model.get_submodule(layer.module_name)
-            new = TuckerConv2d(old, result.core.shape[0], result.core.shape[1])
-            new.reduce.weight.copy_(result.reduce)
-            new.core.weight.copy_(result.core)
-            new.expand.weight.copy_(result.expand)
-            if old.bias is not None:
-                new.expand.bias.copy_(old.bias)
+            new = handler.rebuild(old, result.record)
+            for factor, w in zip(new.factors(), result.weights, strict=True):
+                factor.weight.copy_(w.view_as(factor.weight))
+            if getattr(old, "bias", None) is not None:
+                new.factors()[-1].bias.copy_(old.bias)
             _set_module(model, layer.module_name, new.to(tensor.dtype))
-            state.extra.setdefault(cfg.key, {})["ranks"] = [result.core.shape[0], result.core.shape[1]]
+            state.extra.setdefault(cfg.key, {}).update(result.record)
         elif isinstance(result, Factors):
             old = model.get_submodule(layer.module_name)
             bias = getattr(old, "bias", None)
@@ -217,10 +217,11 @@ def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Mod
             shrink(find_block(model, layers[name]), torch.arange(st.kept))
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
-        ranks = st.extra.get("tucker", {}).get("ranks")
-        if ranks:
-            _set_module(model, layers[name].module_name,
-                        TuckerConv2d(model.get_submodule(layers[name].module_name), *ranks))
+        for key, record in st.extra.items():  # methods that replaced the layer by a factored one
+            handler = METHODS[key].handler if key in METHODS else None
+            if handler is not None and type(handler).rebuild is not Handler.rebuild:
+                module_name = layers[name].module_name
+                _set_module(model, module_name, handler.rebuild(model.get_submodule(module_name), record))
         if st.rank is not None:
             layer = layers[name]
             bias = getattr(model.get_submodule(layer.module_name), "bias", None) is not None

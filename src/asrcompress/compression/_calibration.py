@@ -2,7 +2,8 @@
 
 `Calibration(waves)` holds the first `utterances` utterances of the corpus's train split and
 gives, for the model as it stands at a method's place in the order:
-    hessians(model, layers)  each layer's input statistics X X^T / n (GPTQ rounding);
+    hessians(model, layers)  each layer's input statistics X X^T / n (GPTQ rounding; for a 2-D
+                             conv, of its input patches: the separable conv's least squares);
     log_probs(model)         the model's per-utterance log-probabilities (depth pruning's KL).
 Utterances run one at a time, as deployed.
 """
@@ -37,15 +38,17 @@ class Calibration:
 
     @torch.no_grad()
     def hessians(self, model: nn.Module, layers: list[LayerInfo]) -> dict[str, torch.Tensor]:
-        """Each listed layer's X X^T / n over its inputs. Layers whose input is not a plain row
-        of features (a k > 1 convolution) get none, and are rounded to nearest."""
+        """Each listed layer's X X^T / n over its inputs: rows of features for a Linear, the packed
+        attention projection or a pointwise Conv1d; the (C_in k k) input patches of a full 2-D
+        conv, in the order of its weight's (C_out, C_in k k) view. Other layers (grouped or
+        wider 1-D convs) get none, and are rounded to nearest."""
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         hooks = []
 
         def add(name: str, x: torch.Tensor) -> None:
-            x = x.detach().double().reshape(-1, x.shape[-1])  # (rows, in)
-            sums[name] = sums.get(name, 0) + x.T @ x
+            x = x.detach().reshape(-1, x.shape[-1])  # (rows, in)
+            sums[name] = sums.get(name, 0) + (x.T @ x).double()  # one utterance's sum in fp32 is exact enough
             counts[name] = counts.get(name, 0) + x.shape[0]
 
         for layer in layers:
@@ -59,6 +62,10 @@ class Calibration:
             elif layer.kind == "Conv1d" and isinstance(module, nn.Conv1d) and module.kernel_size == (1,) \
                     and module.groups == 1:  # pointwise: (N, C, T) -> rows of C
                 hooks.append(module.register_forward_pre_hook(lambda m, a, n=layer.name: add(n, a[0].transpose(1, 2))))
+            elif layer.kind == "Conv2d" and isinstance(module, nn.Conv2d) and module.groups == 1:
+                # (N, C, H, W) -> (N, C k k, L) patches -> rows of C k k
+                hooks.append(module.register_forward_pre_hook(lambda m, a, n=layer.name: add(n, nn.functional.unfold(
+                    a[0], m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2))))
         try:
             self.log_probs(model)
         finally:

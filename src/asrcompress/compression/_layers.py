@@ -43,34 +43,68 @@ class LayerInfo:
         return self.params // self.shape[0]
 
 
-class LowRankLinear(nn.Module):
+class Factored(nn.Module):
+    """A layer stored as several weights (its `factors()`, run in that order; the last one holds
+    the bias) that stands for one plain layer: the methods, the size count and the export treat
+    it as a layer of kind `kind` and weight shape `shape`, whose stored tensors are its factors'."""
+
+    kind: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def factors(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for f in self.factors():
+            x = f(x)
+        return x
+
+
+class LowRankLinear(Factored):
     """(N, *, in) -> (N, *, r) -> (N, *, out)."""
+
+    kind = "Linear"
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool) -> None:
         super().__init__()
         self.first = nn.Linear(in_features, rank, bias=False)
         self.second = nn.Linear(rank, out_features, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.second.weight.shape[0], self.first.weight.shape[1])
+
+    def factors(self) -> list[nn.Module]:
+        return [self.first, self.second]
 
 
-class LowRankConv1d(nn.Module):
+class LowRankConv1d(Factored):
     """Pointwise conv split in two: (N, in, T) -> (N, r, T) -> (N, out, T)."""
+
+    kind = "Conv1d"
 
     def __init__(self, in_channels: int, out_channels: int, rank: int, bias: bool) -> None:
         super().__init__()
         self.first = nn.Conv1d(in_channels, rank, 1, bias=False)
         self.second = nn.Conv1d(rank, out_channels, 1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.second.weight.shape[0], self.first.weight.shape[1])
+
+    def factors(self) -> list[nn.Module]:
+        return [self.first, self.second]
 
 
-class TuckerConv2d(nn.Module):
+class TuckerConv2d(Factored):
     """A 2-D conv as Tucker-2 factors (Kim et al., ICLR 2016): 1x1 reduce to r_in channels,
     the k x k core (the original stride and padding) to r_out, 1x1 expand.
     (N, C_in, H, W) -> (N, r_in, H, W) -> (N, r_out, H', W') -> (N, C_out, H', W')."""
+
+    kind = "Conv2d"
 
     def __init__(self, conv: nn.Conv2d, r_out: int, r_in: int) -> None:
         super().__init__()
@@ -79,23 +113,40 @@ class TuckerConv2d(nn.Module):
                               dilation=conv.dilation, bias=False)
         self.expand = nn.Conv2d(r_out, conv.out_channels, 1, bias=conv.bias is not None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.expand(self.core(self.reduce(x)))
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.expand.out_channels, self.reduce.in_channels, *self.core.kernel_size)
 
     def factors(self) -> list[nn.Module]:
         return [self.reduce, self.core, self.expand]
 
 
-FACTORED = (LowRankLinear, LowRankConv1d, TuckerConv2d)
+class SeparableConv2d(Factored):
+    """A 2-D conv as a depthwise k x k conv with `multiplier` filters per input channel (the
+    original stride and padding) and a 1x1 pointwise conv:
+    (N, C_in, H, W) -> (N, m C_in, H', W') -> (N, C_out, H', W').
+    Depthwise output channel i m + j is input channel i's j-th filter (PyTorch's group order)."""
+
+    kind = "Conv2d"
+
+    def __init__(self, conv: nn.Conv2d, multiplier: int) -> None:
+        super().__init__()
+        c_in = conv.in_channels
+        self.depthwise = nn.Conv2d(c_in, multiplier * c_in, conv.kernel_size, stride=conv.stride,
+                                   padding=conv.padding, dilation=conv.dilation, groups=c_in, bias=False)
+        self.pointwise = nn.Conv2d(multiplier * c_in, conv.out_channels, 1, bias=conv.bias is not None)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.pointwise.out_channels, self.depthwise.in_channels, *self.depthwise.kernel_size)
+
+    def factors(self) -> list[nn.Module]:
+        return [self.depthwise, self.pointwise]
 
 
 def factor_modules(module: nn.Module) -> list[nn.Module] | None:
     """The modules whose weights a factored layer stores (None for a plain layer)."""
-    if isinstance(module, TuckerConv2d):
-        return module.factors()
-    if isinstance(module, (LowRankLinear, LowRankConv1d)):
-        return [module.first, module.second]
-    return None
+    return module.factors() if isinstance(module, Factored) else None
 
 
 def _kind(module: nn.Module) -> str | None:
@@ -117,17 +168,10 @@ def discover_layers(model: nn.Module) -> list[LayerInfo]:
     factored: list[str] = []
     for mname, module in model.named_modules():
         if any(mname.startswith(f + ".") for f in factored):
-            continue  # the two factors of a low-rank layer are counted as that layer
-        if isinstance(module, (LowRankLinear, LowRankConv1d)):
+            continue  # the factors of a factored layer are counted as that layer
+        if isinstance(module, Factored):  # counted as the layer it stands for
             factored.append(mname)
-            kind = "Linear" if isinstance(module, LowRankLinear) else "Conv1d"
-            shape = (module.second.weight.shape[0], module.first.weight.shape[1])
-            layers.append(LayerInfo(mname, kind, mname, "weight", shape))
-            continue
-        if isinstance(module, TuckerConv2d):  # counted as the conv it replaces
-            factored.append(mname)
-            shape = (module.expand.out_channels, module.reduce.in_channels, *module.core.kernel_size)
-            layers.append(LayerInfo(mname, "Conv2d", mname, "weight", shape))
+            layers.append(LayerInfo(mname, module.kind, mname, "weight", module.shape))
             continue
         kind = _kind(module)
         if kind is None or torch.nn.utils.parametrize.is_parametrized(module):

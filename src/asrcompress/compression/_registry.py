@@ -47,10 +47,13 @@ class Factors:
 
 
 @dataclass
-class Tucker:
-    reduce: torch.Tensor  # (r_in, C_in, 1, 1)
-    core: torch.Tensor  # (r_out, r_in, k, k)
-    expand: torch.Tensor  # (C_out, r_out, 1, 1)
+class Replace:
+    """The layer becomes the handler's `rebuild(old module, record)` (a `Factored` module, e.g.
+    Tucker-2's three convs), whose factors take `weights` in order; the old layer's bias goes to
+    the last factor. `record` is kept in the layer's state, so a saved model rebuilds its shape."""
+
+    weights: list[torch.Tensor]
+    record: dict
 
 
 @dataclass
@@ -92,7 +95,12 @@ class Handler:
         """The tensor `compute` sees; e.g. a clustered codebook is quantized as one row."""
         return tensor
 
-    def compute(self, weight: torch.Tensor, cfg: MethodConfig) -> Mask | Values | Factors:
+    def compute(self, weight: torch.Tensor, cfg: MethodConfig) -> Mask | Values | Factors | Replace:
+        raise NotImplementedError
+
+    def rebuild(self, module: torch.nn.Module, record: dict) -> torch.nn.Module:
+        """For a method whose `compute` returns `Replace`: the empty factored module that takes
+        the place of `module`, from the record it wrote (called again when a model is loaded)."""
         raise NotImplementedError
 
     def compute_block(self, block: Any, cfg: MethodConfig) -> Units:

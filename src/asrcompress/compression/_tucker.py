@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ._configs import ConfigError, MethodConfig, is_int, is_number
-from ._layers import LayerInfo
-from ._registry import Choice, Handler, Tucker, register
+from ._layers import LayerInfo, TuckerConv2d
+from ._registry import Choice, Handler, Replace, register
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,15 @@ class TuckerConfig(MethodConfig):
             object.__setattr__(self, "ranks", tuple(self.ranks))
 
 
-def hosvd(w: torch.Tensor, r_out: int, r_in: int) -> Tucker:
-    """Tucker-2 factors of a (C_out, C_in, k, k) weight, as the three convs' weights."""
+def hosvd(w: torch.Tensor, r_out: int, r_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tucker-2 factors of a (C_out, C_in, k, k) weight, as the three convs' weights: reduce
+    (r_in, C_in, 1, 1), core (r_out, r_in, k, k), expand (C_out, r_out, 1, 1)."""
     w64 = w.detach().double()
     c_out, c_in = w64.shape[:2]
     u1 = torch.linalg.svd(w64.reshape(c_out, -1), full_matrices=False)[0][:, :r_out]  # (C_out, r_out)
     u2 = torch.linalg.svd(w64.transpose(0, 1).reshape(c_in, -1), full_matrices=False)[0][:, :r_in]  # (C_in, r_in)
     core = torch.einsum("oikl,or,is->rskl", w64, u1, u2)  # (r_out, r_in, k, k)
-    return Tucker(u2.T[:, :, None, None].to(w.dtype), core.to(w.dtype), u1[:, :, None, None].to(w.dtype))
+    return u2.T[:, :, None, None].to(w.dtype), core.to(w.dtype), u1[:, :, None, None].to(w.dtype)
 
 
 def ranks_for(c_out: int, c_in: int, cfg: TuckerConfig) -> tuple[int, int]:
@@ -77,5 +78,9 @@ class Tucker2(Handler):
             raise ConfigError(f"tucker.ranks=[{r_out}, {r_in}] exceed the {layer.shape[0]} x {layer.shape[1]} "
                               f"channels of layer {layer.name}")
 
-    def compute(self, weight: torch.Tensor, cfg: TuckerConfig) -> Tucker:
-        return hosvd(weight, *ranks_for(weight.shape[0], weight.shape[1], cfg))
+    def compute(self, weight: torch.Tensor, cfg: TuckerConfig) -> Replace:
+        r_out, r_in = ranks_for(weight.shape[0], weight.shape[1], cfg)
+        return Replace(list(hosvd(weight, r_out, r_in)), {"ranks": [r_out, r_in]})
+
+    def rebuild(self, module: nn.Module, record: dict) -> nn.Module:
+        return TuckerConv2d(module, *record["ranks"])
