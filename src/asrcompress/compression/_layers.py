@@ -63,7 +63,18 @@ class Factored(nn.Module):
         return x
 
 
-class LowRankLinear(Factored):
+class _LowRank(Factored):
+    """A layer as two factors, `first` (r, in) and `second` (out, r)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.second.weight.shape[0], self.first.weight.shape[1])
+
+    def factors(self) -> list[nn.Module]:
+        return [self.first, self.second]
+
+
+class LowRankLinear(_LowRank):
     """(N, *, in) -> (N, *, r) -> (N, *, out)."""
 
     kind = "Linear"
@@ -73,15 +84,8 @@ class LowRankLinear(Factored):
         self.first = nn.Linear(in_features, rank, bias=False)
         self.second = nn.Linear(rank, out_features, bias=bias)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.second.weight.shape[0], self.first.weight.shape[1])
 
-    def factors(self) -> list[nn.Module]:
-        return [self.first, self.second]
-
-
-class LowRankConv1d(Factored):
+class LowRankConv1d(_LowRank):
     """Pointwise conv split in two: (N, in, T) -> (N, r, T) -> (N, out, T)."""
 
     kind = "Conv1d"
@@ -90,13 +94,6 @@ class LowRankConv1d(Factored):
         super().__init__()
         self.first = nn.Conv1d(in_channels, rank, 1, bias=False)
         self.second = nn.Conv1d(rank, out_channels, 1, bias=bias)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.second.weight.shape[0], self.first.weight.shape[1])
-
-    def factors(self) -> list[nn.Module]:
-        return [self.first, self.second]
 
 
 class TuckerConv2d(Factored):
