@@ -21,7 +21,7 @@ from ._configs import ConfigError, MethodConfig
 from ._layers import LayerInfo, LowRankConv1d, LowRankLinear, discover_layers, factor_modules, get_weight
 from ._policy import Policy, PolicyError
 from ._quant import round_small_tensors
-from ._registry import METHODS, Factors, Handler, Mask, Replace, Units, Values, handler_for, ordered
+from ._registry import METHODS, Factors, Mask, Replace, Units, Values, handler_for, ordered
 from ._structured import find_block, shrink
 
 
@@ -218,10 +218,12 @@ def rebuild_structure(model: nn.Module, states: dict[str, LayerState]) -> nn.Mod
     layers = {l.name: l for l in discover_layers(model)}
     for name, st in states.items():
         for key, record in st.extra.items():  # methods that replaced the layer by a factored one
-            handler = METHODS[key].handler if key in METHODS else None
-            if handler is not None and type(handler).rebuild is not Handler.rebuild:
-                module_name = layers[name].module_name
-                _set_module(model, module_name, handler.rebuild(model.get_submodule(module_name), record))
+            if key not in METHODS or name not in layers:  # (a user method not loaded; the model-scope state)
+                continue
+            module_name = layers[name].module_name
+            new = METHODS[key].handler.rebuild(model.get_submodule(module_name), record)
+            if new is not None:
+                _set_module(model, module_name, new)
         if st.rank is not None:
             layer = layers[name]
             bias = getattr(model.get_submodule(layer.module_name), "bias", None) is not None

@@ -98,10 +98,11 @@ class Handler:
     def compute(self, weight: torch.Tensor, cfg: MethodConfig) -> Mask | Values | Factors | Replace:
         raise NotImplementedError
 
-    def rebuild(self, module: torch.nn.Module, record: dict) -> torch.nn.Module:
+    def rebuild(self, module: torch.nn.Module, record: dict) -> torch.nn.Module | None:
         """For a method whose `compute` returns `Replace`: the empty factored module that takes
-        the place of `module`, from the record it wrote (called again when a model is loaded)."""
-        raise NotImplementedError
+        the place of `module`, from the record it wrote (called again when a model is loaded).
+        None: the method replaces no layer."""
+        return None
 
     def compute_block(self, block: Any, cfg: MethodConfig) -> Units:
         raise NotImplementedError

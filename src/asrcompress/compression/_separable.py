@@ -102,10 +102,9 @@ def fit_separable(w: torch.Tensor, m: int, s: torch.Tensor, rounds: int = ALS_RO
         D[rows, cols] = d.reshape(-1)
         return D
 
-    P = pw.reshape(c_out, c_in * m)
-    errors = [output_error(w2, P @ full(d), S)]
+    P, D = pw.reshape(c_out, c_in * m), full(d)
+    errors = [output_error(w2, P @ D, S)]
     for _ in range(rounds):
-        D = full(d)
         A = _ridge(D @ S @ D.T, 1e-9)  # (m C_in, m C_in)
         P = torch.linalg.solve(A, (w2 @ S @ D.T).T).T  # (C_out, m C_in)
         errors.append(output_error(w2, P @ D, S))
