@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from asrcompress.compression import Policy, PolicyError, compress_model, size_report
-from asrcompress.export import export_onnx
+from asrcompress.export import Int8Paths, export_onnx
 from asrcompress.hardware import graph_ops, load_profile, measure_latency, predict_ms
 from asrcompress.hardware._calibrate import fit_factor, host_description, reference_models
 from asrcompress.models import load_model
@@ -66,7 +66,45 @@ def random_policy(rng: random.Random, layers: int) -> dict:
     return {"version": 1, "rules": rules}
 
 
-def build(base, name: str, policy: Policy | None, work: Path, fp32_bytes: int) -> dict:
+LEVER_EXAMPLES = {  # --levers: the int8 paths side by side (issue 17, acceptance 3)
+    "int8": "examples/policies/int8.yaml",
+    "int7_s8": "examples/policies/int7_s8.yaml",
+}
+
+
+def random_lever_policy(rng: random.Random, layers: int) -> dict:
+    """Layer-wise draws of the levers a CPU rewards: blocks dropped, conv2 separable or Tucker-2,
+    FFN neurons cut, and per-layer bits on every kernel path (u8 x u8 and u8 x s8 int8,
+    MatMulNBits 2/4/8 bits at block 32/64/128)."""
+    doc: dict = {"version": 1, "rules": []}
+    rules = doc["rules"]
+    drop = sorted(rng.sample(range(layers), rng.choice([0, 0, 1, 2, 3])))
+    if drop:
+        doc["depth"] = {"drop": drop}
+    front = rng.choice([None, "separable1", "separable2", "tucker25", "tucker50"])
+    if front and front.startswith("separable"):
+        rules.append({"name": "subsampling.conv2", "separable": {"multiplier": int(front[-1]), "fit": "weights"}})
+    elif front:
+        rules.append({"name": "subsampling.conv2", "tucker": {"rank_fraction": int(front[-2:]) / 100}})
+    for i in range(layers):
+        if i in drop:
+            continue
+        at = f"encoder.conformer_layers.{i}"
+        ratio = rng.choice([None, 0.25, 0.5, 0.75])
+        if ratio:
+            rules.append({"pattern": f"{at}.ffn*.sequential.1", "structured": {"ratio": ratio}})
+        q = rng.choice([None, 8, 7, 6, "4b32", "4b64", "4b128", "3b32", "2b32", "8b32"])
+        if q is not None:
+            bits, _, group = str(q).partition("b")
+            rules.append({"pattern": f"{at}.*", "quant": {"bits": int(bits), **({"group": int(group)} if group else {})}})
+    if rng.random() < 0.5:
+        rules.append({"name": "head", "quant": {"bits": rng.choice([8, 7, 4])}})
+    if not rules and not drop:
+        rules.append({"global": True, "quant": {"bits": 7}})
+    return doc
+
+
+def build(base, name: str, policy: Policy | None, work: Path, fp32_bytes: int, int8_paths=None) -> dict:
     path = work / f"{name}.onnx"
     meta_path = work / f"{name}.json"
     if path.exists() and meta_path.exists():
@@ -75,7 +113,7 @@ def build(base, name: str, policy: Policy | None, work: Path, fp32_bytes: int) -
     model, states = base, {}
     if policy is not None:
         model, states, _ = compress_model(base, policy)
-    report = export_onnx(model, states, path)
+    report = export_onnx(model, states, path, int8_paths=int8_paths)
     meta = {"name": name, "onnx": str(path), "policy": policy.to_dict() if policy else None,
             "size_ratio": round(size_report(model, states, fp32_bytes)["ratio"], 3),
             "kernels": sorted(set(report["layers"].values())), "export_s": round(time.perf_counter() - t0, 1)}
@@ -146,6 +184,68 @@ def render(doc_path: Path, result: dict, wer: dict | None) -> None:
     doc_path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end)[1])
 
 
+def _between(doc_path: Path, tag: str, lines: list[str]) -> None:
+    """Replace what lies between <!-- tag:start --> and <!-- tag:end --> (appended if absent)."""
+    text = doc_path.read_text()
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    if start not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = text.split(start)
+    doc_path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end)[1])
+
+
+def render_levers(doc_path: Path, result: dict, wer: dict | None = None) -> None:
+    """The --levers section of docs/latency.md: the int8 paths side by side and the predictor
+    on random lever policies."""
+    by = {m["name"]: m for m in result["models"]}
+    ref = by["fp32"]["measured_ms"]
+    lines = [
+        "## Predictor and int8 paths on the CPU levers", "",
+        f"Machine: {result['machine']}, {result['threads']} thread(s), median of {result['repeats']} interleaved "
+        "runs, every model in one loop with the fp32 base. Command:", "", "```", result["command"], "```", "",
+        "### u8 x u8 against u8 x s8, the whole model", "",
+        "The same uniform policy exported on each `DynamicQuantizeMatMul` path (`_u8`, `_s8`: forced), and "
+        "as the export chooses per layer from the profile's measured `int8_paths` table (no suffix). "
+        "8-bit on s8 appears only where calibration found full-range s8 exact on this machine.", "",
+        "| policy | int8 MatMul path | 2 s ms | 8 s ms | speed-up vs fp32 (2 s) | speed-up vs fp32 (8 s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        f"| fp32 | fp32 | {ref['2s']:.2f} | {ref['8s']:.2f} | 1.00x | 1.00x |",
+    ]
+    for name, m in by.items():
+        if name == "fp32" or name.startswith("random"):
+            continue
+        ms = m["measured_ms"]
+        kern = ", ".join(k.replace("int8 DynamicQuantizeMatMul ", "") for k in m["kernels"] if "Dynamic" in k)
+        lines.append(f"| {name} | {kern} | {ms['2s']:.2f} | {ms['8s']:.2f} | {ref['2s'] / ms['2s']:.2f}x | "
+                     f"{ref['8s'] / ms['8s']:.2f}x |")
+    lines += [
+        "", f"### Predicted against measured: {result['n_policies']} random lever policies", "",
+        "Each policy draws blocks dropped (0-3), conv2 separable (multiplier 1 or 2) or Tucker-2 (rank 25% or "
+        "50%) or kept, per block an FFN cut (25/50/75%) and bits on every kernel path (8, 7, 6 on int8; 4-bit "
+        "at block 32/64/128, 3- and 2-bit at block 32 and 8-bit at block 32 on MatMulNBits), and the head's "
+        f"bits (`random_lever_policy` in the script). Predictions use `{result['profile']}`; 2 s and 8 s "
+        f"inputs both count ({result['n_predictions']} predictions). The whole-graph correction "
+        "(`measured = factor x sum of operators + per-operator cost x operators`) is fitted on the "
+        "reference models only (fp32, int8, int4 of a random-initialised default Conformer), timed in the "
+        "same loop.", "",
+        f"* **within +-10%: {100 * result['predictor_within_10pct']:.1f}%** of predictions (target: 90%), "
+        f"whole-graph correction fitted in the same loop: factor {result['run_factor']:.3f} and "
+        f"{result.get('run_per_node_us', 0):.2f} us per operator; with the correction stored at calibration time "
+        f"({result['stored_factor']:.3f}, {result.get('stored_per_node_us', 0):.2f} us): "
+        f"{100 * result['predictor_within_10pct_stored_factor']:.1f}%",
+        f"* mean signed error {result['mean_signed_error_pct']:+.1f}%, mean absolute "
+        f"{result['mean_abs_error_pct']:.1f}%, worst {result['max_abs_error_pct']:.1f}%", "",
+        "| policy | measured 2 s | predicted 2 s | error 2 s | measured 8 s | predicted 8 s | error 8 s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, m in by.items():
+        if name.startswith("random"):
+            e2, e8 = (100 * (m["predicted_ms"][k] / m["measured_ms"][k] - 1) for k in ("2s", "8s"))
+            lines.append(f"| {name} | {m['measured_ms']['2s']:.2f} | {m['predicted_ms']['2s']:.2f} | {e2:+.1f}% | "
+                         f"{m['measured_ms']['8s']:.2f} | {m['predicted_ms']['8s']:.2f} | {e8:+.1f}% |")
+    _between(doc_path, "predictor-levers", lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=Path("models/conformer_ctc_base"))
@@ -156,6 +256,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/asrcompress_latency"))
     ap.add_argument("--out", type=Path, default=Path("docs/latency.json"))
     ap.add_argument("--only-render", action="store_true", help="Rewrite docs/latency.md from the JSON files")
+    ap.add_argument("--levers", action="store_true",
+                    help="Random policies of the CPU levers (depth, separable/Tucker conv2, FFN cuts, every "
+                         "kernel path) and the int8 paths side by side; writes docs/latency_levers.json")
     ap.add_argument("--calibrate", action="store_true",
                     help="Calibrate --profile on this machine first (micro-benchmarks + reference model), "
                          "so calibration and measurement see the same machine state")
@@ -164,40 +267,56 @@ def main() -> None:
     args = ap.parse_args()
     wer_path = args.out.parent / "onnx_wer.json"
     wer = json.loads(wer_path.read_text()) if wer_path.exists() else None
+    if args.levers and args.out == Path("docs/latency.json"):
+        args.out = Path("docs/latency_levers.json")
     if args.only_render:
-        render(args.out.parent / "latency.md", json.loads(args.out.read_text()), wer)
+        (render_levers if args.levers else render)(Path("docs/latency.md"), json.loads(args.out.read_text()), wer)
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    base = load_model(args.model)
-    fp32 = size_report(base)["total_bytes"]
-    rng = random.Random(args.seed)
-    items = [build(base, "fp32", None, args.work, fp32)]
-    for name, path in EXAMPLES.items():
-        items.append(build(base, name, Policy.load(path), args.work, fp32))
-    made = 0
-    while made < args.n:
-        doc = random_policy(rng, base.cfg.num_layers)
-        try:
-            policy = Policy.from_dict(doc)
-            items.append(build(base, f"random{made:03d}", policy, args.work, fp32))
-        except PolicyError as e:  # a contradictory random draw: draw again
-            print(f"redraw: {e}", file=sys.stderr)
-            continue
-        made += 1
-        print(f"built {made}/{args.n}", file=sys.stderr)
     if args.calibrate:
         from asrcompress.hardware._write import write_profile
 
         print("calibrating", args.profile, file=sys.stderr)
         write_profile(args.profile, args.profile.stem, 1, quick=False, reference=True)
     profile = load_profile(args.profile)
+    base = load_model(args.model)
+    fp32 = size_report(base)["total_bytes"]
+    rng = random.Random(args.seed)
+    items = [build(base, "fp32", None, args.work, fp32)]
+    paths = profile.int8_paths if args.levers else None
+    if args.levers:  # the same uniform policy on each int8 path, then the table's own choice
+        for name, path in LEVER_EXAMPLES.items():
+            pol = Policy.load(path)
+            items.append(build(base, name, pol, args.work, fp32, paths))
+            for force in ("u8", "s8"):
+                if force == "s8" and name == "int8" and not (paths and paths.s8_full_range_exact):
+                    continue  # full-range s8 is not exact on this machine
+                forced = dataclasses.replace(paths or Int8Paths(), force=force)
+                items.append(build(base, f"{name}_{force}", pol, args.work, fp32, forced))
+    else:
+        for name, path in EXAMPLES.items():
+            items.append(build(base, name, Policy.load(path), args.work, fp32))
+    draw = random_lever_policy if args.levers else random_policy
+    made = 0
+    while made < args.n:
+        doc = draw(rng, base.cfg.num_layers)
+        try:
+            policy = Policy.from_dict(doc)
+            items.append(build(base, f"random{made:03d}", policy, args.work, fp32, paths))
+        except PolicyError as e:  # a contradictory random draw: draw again
+            print(f"redraw: {e}", file=sys.stderr)
+            continue
+        made += 1
+        print(f"built {made}/{args.n}", file=sys.stderr)
     if args.reuse_measured:
         old = json.loads(args.out.read_text())
         by_old = {m["name"]: m["measured_ms"] for m in old["models"]}
         for item in items:
             item["measured_ms"] = by_old[item["name"]]
         command = old["command"] + "  # predictions redone: python " + " ".join(sys.argv)
-        run_factor = old.get("run_factor")
+        refs = reference_models(args.work)
+        ref_ms = [{float(k[:-1]): v for k, v in m.items()} for m in old["reference_measured_ms"]]
+        run_factor, run_node = fit_factor(profile.calibration, profile.threads, refs, ref_ms)
     else:
         # The reference models that fit the whole-graph factor are timed in the same rounds,
         # so the factor sees the machine as the policies do (a shared VM drifts by ~10%).
@@ -208,9 +327,11 @@ def main() -> None:
                                    repeats=args.repeats)
         for item, ms in zip(items, measured):
             item["measured_ms"] = {f"{s:g}s": round(ms[s], 3) for s in SECONDS}
-        run_factor = fit_factor(profile.calibration, profile.threads, refs, measured[len(items):])
+        ref_ms = measured[len(items):]
+        run_factor, run_node = fit_factor(profile.calibration, profile.threads, refs, ref_ms)
         command = "python " + " ".join(sys.argv)
-    in_run = dataclasses.replace(profile, calibration_factor=run_factor)
+    node = {"c0_us": run_node, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
+    in_run = dataclasses.replace(profile, calibration_factor=run_factor, calibration={**profile.calibration, "node": node})
     for item in items:
         ops = {s: graph_ops(Path(item["onnx"]), s) for s in SECONDS}
         item["predicted_ms"] = {f"{s:g}s": round(predict_ms(ops[s], in_run)[0], 3) for s in SECONDS}
@@ -230,15 +351,20 @@ def main() -> None:
         "n_predictions": len(errors),
         "predictor_within_10pct": round(within, 4),
         "run_factor": round(run_factor, 4),
+        "run_per_node_us": round(run_node, 4),
+        "stored_per_node_us": profile.calibration.get("node", {}).get("c0_us", 0.0),
+        "reference_measured_ms": [{f"{k:g}s": round(v, 3) for k, v in m.items()} for m in ref_ms],
         "stored_factor": profile.calibration_factor,
         "predictor_within_10pct_stored_factor": round(within_stored, 4),
         "mean_signed_error_pct": round(100 * sum(errors) / len(errors), 2),
         "mean_abs_error_pct": round(100 * sum(abs(e) for e in errors) / len(errors), 2),
         "max_abs_error_pct": round(100 * max(abs(e) for e in errors), 2),
-        "speedup_int8": round(ref / by["int8"]["measured_ms"]["8s"], 3),
-        "speedup_int4": round(ref / by["int4"]["measured_ms"]["8s"], 3),
-        "speedup_structured_lowrank": round(ref / by["structured25_lowrank50"]["measured_ms"]["8s"], 3),
-        "speedup_sparse50": round(ref / by["sparse50"]["measured_ms"]["8s"], 3),
+        **({f"speedup_{n}": round(ref / by[n]["measured_ms"]["8s"], 3) for n in by if n != "fp32"
+            and not n.startswith("random")} if args.levers else {
+            "speedup_int8": round(ref / by["int8"]["measured_ms"]["8s"], 3),
+            "speedup_int4": round(ref / by["int4"]["measured_ms"]["8s"], 3),
+            "speedup_structured_lowrank": round(ref / by["structured25_lowrank50"]["measured_ms"]["8s"], 3),
+            "speedup_sparse50": round(ref / by["sparse50"]["measured_ms"]["8s"], 3)}),
         "speedup_at": "8 s input",
         "profile": str(args.profile),
         "threads": profile.threads,
@@ -248,7 +374,7 @@ def main() -> None:
         "models": items,
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    render(args.out.parent / "latency.md", result, wer)
+    (render_levers if args.levers else render)(Path("docs/latency.md"), result, wer)
     print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=1))
 
 

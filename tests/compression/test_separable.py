@@ -95,3 +95,21 @@ def test_a_multiplier_that_saves_no_multiply_adds_is_refused():
         compress_model(FAMILIES["conformer"](), Policy.from_dict(
             {"version": 1, "rules": [{"name": "subsampling.conv2", "separable": {"multiplier": too_many,
                                                                                  "fit": "weights"}}]}))
+
+
+def test_two_methods_that_replace_one_layer_are_refused_in_a_policy_and_in_a_space(tmp_path):
+    """Tucker-2 and the separable form each put their own factors in the layer's place."""
+    from asrcompress.errors import UserError
+    from asrcompress.search import load_space
+
+    both = {"name": "subsampling.conv2", "tucker": {"rank_fraction": 0.5},
+            "separable": {"multiplier": 1, "fit": "weights"}}
+    with pytest.raises(PolicyError, match="layer subsampling.conv2: tucker and separable each replace the layer"):
+        compress_model(FAMILIES["conformer"](), Policy.from_dict({"version": 1, "rules": [both]}))
+    space = tmp_path / "s.yaml"
+    space.write_text("version: 1\ngroups:\n  - name: subsampling.conv2\n    separable: [null, 1]\n"
+                     "    tucker_fraction: [null, 0.5]\n")
+    with pytest.raises(UserError, match=r"groups\[0\]: 'tucker_fraction' choice 0.5 with 'separable' choice 1"):
+        load_space(space)
+    space.write_text("version: 1\ngroups:\n  - name: subsampling.conv2\n    separable: [null, 1, 2]\n")
+    assert load_space(space).groups[0].choices == {"separable": [None, 1, 2]}

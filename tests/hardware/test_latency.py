@@ -78,8 +78,14 @@ def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
     assert p.returncode == 0, p.stderr
     prof = load_profile(out)
     assert prof.measure and prof.name == "mine" and prof.threads == 1
-    assert {"matmul_fp32", "matmul_int8", "matmul_int4", "conv", "elementwise", "run"} <= set(prof.calibration)
+    assert {"matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8", "conv",
+            "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "elementwise", "run"
+            } <= set(prof.calibration)
     assert prof.fp32_gflops > 1 and prof.mem_bandwidth_gbs > 0.1
+    # both int8 paths timed at every MatMul shape of the grid (3 K x 3 N at one length when quick)
+    rows = prof.int8_paths.measured
+    assert len(rows) == 9 and {(k, n) for k, n, *_ in rows} == {(k, n) for k in (48, 144, 576) for n in (48, 144, 576)}
+    assert all(u > 0 and s > 0 for *_, u, s in rows)
     assert out.read_text().startswith("# Produced by `asrcompress calibrate")
 
 
@@ -87,3 +93,32 @@ def test_calibrate_refuses_more_threads_than_cpus(tmp_path):
     assert_one_line_error(run("calibrate", "--out", str(tmp_path / "x.yaml"), "--threads", "999"), "--threads 999")
 
 
+
+
+def test_export_onnx_takes_the_int8_path_of_the_profile_s_table(tmp_path):
+    """8-bit layers: u8 x u8 by default; with --profile, the path its table picks per shape
+    (s8 allowed there, as its calibration measured full-range s8 exact)."""
+    from asrcompress.compression import Policy, compress_model, discover_layers
+    from asrcompress.compression._io import write_compression
+    from asrcompress.models import save_model
+
+    policy = Policy.from_dict({"version": 1, "rules": [{"global": True, "quant": {"bits": 8}}]})
+    model, states, _ = compress_model(conformer(), policy)
+    save_model(model, tmp_path / "m")
+    write_compression(tmp_path / "m", tmp_path / "m", policy, states, {})
+    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "d.onnx"))
+    assert p.returncode == 0, p.stderr
+    labels = json.loads(p.stdout)["layers"]
+    assert all("u8 x u8" in k for k in labels.values() if "Dynamic" in k)
+    host = REPO / "hardware_profiles" / "host.yaml"
+    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "h.onnx"), "--profile", str(host))
+    assert p.returncode == 0, p.stderr
+    paths = load_profile(host).int8_paths
+    shapes = {layer.name: layer.shape for layer in discover_layers(model)}
+    for name, label in json.loads(p.stdout)["layers"].items():
+        if "Dynamic" in label:
+            n, k = shapes[name][:2]
+            want = "u8 x s8" if paths.signed(k, n, 8) else "u8 x u8"
+            assert want in label, (name, label)
+    assert_one_line_error(run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "x.onnx"),
+                              "--profile", "rpi4"), "rpi4.yaml")

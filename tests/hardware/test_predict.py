@@ -78,3 +78,54 @@ def test_unstructured_sparsity_predicts_no_speedup(tmp_path):
     dense_ms = predict_ms(graph_ops(export_onnx(base, {}, tmp_path / "d.onnx")["path"], 2.0), p)[0]
     sparse_ms = predict_ms(graph_ops(export_onnx(sparse, states, tmp_path / "s.onnx")["path"], 2.0), p)[0]
     assert sparse_ms == pytest.approx(dense_ms, rel=1e-9)
+
+
+class TestKernelClasses:
+    """Each kernel path has its own cost class, read off the graph ORT runs."""
+
+    @pytest.fixture(scope="class")
+    def classes(self, tmp_path_factory):
+        from asrcompress.compression import Policy, compress_model
+        from asrcompress.export import Int8Paths, export_onnx
+
+        from ..compression.models import conformer
+
+        tmp, base, out = tmp_path_factory.mktemp("classes"), conformer(), {}
+        cases = {"u8": ([{"global": True, "quant": {"bits": 7}}], Int8Paths(force="u8")),
+                 "s8": ([{"global": True, "quant": {"bits": 7}}], Int8Paths(force="s8")),
+                 "nbits2": ([{"global": True, "quant": {"bits": 2, "group": 32}}], None),
+                 "nbits4": ([{"global": True, "quant": {"bits": 4, "group": 64}}], None),
+                 "nbits8": ([{"global": True, "quant": {"bits": 8, "group": 32}}], None),
+                 "separable1": ([{"name": "subsampling.conv2", "separable": {"multiplier": 1, "fit": "weights"}}],
+                                None),
+                 "separable2": ([{"name": "subsampling.conv2", "separable": {"multiplier": 2, "fit": "weights"}}],
+                                None)}
+        for name, (rules, paths) in cases.items():
+            model, states, _ = compress_model(base, Policy.from_dict({"version": 1, "rules": rules}))
+            path = export_onnx(model, states, tmp / f"{name}.onnx", int8_paths=paths)["path"]
+            out[name] = {op.cls for op in graph_ops(path, 2.0)}
+        return out
+
+    def test_int8_paths(self, classes):
+        assert "matmul_int8" in classes["u8"] and "matmul_int8_s8" not in classes["u8"]
+        assert "matmul_int8_s8" in classes["s8"] and "matmul_int8" not in classes["s8"]
+
+    def test_matmul_nbits_widths(self, classes):
+        assert "matmul_nbits2" in classes["nbits2"] and "matmul_int4" in classes["nbits4"]
+        assert "matmul_nbits8" in classes["nbits8"]
+
+    def test_separable_front_end(self, classes):
+        """Its 1x1 pointwise conv, and its depthwise 3x3 conv: on ORT's NCHWc depthwise kernel
+        with one filter per channel, on the generic grouped path with two. The conv module's
+        1-D depthwise conv is on the generic path in both."""
+        for name in ("separable1", "separable2"):
+            assert {"conv", "conv_pointwise", "conv_grouped_1d"} <= classes[name], name
+        assert "conv_depthwise" in classes["separable1"] and "conv_grouped" not in classes["separable1"]
+        assert "conv_grouped" in classes["separable2"] and "conv_depthwise" not in classes["separable2"]
+
+
+def test_a_class_a_profile_never_calibrated_is_priced_as_its_kin():
+    cal = {"matmul_int8": {"c0_us": 3.0, "c_flop_ns": 0.01, "c_weight_ns": 0.0, "c_act_ns": 0.0}}
+    p = _profile(calibration=cal)
+    s8 = Op("a", "DynamicQuantizeMatMul", "matmul_int8_s8", flops=1e6, weight_bytes=0, act_bytes=0)
+    assert op_us(s8, p) == pytest.approx(3.0 + 10.0)

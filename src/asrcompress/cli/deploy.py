@@ -40,6 +40,9 @@ def export_onnx_cmd(
         help="Manifest or LibriSpeech folder: int8 layers then quantize activations with ranges measured "
              "on it (static) instead of at run time (dynamic)")] = None,
     calibration_utterances: Annotated[int, typer.Option(help="Utterances taken from --calibration")] = 64,
+    profile_path: Annotated[Optional[Path], typer.Option(
+        "--profile", help="Calibrated profile of the target (YAML or a shipped name): its measured int8_paths "
+                          "table picks u8 x u8 or u8 x s8 per layer (default: the shipped host's, for 5-7 bits)")] = None,
 ) -> None:
     """Export to ONNX (dynamic time axis) with int8 and 4-bit kernels for quantized layers."""
     from .._outputs import refuse_overlap
@@ -52,6 +55,15 @@ def export_onnx_cmd(
         raise UserError(f"--accuracy-level {accuracy_level} is not one of 0, 1, 2, 3, 4")
     if calibration_utterances < 1:
         raise UserError(f"--calibration-utterances {calibration_utterances} must be at least 1")
+    paths = None
+    if profile_path is not None:
+        from .._shipped import resolve
+        from ..hardware import load_profile
+
+        profile = load_profile(resolve("profile", profile_path))
+        if profile.int8_paths is None:
+            raise UserError(f"{profile.path}: has no int8_paths table (run `asrcompress calibrate` on the target)")
+        paths = profile.int8_paths
     model = load_model(model_dir)
     feats = None
     if calibration is not None:
@@ -65,7 +77,8 @@ def export_onnx_cmd(
             feats = calibration_features([read_audio(u.audio_filepath) for u in utts[:calibration_utterances]],
                                          features_of(model))
     with err.status("exporting"):
-        report = export_onnx(model, read_states(model_dir), out_file, accuracy_level, calibration=feats)
+        report = export_onnx(model, read_states(model_dir), out_file, accuracy_level, calibration=feats,
+                             int8_paths=paths)
     kernels: dict[str, int] = {}
     for k in report["layers"].values():
         kernels[k] = kernels.get(k, 0) + 1

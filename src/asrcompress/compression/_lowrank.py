@@ -47,6 +47,8 @@ def choose_rank(singular_values: torch.Tensor, cfg: LowRankConfig) -> int:
 @register(LowRankConfig, order=20, choices={"rank_fraction": Choice("rank_fraction", None)},
           uniform={"lowrank50": [{"type": "Linear", "lowrank": {"rank_fraction": 0.5}}]})
 class LowRank(Handler):
+    replaces_layer = True
+
     def not_applicable(self, layer: LayerInfo, model: torch.nn.Module) -> str | None:
         module = model.get_submodule(layer.module_name)
         if isinstance(module, torch.nn.modules.linear.NonDynamicallyQuantizableLinear):

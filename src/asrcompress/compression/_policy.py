@@ -171,6 +171,10 @@ class Resolution:
 
 
 def _check_combination(layer: LayerInfo, plan: dict[str, MethodConfig], source: str) -> None:
+    replacing = [key for key, cfg in plan.items() if handler_for(cfg).replaces_layer]
+    if len(replacing) > 1:
+        raise PolicyError(f"{source}: layer {layer.name}: {' and '.join(replacing)} each replace the layer "
+                          "with their own factors; choose one")
     for cfg in plan.values():
         reason = handler_for(cfg).check_plan(plan)
         if reason:

@@ -69,6 +69,7 @@ class Handler:
     gets the whole block instead (`compute_block`) and returns the units to keep."""
 
     structural = False
+    replaces_layer = False  # its result is a new module in the layer's place (one such method per layer)
 
     def not_applicable(self, layer: LayerInfo, model: torch.nn.Module) -> str | None:
         """Why a layer cannot take the method (None if it can)."""

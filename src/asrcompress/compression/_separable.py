@@ -119,6 +119,8 @@ def fit_separable(w: torch.Tensor, m: int, s: torch.Tensor, rounds: int = ALS_RO
 
 @register(SeparableConfig, order=16, choices={"separable": Choice("multiplier", None)}, example={"multiplier": 1})
 class Separable(Handler):
+    replaces_layer = True
+
     def not_applicable(self, layer: LayerInfo, model: nn.Module) -> str | None:
         m = model.get_submodule(layer.module_name)
         if not isinstance(m, nn.Conv2d) or m.groups != 1 or max(m.kernel_size) < 2:
@@ -128,6 +130,8 @@ class Separable(Handler):
         return None
 
     def check(self, layer: LayerInfo, cfg: SeparableConfig) -> None:
+        if len(layer.shape) != 4:  # not a 2-D conv: not_applicable skips it (or names it)
+            return
         c_out, kk = layer.shape[0], layer.shape[2] * layer.shape[3]
         if cfg.multiplier * (c_out + kk) >= c_out * kk:  # m C_in (k k + C_out) vs C_out C_in k k per output pixel
             raise ConfigError(f"separable.multiplier={cfg.multiplier} does no fewer multiply-adds than layer "

@@ -64,6 +64,8 @@ def ranks_for(c_out: int, c_in: int, cfg: TuckerConfig) -> tuple[int, int]:
 @register(TuckerConfig, order=15, choices={"tucker_fraction": Choice("rank_fraction", None)},
           example={"rank_fraction": 0.5})
 class Tucker2(Handler):
+    replaces_layer = True
+
     def not_applicable(self, layer: LayerInfo, model: nn.Module) -> str | None:
         m = model.get_submodule(layer.module_name)
         if not isinstance(m, nn.Conv2d) or m.groups != 1 or max(m.kernel_size) < 2:

@@ -6,11 +6,10 @@ are written exactly:
   * b in 2..4: `MatMulNBits` (com.microsoft; 2 and 4 bits, 3-bit codes stored in 4) with
     u = c + 2^(bits-1), the default zero point, and the layer's block scales (block = its
     group, else 32 blocks each carrying the row's scale). fp32 activations.
-  * b in 5..7, per row: `DynamicQuantizeMatMul` with signed int8 weights (u8 x s8). Codes
-    within [-64, 63] cannot saturate the u8 x s8 kernel's int16 pair sums on CPUs without
-    VNNI (onnxruntime PR #12088), and it measured faster than u8 x u8 here.
-  * b = 8, per row: `DynamicQuantizeMatMul` with uint8 weights u = c + 128 and zero point 128
-    (u8 x u8): full-range signed codes could saturate u8 x s8 without VNNI.
+  * b in 5..8, per row: `DynamicQuantizeMatMul`, with signed int8 weights (u8 x s8) or uint8
+    weights u = c + 128 and zero point 128 (u8 x u8), whichever the profile's measured table
+    says is faster for the layer's shape; 8-bit layers take s8 only where the table's machine
+    computed full-range s8 exactly (`_int8_paths`).
   * b in 5..8 with blocks: `MatMulNBits` 8-bit, weight-only (the dynamic int8 kernel has one
     scale per column).
   * Conv weights (any b): their codes as stored (2 or 4 bits packed, else int8) with their
@@ -80,11 +79,13 @@ def as_grid(w2d: np.ndarray, bits: int, group: int = 0, tol: float = 1e-2) -> Gr
                       bits, group)
 
 
-def int8_matmul(name: str, a: str, y: str, g: GridWeight, bias: str | None = None) -> tuple[list, list]:
-    """Y = A @ W^T (+ bias) with W on a per-row int8-representable grid: signed weights for <= 7
-    bits. The bias goes into the op: ORT fuses no Add into a DynamicQuantizeMatMul it is given."""
+def int8_matmul(name: str, a: str, y: str, g: GridWeight, bias: str | None = None,
+                signed: bool | None = None) -> tuple[list, list]:
+    """Y = A @ W^T (+ bias) with W on a per-row int8-representable grid: signed weights (u8 x s8)
+    or uint8 with zero point 128 (u8 x u8); by default signed for <= 7 bits (see _int8_paths).
+    The bias goes into the op: ORT fuses no Add into a DynamicQuantizeMatMul it is given."""
     n = g.codes.shape[0]
-    signed = g.bits <= 7
+    signed = g.bits <= 7 if signed is None else signed
     codes = g.codes.T.astype(np.int8) if signed else (g.codes.T + 128).astype(np.uint8)  # (K, N)
     b = numpy_helper.from_array(codes, f"{name}.qweight")
     s = numpy_helper.from_array(g.scales, f"{name}.scale")

@@ -37,6 +37,7 @@ from .._outputs import output_file
 from ..errors import UserError
 from ..models import adapter_for
 from ._deploy import DeployModel
+from ._int8_paths import Int8Paths, default_int8_paths
 from ._kernels import as_grid, dequantized_weight, int8_matmul, nbits_matmul
 from ._static import activation_ranges, static_int8_matmul
 
@@ -157,7 +158,8 @@ def _int8_inputs(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int
 
 
 def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], accuracy_level: int,
-             act_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
+             act_ranges: dict[str, tuple[float, float]] | None = None,
+             int8_paths: Int8Paths = Int8Paths()) -> dict[str, str]:
     graph = proto.graph
     kernels: dict[str, str] = {}
     new_nodes, new_inits, absorbed = [], [], set()
@@ -190,8 +192,9 @@ def _rewrite(proto: onnx.ModelProto, wanted: dict[tuple, tuple[str, str, int]], 
             if add is not None:  # MatMul -> Add(bias) becomes one op with its bias input
                 absorbed.add(add[0].output[0])
                 y = add[0].output[0]
-            nodes, tensors = int8_matmul(name, node.input[0], y, grid, add and add[1])
-            label = f"int8 DynamicQuantizeMatMul ({'u8 x s8' if bits <= 7 else 'u8 x u8'})"
+            signed = int8_paths.signed(grid.codes.shape[1], grid.codes.shape[0], bits)
+            nodes, tensors = int8_matmul(name, node.input[0], y, grid, add and add[1], signed)
+            label = f"int8 DynamicQuantizeMatMul ({'u8 x s8' if signed else 'u8 x u8'})"
         if gemm_bias:
             nodes.append(helper.make_node("Add", [y, node.input[2]], [node.output[0]], name=f"{name}.bias"))
         new_nodes += nodes
@@ -294,8 +297,12 @@ def _verify(model: nn.Module, path: Path, int8: bool) -> None:
 
 
 def export_onnx(model: nn.Module, states: dict[str, LayerState] | None, out: Path,
-                accuracy_level: int = 0, calibration: Sequence[np.ndarray] | None = None) -> dict:
+                accuracy_level: int = 0, calibration: Sequence[np.ndarray] | None = None,
+                int8_paths: Int8Paths | None = None) -> dict:
     """Write `out` (.onnx); returns which kernel each compressed layer runs on.
+
+    `int8_paths`: the measured u8 x u8 / u8 x s8 table that picks each dynamic int8 MatMul's
+    kernel (a profile's `int8_paths`); by default the shipped host profile's (`_int8_paths`).
 
     `calibration`: graph inputs (`calibration_features`, e.g. (1, T, n_mels) log-mel); with them the int8 MatMuls quantize their
     inputs with ranges measured on these features (static), else at run time (dynamic).
@@ -315,7 +322,8 @@ def export_onnx(model: nn.Module, states: dict[str, LayerState] | None, out: Pat
             ranges = activation_ranges(Path(tmp) / "fp32.onnx", calibration, _int8_inputs(proto, wanted),
                                        adapter_for(model).features(model).input_name)
     kernels = _store_conv_weights(proto, _quantized_convs(model, states))
-    kernels.update(_rewrite(proto, wanted, accuracy_level, ranges))
+    paths = int8_paths if int8_paths is not None else default_int8_paths()
+    kernels.update(_rewrite(proto, wanted, accuracy_level, ranges, paths))
     _drop_unused_initializers(proto)
     if kernels:
         _store_fp16(proto)

@@ -24,7 +24,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from scipy.optimize import nnls
 
-from ..export import GridWeight, int8_matmul, nbits_matmul
+from ..export import GridWeight, Int8Paths, int8_matmul, nbits_matmul
 from ._graph import Op, graph_ops, session_options
 
 F = TensorProto.FLOAT
@@ -41,24 +41,51 @@ def _vi(name: str, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, F, list(shape))
 
 
+# kind -> (code bits, MatMulNBits block or 0 for the dynamic int8 kernel, signed int8 weights)
+KINDS = {"int8": (7, 0, False), "int8_s8": (7, 0, True), "int4": (4, 32, False), "int4_b64": (4, 64, False),
+         "int4_b128": (4, 128, False), "nbits2": (2, 32, False), "nbits8": (8, 32, False)}
+
+
 def _matmul(m: int, k: int, n: int, kind: str, copies: int) -> tuple[onnx.ModelProto, dict]:
     nodes, inits, outs = [], [], []
     for i in range(copies):
         y = f"y{i}"
-        codes = RNG.integers(-7 if kind == "int4" else -127, 8 if kind == "int4" else 128, (n, k))
-        grid = GridWeight(codes.astype(np.int32), RNG.uniform(1e-3, 1e-2, n).astype(np.float32), 4)
         if kind == "fp32":
             w = numpy_helper.from_array(RNG.standard_normal((k, n)).astype(np.float32), f"w{i}")
             nd, ts = [helper.make_node("MatMul", ["x", w.name], [y])], [w]
-        elif kind == "int8":
-            nd, ts = int8_matmul(f"w{i}", "x", y, grid)
         else:
-            nd, ts = nbits_matmul(f"w{i}", "x", y, grid)
+            bits, block, signed = KINDS[kind]
+            q = 2 ** (bits - 1) - 1
+            codes = RNG.integers(-q, q + 1, (n, k)).astype(np.int32)
+            scales = RNG.uniform(1e-3, 1e-2, (n, -(-k // block)) if block else n).astype(np.float32)
+            grid = GridWeight(codes, scales, bits, block)
+            nd, ts = nbits_matmul(f"w{i}", "x", y, grid) if block else int8_matmul(f"w{i}", "x", y, grid, signed=signed)
         nodes += nd
         inits += ts
         outs.append(_vi(y, [m, n]))
     feeds = {"x": RNG.standard_normal((m, k)).astype(np.float32)}
     return _model(nodes, inits, [_vi("x", [m, k])], outs, ms=kind != "fp32"), feeds
+
+
+def s8_full_range_exact(threads: int) -> bool:
+    """Whether u8 x s8 computes full-range 8-bit weights exactly on this CPU. The input makes
+    every quantized activation 255 and every weight +-127 in equal-sign pairs, so each int16
+    pair sum (2 x 255 x 127 = 64,770) saturates where the kernel has no VNNI (onnxruntime
+    PR #12088); the product is then far from the exact one."""
+    k, n = 64, 8
+    codes = np.where(np.arange(k)[None, :] % 4 < 2, 127, -127).repeat(n, axis=0).astype(np.int32)
+    grid = GridWeight(codes, np.full(n, 1e-2, np.float32), 8)
+    nodes, inits = int8_matmul("w", "x", "y", grid, signed=True)
+    model = _model(nodes, inits, [_vi("x", [1, k])], [_vi("y", [1, n])], ms=True)
+    x = np.ones((1, k), np.float32)
+    x[0, -1] = 0.0  # range [0, 1]: scale 1/255, zero point 0, so ones quantize to 255
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s8.onnx"
+        onnx.save(model, str(path))
+        sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        y = sess.run(None, {"x": x})[0]
+    exact = np.rint(x * 255) / 255 @ (codes.T * 1e-2)
+    return bool(np.allclose(y, exact, rtol=1e-3, atol=1e-3))
 
 
 def _act_matmul(b: int, m: int, k: int, n: int, copies: int):
@@ -69,14 +96,17 @@ def _act_matmul(b: int, m: int, k: int, n: int, copies: int):
     return _model(nodes, [], [_vi("a", [b, m, k]), _vi("b", [b, k, n])], outs), feeds
 
 
-def _conv(c_in: int, c_out: int, t: int, f: int, kernel, stride, group: int, copies: int):
+def _conv(c_in: int, c_out: int, t: int, f: int, kernel, stride, group: int, copies: int, same: bool | None = None):
+    """`copies` convs of (1, c_in, t[, f]); padded to keep the length when `same` (default: the
+    grouped ones, as the conv module's depthwise conv is; the front end's are unpadded)."""
     nodes, inits, outs = [], [], []
     shape = [1, c_in, t] + ([f] if f else [])
+    same = group > 1 if same is None else same
     for i in range(copies):
         w = numpy_helper.from_array(
             RNG.standard_normal([c_out, c_in // group, *kernel]).astype(np.float32) * 0.05, f"w{i}")
         bias = numpy_helper.from_array(np.zeros(c_out, np.float32), f"b{i}")
-        pads = [kk // 2 for kk in kernel] * 2 if group > 1 else [0] * (2 * len(kernel))
+        pads = [kk // 2 for kk in kernel] * 2 if same else [0] * (2 * len(kernel))
         nodes.append(helper.make_node("Conv", ["x", w.name, bias.name], [f"y{i}"], group=group,
                                       kernel_shape=list(kernel), strides=list(stride), pads=pads))
         inits += [w, bias]
@@ -121,29 +151,57 @@ def _time_us(path: Path, feeds: dict, threads: int, budget_s: float = 0.25, min_
     return statistics.median(times)
 
 
+_CLASS = {"fp32": "matmul_fp32", "int8": "matmul_int8", "int8_s8": "matmul_int8_s8", "int4": "matmul_int4",
+          "int4_b64": "matmul_int4", "int4_b128": "matmul_int4", "nbits2": "matmul_nbits2", "nbits8": "matmul_nbits8"}
+
+
+CONV_CLASSES = {"conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d"}
+
+
+def _copies(k: int, n: int, kind: str) -> int:
+    """Enough copies that the weights span ~8 MB, as in a model (2..12)."""
+    return int(np.clip(8e6 / (k * n * (4 if kind == "fp32" else 1)), 2, 12))
+
+
 def benchmarks(quick: bool = False) -> list[tuple[str, Callable[[], tuple], int]]:
     """(class, graph builder, copies) over shapes found in compressed speech models."""
     out: list[tuple[str, Callable, int]] = []
     ms = (49, 199) if not quick else (199,)
     dims = (16, 48, 144, 288, 576, 1152) if not quick else (48, 144, 576)
-    for kind in ("fp32", "int8", "int4"):
+    for kind in ("fp32", "int8", "int8_s8", "int4"):
         for m in ms:
             for k in dims + ((2736,) if not quick else ()):
                 for n in dims:
-                    copies = int(np.clip(8e6 / (k * n * (4 if kind == "fp32" else 1)), 2, 12))
-                    out.append((f"matmul_{kind}", lambda m=m, k=k, n=n, kind=kind, c=copies: _matmul(m, k, n, kind, c),
-                                copies))
+                    out.append((_CLASS[kind], lambda m=m, k=k, n=n, kind=kind: _matmul(m, k, n, kind, _copies(k, n, kind)),
+                                _copies(k, n, kind)))
+    for kind in ("int4_b64", "int4_b128", "nbits2", "nbits8"):  # block sizes and widths, on a coarser grid
+        for m in ms:
+            for k in (144, 576, 1152) if not quick else (576,):
+                for n in (144, 576, 1152) if not quick else (576,):
+                    out.append((_CLASS[kind], lambda m=m, k=k, n=n, kind=kind: _matmul(m, k, n, kind, _copies(k, n, kind)),
+                                _copies(k, n, kind)))
     for t in ms:  # attention scores and context: activation x activation
         for heads in (1, 4):
             out.append(("matmul_fp32", lambda t=t, h=heads: _act_matmul(h, t, 36, t, 4), 4))
             out.append(("matmul_fp32", lambda t=t, h=heads: _act_matmul(h, t, t, 36, 4), 4))
+    # The front end: conv1 (1 -> C on 80 mels), conv2 and its replacements on (T/2, 39) -> (T/4, 19):
+    # full 3x3 (pruned channels, a Tucker core), 1x1 (Tucker's reduce and expand, the separable
+    # pointwise) and depthwise 3x3 with a channel multiplier (the separable depthwise).
     for t in ((201, 801) if not quick else (801,)):
+        t2 = (t - 1) // 2
         out.append(("conv", lambda t=t: _conv(1, 144, t, 80, (3, 3), (2, 2), 1, 2), 2))
-        for c in (36, 144) if not quick else (144,):
-            out.append(("conv", lambda t=t, c=c: _conv(c, 144, (t - 1) // 2, 39, (3, 3), (2, 2), 1, 2), 2))
-    for t in ms:
-        for c in (72, 144, 288):
-            out.append(("conv_depthwise", lambda t=t, c=c: _conv(c, c, t, 0, (31,), (1,), c, 4), 4))
+        for c_in, c_out in ((36, 144), (144, 144), (72, 72), (36, 36)) if not quick else ((144, 144),):
+            out.append(("conv", lambda t2=t2, a=c_in, b=c_out: _conv(a, b, t2, 39, (3, 3), (2, 2), 1, 2), 2))
+        for c_in, c_out, tt, f in ((144, 36, t2, 39), (36, 144, t2 // 2, 19), (144, 144, t2 // 2, 19),
+                                   (288, 144, t2 // 2, 19)) if not quick else ((144, 144, t2 // 2, 19),):
+            out.append(("conv_pointwise", lambda a=c_in, b=c_out, tt=tt, f=f: _conv(a, b, tt, f, (1, 1), (1, 1), 1, 2), 2))
+        for c in (72, 144) if not quick else (144,):
+            for m in (1, 2, 3) if not quick else (1, 2):  # m = 1: NCHWc depthwise kernel; m > 1: generic grouped
+                out.append(("conv_depthwise" if m == 1 else "conv_grouped",
+                            lambda t2=t2, c=c, m=m: _conv(c, c * m, t2, 39, (3, 3), (2, 2), c, 2, same=False), 2))
+    for t in ms:  # the conv module's depthwise 1-D conv
+        for c in (72, 144, 288) if not quick else (144,):
+            out.append(("conv_grouped_1d", lambda t=t, c=c: _conv(c, c, t, 0, (31,), (1,), c, 4), 4))
     for t in ms:
         for c in (16, 144, 576) if not quick else (144,):
             for op in ("Add", "Mul", "Transpose"):
@@ -164,9 +222,12 @@ def _fit(rows: list[tuple[Op, float]]) -> dict[str, float]:
     return dict(zip(("c0_us", "c_flop_ns", "c_weight_ns", "c_act_ns"), (float(c) for c in coef)))
 
 
-def calibrate(threads: int, quick: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Fitted coefficients per operator class, plus the fixed cost of one run call."""
+def calibrate(threads: int, quick: bool = False, progress: Callable[[int, int], None] | None = None
+              ) -> tuple[dict, Int8Paths]:
+    """Fitted coefficients per operator class, plus the fixed cost of one run call; and the
+    table of both int8 paths' per-copy times per (K, N, T) (`export/_int8_paths`)."""
     rows: dict[str, list[tuple[Op, float]]] = {}
+    int8: dict[tuple[int, int, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "b.onnx"
         model, feeds = _empty()
@@ -177,14 +238,24 @@ def calibrate(threads: int, quick: bool = False, progress: Callable[[int, int], 
             model, feeds = build()
             onnx.save(model, str(path))
             per_copy = max(_time_us(path, feeds, threads) - run_us, 0.0) / copies
-            ops = [op for op in graph_ops(path, feeds=feeds, threads=threads) if op.cls == cls]
+            # A conv is filed under the class ORT's choice of kernel gives it (a depthwise conv
+            # may or may not get the NCHWc kernel), the others under the class benchmarked.
+            family = CONV_CLASSES if cls in CONV_CLASSES else {cls}
+            ops = [op for op in graph_ops(path, feeds=feeds, threads=threads) if op.cls in family]
             if ops:
-                rows.setdefault(cls, []).append((ops[0], per_copy))
+                main = max(ops, key=lambda op: op.flops)
+                rows.setdefault(main.cls, []).append((main, per_copy))
+            if cls in ("matmul_int8", "matmul_int8_s8"):
+                (m, k), n = feeds["x"].shape, model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+                int8.setdefault((k, n, m), {})[cls] = max(per_copy, 1e-3)
             if progress:
                 progress(i + 1, len(items))
     cal = {cls: _fit(r) for cls, r in rows.items()}
     cal["run"] = {"c0_us": run_us, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
-    return {k: {kk: round(vv, 6) for kk, vv in v.items()} for k, v in cal.items()}
+    table = tuple((k, n, t, round(v["matmul_int8"], 3), round(v["matmul_int8_s8"], 3))
+                  for (k, n, t), v in sorted(int8.items()) if len(v) == 2)
+    paths = Int8Paths(table, s8_full_range_exact(threads))
+    return {k: {kk: round(vv, 6) for kk, vv in v.items()} for k, v in cal.items()}, paths
 
 
 def memory_bandwidth_gbs(threads: int) -> float:
@@ -225,22 +296,34 @@ def reference_models(workdir: Path) -> list[Path]:
     return paths
 
 
-def fit_factor(cal: dict, threads: int, paths: list[Path], measured: list[dict[float, float]]) -> float:
-    """Median of measured / predicted (without a factor) over models and lengths."""
+def fit_factor(cal: dict, threads: int, paths: list[Path], measured: list[dict[float, float]]
+               ) -> tuple[float, float]:
+    """Whole-graph correction fitted to the measured latencies of `paths`:
+        measured = factor * predicted (without correction) + per_node * operators,
+    by non-negative least squares weighted for relative error. The factor covers what isolated
+    operators miss in a network (colder caches); the per-node term the fixed cost each operator
+    adds in a whole graph, which is why short inputs run slower than the sum of their operators.
+    Returns (factor, per_node_us)."""
     from ._predict import predict_ms
     from ._profile import Profile
 
+    plain = {k: v for k, v in cal.items() if k != "node"}
     flat = Profile(name="fit", description="fit", cores=threads, threads=threads, fp32_gflops=1, int8_gops=1,
                    int4_gops=1, mem_bandwidth_gbs=1, op_overhead_us=0,
-                   kernels={"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False}, calibration=cal)
-    ratios = [m[s] / predict_ms(graph_ops(p, s, threads=threads), flat)[0]
-              for p, m in zip(paths, measured) for s in m]
-    return float(statistics.median(ratios))
+                   kernels={"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False}, calibration=plain)
+    a, y = [], []
+    for p, m in zip(paths, measured):
+        for s in m:
+            ops = graph_ops(p, s, threads=threads)
+            a.append([predict_ms(ops, flat)[0], len(ops) / 1e3])
+            y.append(m[s])
+    w = 1.0 / np.asarray(y)
+    (factor, per_node), _ = nnls(np.asarray(a) * w[:, None], np.asarray(y) * w)
+    return float(np.clip(factor, 0.2, 5.0)), float(per_node)
 
 
-def reference_factor(cal: dict, threads: int, workdir: Path) -> float:
-    """Whole-graph correction: measured / predicted latency of the reference models (2 s and
-    8 s), the median ratio. Isolated operators run with warmer caches than a whole network."""
+def reference_factor(cal: dict, threads: int, workdir: Path) -> tuple[float, float]:
+    """(factor, per-node microseconds) from the reference models at 2 s and 8 s (`fit_factor`)."""
     from ._measure import measure_latency
 
     paths = reference_models(workdir)

@@ -62,14 +62,28 @@ def classify(node, shapes: dict[str, np.ndarray], inits: dict[str, np.ndarray]) 
         if t == "Gemm" and _attrs(node).get("transA", 0):
             k = ins[0].shape[0]
         flops = 2.0 * _size(y.shape) * k
-        cls = {"DynamicQuantizeMatMul": "matmul_int8", "MatMulNBits": "matmul_int4"}.get(t, "matmul_fp32")
+        cls = "matmul_fp32"
+        if t == "DynamicQuantizeMatMul":  # signed weights run u8 x s8, uint8 ones u8 x u8
+            w = inits.get(node.input[1])
+            cls = "matmul_int8_s8" if w is not None and w.dtype == np.int8 else "matmul_int8"
+        elif t == "MatMulNBits":
+            cls = {2: "matmul_nbits2", 8: "matmul_nbits8"}.get(int(_attrs(node)["bits"]), "matmul_int4")
     elif t in ("Conv", "FusedConv") and y is not None:
         w = ins[1]
         group = int(_attrs(node).get("group", 1))
         per_out = _size(w.shape[1:]) if w is not None else 1
         flops = 2.0 * _size(y.shape) * per_out
-        depthwise = w is not None and group > 1 and w.shape[1] == 1
-        cls = "conv_depthwise" if depthwise else "conv"
+        pointwise = w is not None and group == 1 and _size(w.shape[2:]) == 1
+        # ORT runs a grouped conv on its blocked NCHWc depthwise kernel where it can (a 2-D
+        # depthwise conv, one filter per channel) and on its generic grouped path otherwise
+        # (the conv module's 1-D depthwise conv, a depthwise conv with a channel multiplier,
+        # whose time barely grows with the multiplier); they differ by ~4x per multiply-add.
+        if group > 1 and node.domain == "com.microsoft.nchwc":
+            cls = "conv_depthwise"
+        elif group > 1:  # the generic path: 1-D and 2-D cost differently (im2col per group in 2-D)
+            cls = "conv_grouped" if w is not None and w.ndim == 4 else "conv_grouped_1d"
+        else:
+            cls = "conv_pointwise" if pointwise else "conv"
     elif t in TRANSCENDENTAL:
         cls = "transcendental"
         flops = float(sum(_size(v.shape) for v in outs if v is not None))

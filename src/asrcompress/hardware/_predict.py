@@ -2,7 +2,8 @@
 
 A calibrated class uses the coefficients fitted to micro-benchmarks on the device:
     t = c0 + c_flop * flops + c_weight * weight bytes + c_act * activation bytes
-and the sum is scaled by the profile's whole-graph `calibration_factor`.
+and the whole graph is corrected as fitted on the reference models (`_calibrate.fit_factor`):
+    total = calibration_factor * (sum of t + one run call) + node.c0_us * operators.
 Otherwise the datasheet roofline:
     t = max(flops / throughput(dtype), bytes / bandwidth) + per-op overhead
 where a low-bit MatMul without its kernel on the device runs at fp32 throughput.
@@ -21,14 +22,23 @@ def _roofline_us(op: Op, p: Profile) -> float:
     fp32 = p.fp32_gflops * 1e3  # flops per us
     peak = {
         "matmul_int8": p.int8_gops * 1e3 if p.kernels["int8_matmul"] else fp32,
+        "matmul_int8_s8": p.int8_gops * 1e3 if p.kernels["int8_matmul"] else fp32,
         "matmul_int4": p.int4_gops * 1e3 if p.kernels["int4_matmul"] else fp32,
+        "matmul_nbits2": p.int4_gops * 1e3 if p.kernels["int4_matmul"] else fp32,
+        "matmul_nbits8": p.int4_gops * 1e3 if p.kernels["int4_matmul"] else fp32,
     }.get(op.cls, fp32)
     flops = op.flops * (EXP_FLOPS if op.cls == "transcendental" else 1)
     return max(flops / peak, (op.weight_bytes + op.act_bytes) / bw) + p.op_overhead_us
 
 
+# A profile calibrated before a class existed prices it as its nearest calibrated kin.
+FALLBACK = {"matmul_int8_s8": "matmul_int8", "matmul_nbits2": "matmul_int4", "matmul_nbits8": "matmul_int4",
+            "conv_pointwise": "conv", "conv_grouped": "conv_depthwise", "conv_grouped_1d": "conv_depthwise"}
+
+
 def op_us(op: Op, p: Profile) -> float:
-    c = (p.calibration or {}).get(op.cls)
+    cal = p.calibration or {}
+    c = cal.get(op.cls, cal.get(FALLBACK.get(op.cls, "")))
     if c is None:
         return _roofline_us(op, p)
     return (c["c0_us"] + c["c_flop_ns"] * op.flops * 1e-3 + c["c_weight_ns"] * op.weight_bytes * 1e-3
@@ -40,6 +50,10 @@ def predict_ms(ops: list[Op], p: Profile) -> tuple[float, dict[str, float]]:
     by_cls: dict[str, float] = {}
     for op in ops:
         by_cls[op.cls] = by_cls.get(op.cls, 0.0) + op_us(op, p) / 1e3
-    run = (p.calibration or {}).get("run", {}).get("c0_us", 0.0) / 1e3
+    cal = p.calibration or {}
+    run = cal.get("run", {}).get("c0_us", 0.0) / 1e3
     f = p.calibration_factor if p.calibration else 1.0
-    return (sum(by_cls.values()) + run) * f, {k: round(v * f, 3) for k, v in by_cls.items()}
+    # `node`: the cost per operator a whole graph adds over the isolated ones (fitted with the
+    # factor on the reference models); it is what makes short inputs slower than the sum.
+    per_node = cal.get("node", {}).get("c0_us", 0.0) / 1e3
+    return (sum(by_cls.values()) + run) * f + per_node * len(ops), {k: round(v * f, 3) for k, v in by_cls.items()}

@@ -3,7 +3,7 @@
 Figures are per device, for the thread count a deployment uses. A profile produced by
 `asrcompress calibrate` also carries `calibration`: per-operator-class cost coefficients
 fitted to micro-benchmarks on that machine, which the predictor prefers over the datasheet
-roofline. `measure: true` marks the machine latency is measured on, not predicted.
+roofline, and `int8_paths`: the measured u8 x u8 / u8 x s8 table the export picks int8 kernels by. `measure: true` marks the machine latency is measured on, not predicted.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from pathlib import Path
 
 from .._yaml import read_yaml
 from ..errors import UserError
+from ..export import Int8Paths, parse_int8_paths
 
 NUMBERS = {  # field -> (must be > 0, unit)
     "cores": "count", "threads": "count", "fp32_gflops": "GFLOP/s", "int8_gops": "GOP/s",
     "int4_gops": "GOP/s", "mem_bandwidth_gbs": "GB/s", "op_overhead_us": "us",
 }
 KERNELS = ("int8_matmul", "int4_matmul", "sparse_matmul")
-CLASSES = ("run", "matmul_fp32", "matmul_int8", "matmul_int4", "conv", "conv_depthwise", "elementwise",
-           "transcendental", "shape")
+CLASSES = ("run", "matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8",
+           "conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "elementwise", "transcendental", "shape",
+           "node")
 COEFFS = ("c0_us", "c_flop_ns", "c_weight_ns", "c_act_ns")  # t = c0 + a*flops + b*weight bytes + c*act bytes
 
 
@@ -39,6 +41,7 @@ class Profile:
     measure: bool = False
     calibration: dict[str, dict[str, float]] | None = None
     calibration_factor: float = 1.0
+    int8_paths: Int8Paths | None = None
     path: str = field(default="", compare=False)
 
 
@@ -90,7 +93,10 @@ def parse_profile(doc: object, path: Path) -> Profile:
             for k, v in coeffs.items():
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                     raise _fail(path, f"calibration.{cls}.{k} must be a number >= 0, got {v!r}")
-    return Profile(path=str(path), **{k: doc[k] for k in doc})
+    fields_ = {k: doc[k] for k in doc}
+    if "int8_paths" in doc:
+        fields_["int8_paths"] = parse_int8_paths(doc["int8_paths"], str(path))
+    return Profile(path=str(path), **fields_)
 
 
 def load_profile(path: Path) -> Profile:

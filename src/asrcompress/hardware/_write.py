@@ -23,11 +23,13 @@ def _rate(cal: dict, cls: str) -> float:
 
 def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bool,
                   progress: Callable[[int, int], None] | None = None) -> dict:
-    cal = calibrate(threads, quick, progress)
+    cal, int8_paths = calibrate(threads, quick, progress)
     factor = 1.0
     if reference:
         with tempfile.TemporaryDirectory() as tmp:
-            factor = round(reference_factor(cal, threads, Path(tmp)), 4)
+            factor, per_node = reference_factor(cal, threads, Path(tmp))
+            factor = round(factor, 4)
+            cal["node"] = {"c0_us": round(per_node, 6), "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
     bandwidth = memory_bandwidth_gbs(threads)
     doc = {
         "name": name,
@@ -43,6 +45,7 @@ def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bo
         "measure": True,
         "calibration_factor": factor,
         "calibration": cal,
+        "int8_paths": int8_paths.to_dict(),
     }
     parse_profile(doc, out)  # never write a profile the loader would refuse
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -52,6 +55,8 @@ def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bo
               "# (ONNX Runtime sessions, median of repeated runs); throughputs are 1 / the fitted\n"
               "# per-operation cost of the MatMul classes, bandwidth is a 3 x 32 MB element-wise Add,\n"
               "# overhead the fitted fixed cost of element-wise operators. `measure: true`: latency\n"
-              "# on this profile is measured, not predicted.\n")
+              "# on this profile is measured, not predicted. int8_paths: per-copy microseconds of\n"
+              "# DynamicQuantizeMatMul with u8 and s8 weights per [K, N, T, u8_us, s8_us], and whether\n"
+              "# full-range s8 weights computed exactly (a saturating input, see hardware/_calibrate).\n")
     write_text(Path(out), header + yaml.safe_dump(doc, sort_keys=False))
     return doc
