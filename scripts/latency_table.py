@@ -4,6 +4,13 @@ speed-ups of the example policies, for docs/latency.md and docs/latency.json.
     .venv/bin/python scripts/latency_table.py --model models/conformer_ctc_base \
         --profile hardware_profiles/host.yaml --n 50
 
+With --levers: random policies of the CPU levers (blocks dropped, separable or Tucker-2 conv2,
+FFN cuts, every kernel path) and the uniform int8 policies on each int8 path, for the
+"Predictor and int8 paths on the CPU levers" section (docs/latency_levers.json):
+
+    .venv/bin/python scripts/latency_table.py --levers --calibrate --seed 2 --n 50 \
+        --work runs/latency-levers-s2
+
 Policies are compressed without fine-tuning (latency does not depend on the weights' values)
 and exported to ONNX under --work, which makes a rerun resume. All models are then timed
 round-robin in one process, so the ratios are side by side.
@@ -178,10 +185,7 @@ def render(doc_path: Path, result: dict, wer: dict | None) -> None:
         for r in wer["rows"]:
             lines.append(f"| {r['policy']} | {100 * r['wer_torch']:.2f}% | {100 * r['wer_onnx']:.2f}% | "
                          f"{r['diff_points']:+.2f} | {100 * r['wer_torch_batched']:.2f}% |")
-    text = doc_path.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    head, rest = text.split(start)
-    doc_path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end)[1])
+    _between(doc_path, "results", lines)
 
 
 def _between(doc_path: Path, tag: str, lines: list[str]) -> None:

@@ -79,7 +79,7 @@ def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
     prof = load_profile(out)
     assert prof.measure and prof.name == "mine" and prof.threads == 1
     assert {"matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8", "conv",
-            "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "elementwise", "run"
+            "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "layout", "elementwise", "run"
             } <= set(prof.calibration)
     assert prof.fp32_gflops > 1 and prof.mem_bandwidth_gbs > 0.1
     # both int8 paths timed at every MatMul shape of the grid (3 K x 3 N at one length when quick)

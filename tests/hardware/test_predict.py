@@ -122,6 +122,7 @@ class TestKernelClasses:
             assert {"conv", "conv_pointwise", "conv_grouped_1d"} <= classes[name], name
         assert "conv_depthwise" in classes["separable1"] and "conv_grouped" not in classes["separable1"]
         assert "conv_grouped" in classes["separable2"] and "conv_depthwise" not in classes["separable2"]
+        assert "layout" in classes["separable2"]  # leaving the NCHWc chain and re-entering it
 
 
 def test_a_class_a_profile_never_calibrated_is_priced_as_its_kin():

@@ -133,6 +133,18 @@ def _unary(op: str, shape, copies: int, **attrs):
     return _model(nodes, inits, inputs, outs), feeds
 
 
+def _reorder(op: str, shape, copies: int):
+    """ORT's NCHWc layout conversions, which it inserts where a blocked conv chain meets an op
+    that is not blocked (e.g. a depthwise conv with a channel multiplier). ReorderOutput reads a
+    blocked tensor: with 144 or 288 channels (multiples of the block) that is the same shape."""
+    attrs = {"channels": shape[1]} if op == "ReorderOutput" else {}
+    nodes = [helper.make_node(op, ["x"], [f"y{i}"], domain="com.microsoft.nchwc", **attrs) for i in range(copies)]
+    outs = [helper.make_tensor_value_info(f"y{i}", F, None) for i in range(copies)]
+    g = helper.make_graph(nodes, "bench", [_vi("x", shape)], outs)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft.nchwc", 1)])
+    return model, {"x": RNG.standard_normal(shape).astype(np.float32)}
+
+
 def _empty():
     return _model([helper.make_node("Identity", ["x"], ["y"])], [], [_vi("x", [1])], [_vi("y", [1])]), \
         {"x": np.zeros(1, np.float32)}
@@ -199,6 +211,9 @@ def benchmarks(quick: bool = False) -> list[tuple[str, Callable[[], tuple], int]
             for m in (1, 2, 3) if not quick else (1, 2):  # m = 1: NCHWc depthwise kernel; m > 1: generic grouped
                 out.append(("conv_depthwise" if m == 1 else "conv_grouped",
                             lambda t2=t2, c=c, m=m: _conv(c, c * m, t2, 39, (3, 3), (2, 2), c, 2, same=False), 2))
+        for shape in ((144, t2, 39), (288, t2 // 2, 19), (144, t2 // 2, 19)) if not quick else ((144, t2, 39),):
+            for op in ("ReorderInput", "ReorderOutput"):
+                out.append(("layout", lambda op=op, shape=shape: _reorder(op, [1, *shape], 4), 4))
     for t in ms:  # the conv module's depthwise 1-D conv
         for c in (72, 144, 288) if not quick else (144,):
             out.append(("conv_grouped_1d", lambda t=t, c=c: _conv(c, c, t, 0, (31,), (1,), c, 4), 4))

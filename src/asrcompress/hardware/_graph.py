@@ -84,6 +84,8 @@ def classify(node, shapes: dict[str, np.ndarray], inits: dict[str, np.ndarray]) 
             cls = "conv_grouped" if w is not None and w.ndim == 4 else "conv_grouped_1d"
         else:
             cls = "conv_pointwise" if pointwise else "conv"
+    elif t in ("ReorderInput", "ReorderOutput"):  # NCHWc layout conversions: strided copies
+        cls = "layout"
     elif t in TRANSCENDENTAL:
         cls = "transcendental"
         flops = float(sum(_size(v.shape) for v in outs if v is not None))

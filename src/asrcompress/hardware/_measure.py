@@ -1,7 +1,8 @@
 """Measured latency and peak memory of ONNX models with ONNX Runtime on this machine.
 
 Models are timed round-robin in one process, so drift in clock speed or load hits all of
-them alike and their ratios stay fair. Peak memory is measured in a fresh process per model:
+them alike and their ratios stay fair; each timed run follows an untimed one of the same model,
+so no model pays for the caches its predecessor in the loop filled. Peak memory is measured in a fresh process per model:
 the peak resident set (VmHWM) minus the resident set just before the session is created.
 """
 
@@ -41,8 +42,12 @@ def audio_feeds(sess: ort.InferenceSession, seconds: float, zeros: bool = False)
 
 
 def measure_latency(paths: list[Path], threads: int, seconds: list[float], repeats: int = 20,
-                    warmup: int = 3) -> list[dict[float, float]]:
-    """Median milliseconds per model and input length, timed interleaved."""
+                    warmup: int = 3, rewarm: bool = True) -> list[dict[float, float]]:
+    """Median milliseconds per model and input length, timed interleaved. With `rewarm`, each
+    timed run follows one untimed run of the same model and length: a model timed straight
+    after another finds its weights evicted from the caches, so its time would depend on which
+    model came before it in the loop (up to 10% on an 18 MB model here), where a deployment runs
+    one model again and again."""
     sessions = [ort.InferenceSession(str(p), session_options(threads), providers=["CPUExecutionProvider"])
                 for p in paths]
     feeds = [{s: audio_feeds(sess, s) for s in seconds} for sess in sessions]
@@ -50,6 +55,8 @@ def measure_latency(paths: list[Path], threads: int, seconds: list[float], repea
     for rep in range(warmup + repeats):
         for i, sess in enumerate(sessions):
             for s in seconds:
+                if rewarm and len(paths) > 1:
+                    sess.run(None, feeds[i][s])
                 t0 = time.perf_counter()
                 sess.run(None, feeds[i][s])
                 if rep >= warmup:

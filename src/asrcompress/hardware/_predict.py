@@ -33,7 +33,8 @@ def _roofline_us(op: Op, p: Profile) -> float:
 
 # A profile calibrated before a class existed prices it as its nearest calibrated kin.
 FALLBACK = {"matmul_int8_s8": "matmul_int8", "matmul_nbits2": "matmul_int4", "matmul_nbits8": "matmul_int4",
-            "conv_pointwise": "conv", "conv_grouped": "conv_depthwise", "conv_grouped_1d": "conv_depthwise"}
+            "conv_pointwise": "conv", "conv_grouped": "conv_depthwise", "conv_grouped_1d": "conv_depthwise",
+            "layout": "elementwise"}
 
 
 def op_us(op: Op, p: Profile) -> float:

@@ -21,7 +21,7 @@ NUMBERS = {  # field -> (must be > 0, unit)
 }
 KERNELS = ("int8_matmul", "int4_matmul", "sparse_matmul")
 CLASSES = ("run", "matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8",
-           "conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "elementwise", "transcendental", "shape",
+           "conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "layout", "elementwise", "transcendental", "shape",
            "node")
 COEFFS = ("c0_us", "c_flop_ns", "c_weight_ns", "c_act_ns")  # t = c0 + a*flops + b*weight bytes + c*act bytes
 
