@@ -122,3 +122,25 @@ def test_export_onnx_takes_the_int8_path_of_the_profile_s_table(tmp_path):
             assert want in label, (name, label)
     assert_one_line_error(run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "x.onnx"),
                               "--profile", "rpi4"), "rpi4.yaml")
+
+
+def test_the_s8_probe_tells_a_saturating_kernel_from_an_exact_one():
+    """A kernel that clips each int16 pair sum (u8 x s8 without VNNI) misses the probe's exact
+    product by far more than the tolerance; ORT here must match either the exact product (VNNI)
+    or the saturated one, nothing else."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from asrcompress.hardware._calibrate import s8_full_range_exact, s8_probe
+
+    model, x, q, exact = s8_probe()
+    w = np.full((q.shape[1], exact.shape[1]), 127.0)
+    for order in (np.arange(q.shape[1]), np.random.default_rng(0).permutation(q.shape[1])):  # any pairing
+        prods = (q[0, order, None] * w[order]).reshape(-1, 2, w.shape[1]).sum(axis=1)  # (pairs, N)
+        saturated = np.clip(prods, -32768, 32767).sum(axis=0) / 255 * 1e-2
+        assert not np.allclose(saturated, exact[0], rtol=1e-3, atol=1e-3)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0][0]
+    saturated = np.clip((q[0, :, None] * w).reshape(-1, 2, w.shape[1]).sum(axis=1), -32768, 32767).sum(axis=0) / 255e2
+    assert np.allclose(got, exact[0], rtol=1e-3) or np.allclose(got, saturated, rtol=1e-2)
+    assert s8_full_range_exact(1) == bool(np.allclose(got, exact[0], rtol=1e-3, atol=1e-3))

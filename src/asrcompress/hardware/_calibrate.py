@@ -67,24 +67,31 @@ def _matmul(m: int, k: int, n: int, kind: str, copies: int) -> tuple[onnx.ModelP
     return _model(nodes, inits, [_vi("x", [m, k])], outs, ms=kind != "fp32"), feeds
 
 
-def s8_full_range_exact(threads: int) -> bool:
-    """Whether u8 x s8 computes full-range 8-bit weights exactly on this CPU. The input makes
-    every quantized activation 255 and every weight +-127 in equal-sign pairs, so each int16
-    pair sum (2 x 255 x 127 = 64,770) saturates where the kernel has no VNNI (onnxruntime
-    PR #12088); the product is then far from the exact one."""
+def s8_probe() -> tuple[onnx.ModelProto, np.ndarray, np.ndarray, np.ndarray]:
+    """A u8 x s8 MatMul that saturates the int16 pair sums of a CPU without VNNI (onnxruntime
+    PR #12088): every quantized activation is 255 and every weight +127, so each pair sums to
+    2 x 255 x 127 = 64,770 > 32,767 whichever inputs the kernel pairs, and the product comes out
+    about half the exact one. (Weights of alternating sign would let saturated pairs cancel and
+    hide it.) Returns (model, input, its quantized codes, the exact output)."""
     k, n = 64, 8
-    codes = np.where(np.arange(k)[None, :] % 4 < 2, 127, -127).repeat(n, axis=0).astype(np.int32)
+    codes = np.full((n, k), 127, dtype=np.int32)
     grid = GridWeight(codes, np.full(n, 1e-2, np.float32), 8)
     nodes, inits = int8_matmul("w", "x", "y", grid, signed=True)
     model = _model(nodes, inits, [_vi("x", [1, k])], [_vi("y", [1, n])], ms=True)
     x = np.ones((1, k), np.float32)
     x[0, -1] = 0.0  # range [0, 1]: scale 1/255, zero point 0, so ones quantize to 255
+    q = np.rint(x * 255)
+    return model, x, q, (q / 255) @ (codes.T * 1e-2)
+
+
+def s8_full_range_exact(threads: int) -> bool:
+    """Whether u8 x s8 computes full-range 8-bit weights exactly on this CPU (`s8_probe`)."""
+    model, x, _, exact = s8_probe()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s8.onnx"
         onnx.save(model, str(path))
         sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         y = sess.run(None, {"x": x})[0]
-    exact = np.rint(x * 255) / 255 @ (codes.T * 1e-2)
     return bool(np.allclose(y, exact, rtol=1e-3, atol=1e-3))
 
 
