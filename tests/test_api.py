@@ -15,7 +15,7 @@ from .conftest import REPO, needs_synth
 
 
 def test_api_names_are_exported():
-    assert set(ac.__all__) == {"__version__", "compress", "export", "front", "load_model", "search"}
+    assert set(ac.__all__) == {"__version__", "compress", "export", "front", "load_model", "search", "sensitivity"}
     assert all(callable(getattr(ac, n)) for n in ac.__all__ if n != "__version__")
     import asrcompress.search as search_pkg  # the subpackage is the same callable object
 
@@ -36,6 +36,20 @@ def test_compress_that_needs_data_says_so():
     with pytest.raises(UserError, match="distillation recovery needs training data"):
         ac.compress(conformer(), {"version": 1, "rules": [{"global": True, "quant": {"bits": 4}}],
                                   "distill": {"steps": 3}})
+
+
+@needs_synth
+def test_sensitivity_scan_of_a_model_folder(tmp_path, tiny_corpus):
+    from asrcompress.models import save_model
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "s.yaml").write_text("version: 1\ngroups:\n  - pattern: 'encoder.conformer_layers.0.ffn1.*'\n"
+                                     "    per_layer: true\n    bits: [null, 8]\n")
+    r = ac.sensitivity(tmp_path / "s.yaml", tmp_path / "tiny", tiny_corpus, utterances=2, cache=tmp_path / "c",
+                       check=0, latency=False)
+    assert len(r["rows"]) == 2 and all(row["kl"] >= 0 for row in r["rows"]) and r["additivity"] == {"draws": 0}
+    assert ac.sensitivity(tmp_path / "s.yaml", tmp_path / "tiny", tiny_corpus, utterances=2, cache=tmp_path / "c",
+                          check=0, latency=False)["cached"] == 2
 
 
 @pytest.mark.slow

@@ -94,6 +94,22 @@ def search(space: PathLike, model: PathLike | None = None, data: PathLike | None
     return load_study(cfg["storage"], cfg["study"])
 
 
+def sensitivity(space: PathLike, model: PathLike | None = None, data: PathLike = "data/default", *,
+                utterances: int = 16, kd_utterances: int = 32, cache: PathLike = "mlruns/sensitivity",
+                tracking_uri: str | None = None, study: str | None = None, check: int = 30,
+                profiles: PathLike | None = None, latency: bool = True) -> dict:
+    """Each option of the space on its own (KL to the base per frame and greedy dWER on
+    `utterances` dev utterances), with its exact bytes and, with `latency`, its predicted ms on
+    the space's profiles; cached by model and audio hash; the additive model's check on
+    `check` random combinations; logged to MLflow when `tracking_uri` is given."""
+    from ._shipped import base_model
+    from .search import run_sensitivity
+
+    return run_sensitivity(Path(model) if model else base_model(), Path(data), Path(space), utterances,
+                           kd_utterances, Path(cache), tracking_uri, study, check=check,
+                           profiles=Path(profiles) if profiles else None, latency=latency)
+
+
 def front(study: Any) -> list[dict]:
     """The study's feasible Pareto front, best WER first: trial, values, policy, size ratio, test WER."""
     from .search import front_rows

@@ -62,7 +62,7 @@ def export_onnx_cmd(
 
         profile = load_profile(resolve("profile", profile_path))
         if profile.int8_paths is None:
-            raise UserError(f"{profile.path}: has no int8_paths table (run `asrcompress calibrate` on the target)")
+            raise UserError(f"{profile.path}: has no int8_paths table (run asrcompress calibrate on the target to measure one)")
         paths = profile.int8_paths
     model = load_model(model_dir)
     feats = None

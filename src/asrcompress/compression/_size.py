@@ -113,12 +113,15 @@ def size_report(model: nn.Module, states: dict[str, LayerState] | None = None,
             "nonzeros": nonzeros, "bits": bits, "rank": st.rank if st else None,
             "clusters": clusters, "format": "+".join(dict.fromkeys(formats)), "bytes": layer_bytes,
         })
-    other = _other_bytes(model, covered, any(l["bits"] < 32 for l in layers_out))
+    quantized = any(l["bits"] < 32 for l in layers_out)
+    other = _other_bytes(model, covered, quantized)
+    # The rest in fp32 too: quantizing any layer stores its fp16-exact small tensors in fp16, a
+    # once-per-model saving that the surrogate counts once, not per option.
+    other_fp32 = other if not quantized else _other_bytes(model, covered, quantized=False)
     total += other
     # Without a reference: every layer's original weights in fp32 (low-rank layers report
     # their original shape) plus the uncompressed rest.
-    fp32 = fp32_bytes if fp32_bytes is not None else (sum(l.params * 4 for l in layers)
-                                                       + _other_bytes(model, covered, quantized=False))
+    fp32 = fp32_bytes if fp32_bytes is not None else sum(l.params * 4 for l in layers) + other_fp32
     return {"total_bytes": total, "fp32_bytes": fp32, "ratio": fp32 / total, "other_bytes": other,
-            "layers": layers_out}
+            "other_bytes_fp32": other_fp32, "layers": layers_out}
 
