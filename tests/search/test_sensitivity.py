@@ -139,6 +139,11 @@ class TestScan:
         # the separable fit calibrates on training audio; none was given, so it says so
         assert rows["separable=1"]["kl"] is None and "training data" in rows["separable=1"]["skipped"]
         assert r["cached"] == 0 and r["utterances"] == 4
+        # a later scan that has training data measures what was skipped for the want of it
+        from asrcompress.compression import load_kd_data
+
+        again = scan(model, folder, _options(model), dev[:4], tmp_path / "cache", lambda: load_kd_data(tiny_corpus, 4))
+        assert again["cached"] == 3 and next(x for x in again["rows"] if x["option"] == "separable=1")["kl"] > 0
 
     def test_additivity_sums_the_scan_and_measures_each_combination(self, tiny, tiny_corpus, tmp_path):
         from asrcompress.data import load_manifest

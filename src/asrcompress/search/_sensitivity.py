@@ -174,8 +174,8 @@ def scan(base: nn.Module, model_dir: Path, options: list[Option], dev: list, cac
     cached = 0
     for i, opt in enumerate(options):
         row = cache.rows.get(opt.key)
-        if row is not None and costs and row["kl"] is not None and any(f not in row for f in costs.fields()):
-            row = None  # cached by a scan that did not price this profile: measured again
+        if row is not None and (row["kl"] is None or (costs and any(f not in row for f in costs.fields()))):
+            row = None  # skipped before (this scan may have the data it lacked), or not priced on these profiles
         cached += row is not None
         if row is None:
             row = {"version": SCAN_VERSION, "key": opt.key, "unit": opt.unit, "option": opt.label,
