@@ -15,7 +15,8 @@ from .conftest import REPO, needs_synth
 
 
 def test_api_names_are_exported():
-    assert set(ac.__all__) == {"__version__", "compress", "export", "front", "load_model", "search", "sensitivity"}
+    assert set(ac.__all__) == {"__version__", "compress", "export", "front", "load_model", "propose", "search",
+                              "sensitivity"}
     assert all(callable(getattr(ac, n)) for n in ac.__all__ if n != "__version__")
     import asrcompress.search as search_pkg  # the subpackage is the same callable object
 
@@ -50,6 +51,21 @@ def test_sensitivity_scan_of_a_model_folder(tmp_path, tiny_corpus):
     assert len(r["rows"]) == 2 and all(row["kl"] >= 0 for row in r["rows"]) and r["additivity"] == {"draws": 0}
     assert ac.sensitivity(tmp_path / "s.yaml", tmp_path / "tiny", tiny_corpus, utterances=2, cache=tmp_path / "c",
                           check=0, latency=False)["cached"] == 2
+
+
+@needs_synth
+def test_propose_picks_candidates_without_scoring_them(tmp_path, tiny_corpus):
+    from asrcompress.models import save_model
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "s.yaml").write_text("version: 1\nname: s\nobjectives: [wer, latency@host]\ngroups:\n"
+                                     "  - pattern: 'encoder.conformer_layers.*.ffn1.sequential.1'\n"
+                                     "    per_layer: true\n    sparsity: [0.0, 0.5]\n")
+    r = ac.propose(tmp_path / "s.yaml", tmp_path / "out", tmp_path / "tiny", tiny_corpus, utterances=2,
+                   kd_utterances=0, cache=tmp_path / "c", trials=12, population=4, candidates=2, score=False,
+                   storage=f"journal:{tmp_path / 's.journal'}")
+    assert r["picks"] and len(r["picks"]) <= 2 and r["candidates"] == [] and r["surrogate"]["trials"] == 12
+    assert (tmp_path / "out" / "candidates.json").is_file() and r["scan"]["options"] == 2
 
 
 @pytest.mark.slow

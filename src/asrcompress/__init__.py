@@ -1,6 +1,7 @@
 """asrcompress: search layer-wise compression policies for speech acoustic models.
 
-The public Python API (docs/api.md): `load_model`, `compress`, `sensitivity`, `search`, `front`, `export`.
+The public Python API (docs/api.md): `load_model`, `compress`, `sensitivity`, `propose`, `search`, `front`,
+`export`.
 They are imported on first use, so `import asrcompress` (and the CLI's start) stays light.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compress", "export", "front", "load_model", "search", "sensitivity"]
+__all__ = ["__version__", "compress", "export", "front", "load_model", "propose", "search", "sensitivity"]
 
 
 def __getattr__(name: str):
@@ -16,7 +17,7 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
-    if name in ("compress", "front", "load_model", "sensitivity"):
+    if name in ("compress", "front", "load_model", "propose", "sensitivity"):
         from . import _api
 
         return getattr(_api, name)

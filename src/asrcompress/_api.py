@@ -110,6 +110,23 @@ def sensitivity(space: PathLike, model: PathLike | None = None, data: PathLike =
                            profiles=Path(profiles) if profiles else None, latency=latency)
 
 
+def propose(space: PathLike, out: PathLike, model: PathLike | None = None, data: PathLike = "data/default", *,
+            utterances: int = 16, kd_utterances: int = 32, cache: PathLike = "mlruns/sensitivity", trials: int = 2000,
+            population: int = 50, candidates: int = 24, seed: int = 0, dev_utterances: int = 0, score: bool = True,
+            storage: str | None = None, study: str | None = None, profiles: PathLike | None = None,
+            sampler: str = "nsga2") -> dict:
+    """The search's first stages without training: the sensitivity scan (cached), a surrogate
+    NSGA-II study of `trials` policies, the least-damaging pick under each size and latency
+    budget, and (with `score`) each pick measured in ONNX on the dev split beside its
+    prediction; written to the new folder `out` (candidates.json, one folder per candidate)."""
+    from ._shipped import base_model
+    from .search import run_propose
+
+    return run_propose(Path(model) if model else base_model(), Path(data), Path(space), Path(out), utterances,
+                       kd_utterances, Path(cache), trials, population, candidates, seed, dev_utterances, score,
+                       storage, study, Path(profiles) if profiles else None, sampler=sampler)
+
+
 def front(study: Any) -> list[dict]:
     """The study's feasible Pareto front, best WER first: trial, values, policy, size ratio, test WER."""
     from .search import front_rows

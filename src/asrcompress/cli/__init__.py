@@ -7,7 +7,7 @@ import sys
 
 from ..errors import UserError
 # Importing a module registers its commands; this order is the order of `asrcompress --help`.
-from . import data, compress, deploy, search, sensitivity, bench  # noqa: F401,I001
+from . import data, compress, deploy, search, sensitivity, propose, bench  # noqa: F401,I001
 from ._app import app, err
 from .search import _search_cfg
 

@@ -19,16 +19,11 @@ from ._size import size_report
 
 def load_kd_data(corpus: Path, max_utterances: int, seed: int = 0) -> tuple[list, list[torch.Tensor]]:
     """A random subset of the training split, held in RAM as int16 (as base training does)."""
-    from ..data import load_manifest
+    from ..data import corpus_split
     from ..models import encode
     from ..data import read_int16 as _read_int16
 
-    manifest = Path(corpus) / "train.jsonl"
-    if not manifest.is_file():
-        raise UserError(f"{manifest}: not found; --corpus must be a corpus folder with train.jsonl")
-    utts, _ = load_manifest(manifest)
-    if not utts:
-        raise UserError(f"{manifest}: no usable utterances for distillation")
+    utts = corpus_split(corpus, "train", "utterances for distillation")
     utts = random.Random(seed).sample(utts, min(max_utterances, len(utts)))
     return [_read_int16(u.audio_filepath) for u in utts], [torch.tensor(encode(u.text)) for u in utts]
 

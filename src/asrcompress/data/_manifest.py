@@ -107,6 +107,18 @@ def _check_entry(report: LoadReport, uid: str, audio: Path, raw_text: object, st
     return Utterance(uid, audio, text, info.frames / info.samplerate)
 
 
+def corpus_split(corpus: Path, split: str, use: str) -> list[Utterance]:
+    """The usable utterances of a corpus folder's `split`.jsonl, or one error line saying what
+    is missing, for `use` (e.g. "dev utterances to scan on")."""
+    manifest = Path(corpus) / f"{split}.jsonl"
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: not found; --corpus must be a corpus folder with {split}.jsonl")
+    utts, _ = load_manifest(manifest)
+    if not utts:
+        raise UserError(f"{manifest}: no usable {use}")
+    return utts
+
+
 def load_manifest(path: Path, strict: bool = False) -> tuple[list[Utterance], LoadReport]:
     """JSONL lines with `audio_filepath` (absolute or relative to the manifest) and `text`."""
     path = Path(path)

@@ -13,9 +13,13 @@ from ._export import export_trial
 from ._ray import run_ray
 from ._run import dumps
 from ._settings import corpus_fingerprint, model_sha256
-from ._sensitivity import Option, additivity, combine, frame_kl, random_combinations, run_sensitivity, scan, scan_options, unit_bytes
+from ._additivity import UnitCache, additivity, kept_fractions, random_combinations, unit_bytes
+from ._sensitivity import DevScorer, Option, Unit, combine, frame_kl, run_sensitivity, scan, scan_options, selected_options, units_of
 from ._sensitivity_report import heatmap, log_scan
 from ._option_cost import OptionCost
+from ._surrogate import Param, Pick, Prediction, Surrogate, budget_picks, make_param, surrogate_hypervolume, surrogate_study
+from ._candidates import measure_onnx, score_candidates, surrogate_error
+from ._propose import run_propose
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
@@ -25,6 +29,8 @@ __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_mod
 from .._callable import make_callable as _make_callable
 
 __all__ += ['corpus_fingerprint', 'model_sha256', 'Context', 'TRIAL_ATTRS', 'TrialResult', 'TrialStopped', 'dumps', 'export_trial', 'objectives_of', 'run_ray', 'run_trial']
-__all__ += ['Option', 'additivity', 'combine', 'frame_kl', 'random_combinations', 'heatmap', 'log_scan', 'run_sensitivity', 'scan', 'scan_options', 'OptionCost', 'unit_bytes']
+__all__ += ['DevScorer', 'Unit', 'selected_options', 'units_of', 'Option', 'additivity', 'combine', 'frame_kl', 'random_combinations', 'heatmap', 'log_scan', 'run_sensitivity', 'scan', 'scan_options', 'OptionCost', 'unit_bytes']
+__all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surrogate', 'budget_picks', 'make_param', 'surrogate_hypervolume', 'surrogate_study',
+            'measure_onnx', 'score_candidates', 'surrogate_error', 'run_propose']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

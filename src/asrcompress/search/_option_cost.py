@@ -33,8 +33,11 @@ class OptionCost:
         self.base_bytes = report["total_bytes"]
         self._base_own = report["total_bytes"] - report["other_bytes"] + report["other_bytes_fp32"]
         self._dms: dict[tuple, dict[str, float]] = {}
+        self._donnx: dict[tuple, float] = {}
         self.exports = 0  # ONNX exports so far (the base's included)
+        self.onnx_bytes = 0  # the last export's file size
         self.base_ms = self.predict(base, {}) if profiles else {}
+        self.base_onnx_bytes = self.onnx_bytes if profiles else None
 
     def predict(self, model: nn.Module, states: dict) -> dict[str, float]:
         """Predicted ms of `model`'s ONNX graph on each profile (one export, one graph walk)."""
@@ -42,6 +45,7 @@ class OptionCost:
             path = Path(tmp) / "model.onnx"
             export_onnx(model, states, path)
             ops = graph_ops(path, REFERENCE_S)
+            self.onnx_bytes = path.stat().st_size
         self.exports += 1
         return {name: predict_ms(ops, p)[0] for name, p in self.profiles.items()}
 
@@ -50,7 +54,8 @@ class OptionCost:
         """`dbytes`: the stored bytes the option changes (negative saves), apart from the rest
         of the model; `quantized_rest`: what a quantized model saves on that rest (its small
         tensors go to fp16; 0 for an option that quantizes nothing), counted once per model;
-        `dms@PROFILE`."""
+        with latency, `dms@PROFILE` and `donnx`, the .onnx file's size change (what deploys:
+        6-bit is stored as int8 there, sparsity and log grids as dense fp32)."""
         report = size_report(model, states, self.base_bytes)
         own = report["total_bytes"] - report["other_bytes"] + report["other_bytes_fp32"]
         out: dict[str, float] = {"dbytes": float(own - self._base_own),
@@ -59,11 +64,13 @@ class OptionCost:
             key = (tuple(self.shapes.get(layer) for layer in layers), label)
             if key not in self._dms:
                 if self._same_graph(model, states):
-                    self._dms[key] = {name: 0.0 for name in self.profiles}
+                    self._dms[key], self._donnx[key] = {name: 0.0 for name in self.profiles}, 0.0
                 else:
                     ms = self.predict(model, states)
                     self._dms[key] = {name: ms[name] - self.base_ms[name] for name in ms}
+                    self._donnx[key] = float(self.onnx_bytes - self.base_onnx_bytes)
             out.update({f"dms@{name}": v for name, v in self._dms[key].items()})
+            out["donnx"] = self._donnx[key]
         return out
 
     def _same_graph(self, model: nn.Module, states: dict) -> bool:
@@ -75,7 +82,14 @@ class OptionCost:
 
     def total_bytes(self, rows: list[dict]) -> float:
         """Stored bytes of the base with all of `rows`' options applied (the additive size model)."""
-        return self.base_bytes + sum(r["dbytes"] for r in rows) + min((r["quantized_rest"] for r in rows), default=0.0)
+        return total_bytes(self.base_bytes, rows)
 
     def fields(self) -> list[str]:
-        return ["dbytes", "quantized_rest", *(f"dms@{name}" for name in self.profiles)]
+        return ["dbytes", "quantized_rest", *((f"dms@{name}" for name in self.profiles)),
+                *(["donnx"] if self.profiles else [])]
+
+
+def total_bytes(base_bytes: float, rows: list[dict]) -> float:
+    """`base_bytes` plus each row's `dbytes`, plus the largest `quantized_rest` saving once (the
+    rest of the model goes to fp16 once, however many layers are quantized)."""
+    return base_bytes + sum(r["dbytes"] for r in rows) + min((r["quantized_rest"] for r in rows), default=0.0)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,15 +31,15 @@ import torch
 from torch import nn
 
 from ..compression import METHODS, Policy, PolicyError, Recovery, choice_keys, compress_and_recover
-from ..compression import configs_from_choices, needs_data, size_report
+from ..compression import configs_from_choices, needs_data
 from ..errors import UserError
 from ._option_cost import OptionCost
 from ._sample import parameters
 from ._settings import model_sha256
 from ._space import Space
 
-SCAN_VERSION = 1  # bump when a row's meaning changes: older cache lines are then ignored
-COST_DRAWS = 10  # combinations whose size and latency the additivity check prices (an export each)
+SCAN_VERSION = 2  # bump when a row's meaning changes: older cache lines are then ignored
+# 2: posteriors of one utterance at a time, as deployed (1 padded batches, which shift the last frames)
 
 
 @dataclass(frozen=True)
@@ -68,29 +67,66 @@ class Option:
         return {"version": 1, "rules": [{"pattern": layer, **methods} for layer in self.layers]}
 
 
-def scan_options(space: Space, layer_names: list[str]) -> list[Option]:
-    """Every option the space allows, unit by unit in model order: each non-neutral value of a
-    trigger key (bits, sparsity, structured, ...) with every combination of the values its
-    method's modifier keys (quant_kind, group, rounding) take in the same unit."""
-    keys = choice_keys()
-    units: dict[str, tuple[list[str], dict[str, list]]] = {}
+@dataclass(frozen=True)
+class Unit:
+    """One searched unit of the space (a layer of a per-layer group, or a whole group) and the
+    choices its group offers: space key -> (the search's parameter name, values)."""
+
+    label: str  # Option.unit: the layer, or "gN" for a group of several layers
+    layers: tuple[str, ...]
+    choices: dict[str, tuple[str, list]]
+
+
+def units_of(space: Space, layer_names: list[str]) -> list[Unit]:
+    """The space's units in model order. A layer two groups choose for is two units with one
+    label (one group's structure, another's bits), as in the search's parameters."""
+    found: dict[str, Unit] = {}
     for name, key, choices, layers in parameters(space, layer_names):
         unit = name.rsplit(".", 1)[0]
-        units.setdefault(unit, (layers, {}))[1][key] = choices
-    out: list[Option] = []
-    for unit, (layers, choices) in units.items():
-        label = layers[0] if len(layers) == 1 else unit.split(".", 1)[0]
-        for method in dict.fromkeys(keys[k] for k in choices):
-            spec = METHODS[method].choices
-            triggers = [k for k in choices if keys[k] == method and spec[k].trigger]
-            modifiers = [k for k in choices if keys[k] == method and not spec[k].trigger]
-            for trigger in triggers:
-                for value in choices[trigger]:
-                    if value == spec[trigger].neutral:
-                        continue
-                    for combo in itertools.product(*(choices[m] for m in modifiers)):
-                        out.append(Option(label, tuple(layers), ((trigger, value), *zip(modifiers, combo))))
+        if unit not in found:
+            label = layers[0] if len(layers) == 1 else unit.split(".", 1)[0]
+            found[unit] = Unit(label, tuple(layers), {})
+        found[unit].choices[key] = (name, choices)
+    return list(found.values())
+
+
+def selected_options(unit: Unit, values: dict[str, Any]) -> list[Option]:
+    """The options a unit's chosen values turn on (one per method whose trigger is not neutral,
+    with that method's modifiers), built as `scan_options` builds them, so each has a scan row."""
+    keys = choice_keys()
+    out = []
+    for method in dict.fromkeys(keys[k] for k in unit.choices):
+        spec = METHODS[method].choices
+        modifiers = [k for k in unit.choices if keys[k] == method and not spec[k].trigger]
+        for trigger in (k for k in unit.choices if keys[k] == method and spec[k].trigger):
+            if values[trigger] != spec[trigger].neutral:
+                out.append(Option(unit.label, unit.layers,
+                                  ((trigger, values[trigger]), *((m, values[m]) for m in modifiers))))
     return out
+
+
+def unit_options(unit: Unit) -> list[Option]:
+    """Every option of one unit: each non-neutral value of a trigger key (bits, sparsity,
+    structured, ...) with every combination of the values its method's modifier keys
+    (quant_kind, group, rounding) take in the unit."""
+    keys = choice_keys()
+    choices = {k: v for k, (_, v) in unit.choices.items()}
+    out: list[Option] = []
+    for method in dict.fromkeys(keys[k] for k in choices):
+        spec = METHODS[method].choices
+        modifiers = [k for k in choices if keys[k] == method and not spec[k].trigger]
+        for trigger in (k for k in choices if keys[k] == method and spec[k].trigger):
+            for value in choices[trigger]:
+                if value == spec[trigger].neutral:
+                    continue
+                for combo in itertools.product(*(choices[m] for m in modifiers)):
+                    out.append(Option(unit.label, unit.layers, ((trigger, value), *zip(modifiers, combo))))
+    return out
+
+
+def scan_options(space: Space, layer_names: list[str]) -> list[Option]:
+    """Every option the space allows (`unit_options`), unit by unit in model order."""
+    return [opt for unit in units_of(space, layer_names) for opt in unit_options(unit)]
 
 
 def combine(options: list[Option]) -> dict:
@@ -148,30 +184,49 @@ class ScanCache:
         self.rows[row["key"]] = row
 
 
+class DevScorer:
+    """The dev utterances options are scored on: their audio, and the base's posteriors and
+    greedy WER, computed once and shared by the scan, its additivity check and the surrogate."""
+
+    def __init__(self, base: nn.Module, model_dir: Path, dev: list) -> None:
+        from ..objectives import DecoderConfig, build_decoder, load_waves
+
+        if not dev:
+            raise UserError("no dev utterances to scan on")
+        self.utterances = len(dev)
+        self.waves, self.refs = load_waves(dev)
+        self._greedy = build_decoder(Path(model_dir), DecoderConfig.from_dict({"kind": "greedy"}))
+        self.teacher, self.base_wer = self.score(base)
+
+    def wer(self, lps: list[np.ndarray]) -> float:
+        from ..objectives import wer
+
+        return wer(self.refs, [self._greedy(torch.from_numpy(lp)) for lp in lps])
+
+    def score(self, model: nn.Module) -> tuple[list[np.ndarray], float]:
+        """`model`'s (T', V) log-probabilities per utterance and its greedy WER."""
+        from ..objectives import emissions
+
+        lps = emissions(model, self.waves, batch_seconds=0)  # one at a time: padding would change them
+        return lps, self.wer(lps)
+
+
 def scan(base: nn.Module, model_dir: Path, options: list[Option], dev: list, cache_dir: Path,
          kd_data: Callable[[], tuple[list, list]] | None = None,
-         progress: Callable[[int, int, dict], None] | None = None, costs: OptionCost | None = None) -> dict:
+         progress: Callable[[int, int, dict], None] | None = None, costs: OptionCost | None = None,
+         scorer: DevScorer | None = None) -> dict:
     """Measure every option on the dev utterances `dev` (rows already in the cache are read, not
     re-run). `kd_data()` gives training data for an option that needs it (GPTQ's calibration,
     the taylor criterion); without it such an option is reported as skipped. `costs` adds each
-    option's stored-bytes and predicted-latency change (`OptionCost`)."""
-    from ..objectives import DecoderConfig, build_decoder, emissions, load_waves, wer
-
-    if not dev:
-        raise UserError("no dev utterances to scan on")
+    option's stored-bytes and predicted-latency change (`OptionCost`). `scorer`: `dev`'s
+    `DevScorer`, when the caller has it."""
     t0 = time.perf_counter()
-    waves, refs = load_waves(dev)
-    greedy = build_decoder(Path(model_dir), DecoderConfig.from_dict({"kind": "greedy"}))
-
-    def score(model: nn.Module) -> tuple[list[np.ndarray], float]:
-        lps = emissions(model, waves)
-        return lps, wer(refs, [greedy(torch.from_numpy(lp)) for lp in lps])
-
-    teacher, base_wer = score(base)
-    cache = ScanCache(cache_dir, model_sha256(model_dir), _audio_sha256(waves))
+    scorer = scorer or DevScorer(base, model_dir, dev)
+    teacher, base_wer, score = scorer.teacher, scorer.base_wer, scorer.score
+    cache = ScanCache(cache_dir, model_sha256(model_dir), _audio_sha256(scorer.waves))
     data: tuple[list, list] | None = None
     rows: list[dict] = []
-    cached = 0
+    cached, new_seconds = 0, 0.0
     for i, opt in enumerate(options):
         row = cache.rows.get(opt.key)
         if row is not None and (row["kl"] is None or (costs and any(f not in row for f in costs.fields()))):
@@ -197,99 +252,15 @@ def scan(base: nn.Module, model_dir: Path, options: list[Option], dev: list, cac
                 row |= {"kl": None, "wer": None, "dwer": None, "skipped": str(e)}
             row["seconds"] = round(time.perf_counter() - t1, 3)
             cache.add(row)
+            new_seconds += row["seconds"]
         rows.append(row)
         if progress:
             progress(i + 1, len(options), row)
     return {"version": SCAN_VERSION, "model": str(model_dir), "model_sha256": model_sha256(model_dir),
             "utterances": len(dev), "base_wer": base_wer, "rows": rows, "cache": str(cache.path),
             "seconds": round(time.perf_counter() - t0, 1), "cached": cached,
-            "option_seconds": round(sum(r["seconds"] for r in rows), 1)}
-
-
-def random_combinations(options: list[Option], n: int, seed: int = 0) -> list[list[Option]]:
-    """`n` random combinations, from a few layers to most of them: each draw has a density d in
-    [0.05, 0.6], and each (unit, method) is on with probability d, at one of its options."""
-    import random
-
-    rng = random.Random(seed)
-    by_slot: dict[tuple[str, str], list[Option]] = {}
-    for opt in options:
-        by_slot.setdefault((opt.unit, opt.method), []).append(opt)
-    out = []
-    for _ in range(n):
-        d = rng.uniform(0.05, 0.6)
-        combo = [rng.choice(opts) for opts in by_slot.values() if rng.random() < d]
-        out.append(combo or [rng.choice(options)])
-    return out
-
-
-def unit_bytes(base: nn.Module, costs: OptionCost, opts: list[Option], cache: dict[tuple, dict],
-               kd_data: tuple[list, list] | None = None) -> dict:
-    """The byte change of one unit's options applied together (methods on one tensor do not
-    add: 4-bit and 50% sparsity do not save 7/8 + 1/2 of it), priced alone and cached."""
-    key = tuple(sorted(o.key for o in opts))
-    if key not in cache:
-        policy = Policy.from_dict(combine(opts), source="unit " + opts[0].unit)
-        built = compress_and_recover(base, policy, kd_data if needs_data(policy) else None, Recovery(seed=0))
-        cache[key] = costs.of(built.model, built.states, opts[0].layers, "+".join(o.label for o in opts), latency=False)
-    return cache[key]
-
-
-def additivity(base: nn.Module, model_dir: Path, result: dict, options: list[Option], dev: list, n: int = 30,
-               seed: int = 0, kd_data: tuple[list, list] | None = None, costs: OptionCost | None = None) -> dict:
-    """How well the sum of the scan's single-option KLs predicts the KL of random combinations
-    it never measured (held out: none of them is a single option): Spearman's rank correlation
-    over `n` draws, the median of measured / predicted, and the rank correlation of the summed
-    KL with the combination's greedy WER (what the search finally cares about). With `costs`,
-    the same for size (summed byte changes vs the combination's exact size: `dbytes` summed per
-    option, `dbytes_per_unit` with each unit's options priced together) and for latency (base
-    + summed ms changes vs the predictor on the combination's own graph) per profile, on the
-    first COST_DRAWS draws: the relative errors' median and maximum."""
-    from scipy.stats import spearmanr
-
-    from ..objectives import DecoderConfig, build_decoder, emissions, load_waves, wer
-
-    kl = {r["key"]: r["kl"] for r in result["rows"]}
-    usable = [o for o in options if kl.get(o.key) is not None]
-    if not usable or n < 3:
-        return {"draws": 0}
-    waves, refs = load_waves(dev)
-    greedy = build_decoder(Path(model_dir), DecoderConfig.from_dict({"kind": "greedy"}))
-    teacher = emissions(base, waves)
-    predicted, measured, wers = [], [], []
-    rows = {r["key"]: r for r in result["rows"]}
-    fields = costs.fields() if costs else []
-    cost_err: dict[str, list[float]] = {f: [] for f in fields if f != "quantized_rest"}
-    if costs:
-        cost_err["dbytes_per_unit"] = []
-    unit_cache: dict[tuple, dict] = {}
-    combos = random_combinations(usable, n, seed)
-    for combo in combos:
-        policy = Policy.from_dict(combine(combo), source="additivity check")
-        built = compress_and_recover(base, policy, kd_data if needs_data(policy) else None, Recovery(seed=0))
-        predicted.append(sum(kl[o.key] for o in combo))
-        if costs:
-            real_bytes = float(size_report(built.model, built.states, costs.base_bytes)["total_bytes"])
-            cost_err["dbytes"].append(abs(costs.total_bytes([rows[o.key] for o in combo]) - real_bytes) / real_bytes)
-            units = [unit_bytes(base, costs, [o for o in combo if o.unit == u], unit_cache, kd_data)
-                     for u in dict.fromkeys(o.unit for o in combo)]
-            cost_err["dbytes_per_unit"].append(abs(costs.total_bytes(units) - real_bytes) / real_bytes)
-        if costs and costs.profiles and len(cost_err[f"dms@{next(iter(costs.profiles))}"]) < COST_DRAWS:
-            for name, ms in costs.predict(built.model, built.states).items():
-                summed = costs.base_ms[name] + sum(rows[o.key][f"dms@{name}"] for o in combo)
-                cost_err[f"dms@{name}"].append(abs(summed - ms) / ms)
-        student = emissions(built.model, waves)
-        measured.append(frame_kl(teacher, student))
-        wers.append(wer(refs, [greedy(torch.from_numpy(lp)) for lp in student]))
-    def rank_corr(a: list[float], b: list[float]) -> float | None:  # undefined when either is constant
-        return float(spearmanr(a, b).statistic) if len(set(a)) > 1 and len(set(b)) > 1 else None
-
-    rho, rho_wer = rank_corr(predicted, measured), rank_corr(predicted, wers)
-    ratio = float(np.median([m / p for m, p in zip(measured, predicted) if p > 0])) if any(predicted) else math.nan
-    return {"draws": n, "seed": seed, "spearman": rho, "median_measured_over_predicted": ratio,
-            "spearman_wer": rho_wer, "predicted": predicted, "measured": measured, "wer": wers,
-            "cost_relative_error": {f: {"median": float(np.median(e)), "max": float(max(e))}
-                                    for f, e in cost_err.items() if e}, "options_per_draw": [len(c) for c in combos]}
+            "option_seconds": round(sum(r["seconds"] for r in rows), 1),  # measured now and before
+            "new_seconds": round(new_seconds, 1)}
 
 
 def run_sensitivity(model: Path, corpus: Path, space: Path, utterances: int = 16, kd_utterances: int = 32,
@@ -306,12 +277,16 @@ Returns the scan (`scan`), with `space`, `additivity` and, when logged, `run_id`
     from .._shipped import profiles_dir, resolve
     from ..compression import discover_layers, load_kd_data
     from ..hardware import load_profiles
-    from ..data import load_manifest
+    from ..data import corpus_split
     from ..models import load_model
     from ._space import check_against_model, load_space
 
+    from ._additivity import additivity
+
     if utterances < 1:
         raise UserError(f"--utterances {utterances} must be at least 1")
+    if check < 0:
+        raise UserError(f"--check {check} must not be negative")
     if kd_utterances < 0:
         raise UserError(f"--kd-utterances {kd_utterances} must not be negative")
     space_path = resolve("space", Path(space))
@@ -319,12 +294,7 @@ Returns the scan (`scan`), with `space`, `additivity` and, when logged, `run_id`
     base = load_model(model)
     names = [layer.name for layer in discover_layers(base)]
     check_against_model(sp, names)
-    manifest = Path(corpus) / "dev.jsonl"
-    if not manifest.is_file():
-        raise UserError(f"{manifest}: not found; --corpus must be a corpus folder with dev.jsonl")
-    dev, _ = load_manifest(manifest)
-    if not dev:
-        raise UserError(f"{manifest}: no usable dev utterances to scan on")
+    dev = corpus_split(corpus, "dev", "dev utterances to scan on")
     has_train = (Path(corpus) / "train.jsonl").is_file() and kd_utterances > 0
     data: list = []
 
@@ -335,14 +305,15 @@ Returns the scan (`scan`), with `space`, `additivity` and, when logged, `run_id`
 
     options = scan_options(sp, names)
     costs = OptionCost(base, load_profiles(Path(profiles or profiles_dir()), sp.profiles) if latency else {})
+    scorer = DevScorer(base, Path(model), dev[:utterances])
     result = scan(base, Path(model), options, dev[:utterances], Path(cache_dir), kd if has_train else None, progress,
-                  costs)
+                  costs, scorer)
     result |= {"space": str(space_path), "base_bytes": costs.base_bytes, "base_ms": costs.base_ms,
+               "base_onnx_bytes": costs.base_onnx_bytes,
                "exports": costs.exports}
-    if check < 0:
-        raise UserError(f"--check {check} must not be negative")
     result["additivity"] = additivity(base, Path(model), result, options, dev[:utterances], check,
-                                      kd_data=kd() if has_train else None, costs=costs) if check else {"draws": 0}
+                                      kd_data=kd if has_train else None, costs=costs,
+                                      scorer=scorer) if check else {"draws": 0}
     if tracking_uri:
         from ._sensitivity_report import log_scan
 
