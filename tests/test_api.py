@@ -15,7 +15,7 @@ from .conftest import REPO, needs_synth
 
 
 def test_api_names_are_exported():
-    assert set(ac.__all__) == {"__version__", "compress", "export", "front", "load_model", "propose", "search",
+    assert set(ac.__all__) == {"__version__", "compress", "export", "finalists", "front", "load_model", "propose", "search",
                               "sensitivity"}
     assert all(callable(getattr(ac, n)) for n in ac.__all__ if n != "__version__")
     import asrcompress.search as search_pkg  # the subpackage is the same callable object

@@ -1,6 +1,6 @@
 """asrcompress: search layer-wise compression policies for speech acoustic models.
 
-The public Python API (docs/api.md): `load_model`, `compress`, `sensitivity`, `propose`, `search`, `front`,
+The public Python API (docs/api.md): `load_model`, `compress`, `sensitivity`, `propose`, `finalists`, `search`, `front`,
 `export`.
 They are imported on first use, so `import asrcompress` (and the CLI's start) stays light.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compress", "export", "front", "load_model", "propose", "search", "sensitivity"]
+__all__ = ["__version__", "compress", "export", "finalists", "front", "load_model", "propose", "search", "sensitivity"]
 
 
 def __getattr__(name: str):
@@ -17,7 +17,7 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
-    if name in ("compress", "front", "load_model", "propose", "sensitivity"):
+    if name in ("compress", "finalists", "front", "load_model", "propose", "sensitivity"):
         from . import _api
 
         return getattr(_api, name)

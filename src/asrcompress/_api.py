@@ -127,6 +127,19 @@ def propose(space: PathLike, out: PathLike, model: PathLike | None = None, data:
                        storage, study, Path(profiles) if profiles else None, sampler=sampler)
 
 
+def finalists(candidates: PathLike, *, rungs: tuple[int, ...] = (100, 300, 900), kd_utterances: int = 2000,
+              lr: float = 2e-4, warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0,
+              storage: str | None = None, study: str | None = None, profiles: PathLike | None = None) -> dict:
+    """The search's fourth stage on the folder `propose` wrote: quantization-only candidates keep
+    0 distillation steps, the others are distilled by successive halving over `rungs` (only each
+    budget's least-KL candidate goes on), and the last rung's are measured in ONNX; written to
+    `candidates`/finalists.json and `candidates`/finalists/NAME/."""
+    from .search import run_finalists
+
+    return run_finalists(Path(candidates), tuple(rungs), kd_utterances, lr, warmup, batch_seconds, seed, storage,
+                         study, Path(profiles) if profiles else None)
+
+
 def front(study: Any) -> list[dict]:
     """The study's feasible Pareto front, best WER first: trial, values, policy, size ratio, test WER."""
     from .search import front_rows

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -86,3 +88,58 @@ def test_divergence_is_reported():
         student.head.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="diverged at step 0"):
         distill(student, teacher, states, waves, targets, DistillConfig(steps=2), batch_seconds=2.0)
+
+
+def test_learning_rate_schedule_warms_up_then_decays_by_cosine():
+    cfg = DistillConfig(steps=10, lr=1e-3, warmup=0.2, schedule="cosine")
+    lrs = [cfg.lr_at(i) for i in range(10)]
+    assert lrs[:2] == pytest.approx([5e-4, 1e-3])  # 2 warm-up steps, linear up to the peak
+    assert lrs[2] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # then strictly down
+    assert cfg.lr_at(9) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert cfg.lr_at(50, total=100) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 30 / 80)))
+    assert [DistillConfig(steps=4).lr_at(i) for i in range(4)] == [1e-4] * 4  # the default stays constant
+
+
+@pytest.mark.parametrize("field, value, match", [("warmup", 0.6, "distill.warmup=0.6"),
+                                                  ("schedule", "linear", "distill.schedule='linear'")])
+def test_bad_schedule_fields_are_refused(field, value, match):
+    from asrcompress.compression import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        DistillConfig(**{field: value})
+
+
+def _student():
+    teacher = conformer()
+    policy = Policy.from_dict({"version": 1, "rules": [{"type": "Linear", "quant": {"bits": 4}}]})
+    student, states, _ = compress_model(teacher, policy)
+    return teacher, student, states
+
+
+def test_teacher_cache_gives_the_same_student_without_teacher_forwards():
+    from asrcompress.compression import TeacherCache
+
+    waves, targets = _data()
+    results = []
+    for cached in (False, True):
+        teacher, student, states = _student()
+        cache = TeacherCache(teacher, waves, 2.0) if cached else None
+        distill(student, teacher, states, waves, targets, DistillConfig(steps=6, lr=1e-2), batch_seconds=2.0,
+                teacher_cache=cache)
+        results.append(student.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    assert len(cache) + cache.hits == 6 and cache.hits > 0  # 6 batches drawn from fewer distinct ones
+    with pytest.raises(ValueError, match="another teacher"):
+        cache.get(conformer(), waves, 2.0, [0], None, None)
+
+
+def test_a_second_slice_continues_the_schedule_and_the_optimizer():
+    waves, targets = _data()
+    teacher, student, states = _student()
+    cfg = DistillConfig(steps=3, lr=1e-2, warmup=0.3, schedule="cosine")
+    first = distill(student, teacher, states, waves, targets, cfg, batch_seconds=2.0, total=8)
+    second = distill(student, teacher, states, waves, targets, DistillConfig(steps=5, lr=1e-2, warmup=0.3,
+                     schedule="cosine"), batch_seconds=2.0, offset=3, total=8, opt_state=first["opt_state"])
+    steps = {float(s["step"]) for s in second["opt_state"]["state"].values()}
+    assert steps == {8.0}  # AdamW's step counts (and moments) went on from the first slice
+    assert second["opt_state"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr_at(7, 8))

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UserError
 from ._app import app, err, out
 
 
@@ -42,22 +43,10 @@ def propose(
     """Propose candidates without training: the sensitivity scan (cached), a surrogate NSGA-II
     study over its sums, the least-damaging policy under each size and latency budget, each
     measured in ONNX without recovery beside what the surrogate predicted."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .._shipped import base_model
     from ..search import run_propose
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=True)
-    task = bar.add_task("", total=None)
-    started: list[bool] = []
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if not started:  # started on the first row, so bad input prints its error line alone
-            bar.start()
-            started.append(True)
-        bar.update(task, completed=done, total=total, description=stage)
-
+    progress, bar = _bar()
     try:
         doc = run_propose(model or base_model(), corpus, space, out_dir, utterances, kd_utterances, cache, trials,
                           population, candidates, seed, dev_utterances, score, storage, study, profiles, progress,
@@ -114,3 +103,77 @@ def _print(doc: dict, out_dir: Path) -> None:
                                                   f"{e['onnx_bytes']['max']:.1%})" if "onnx_bytes" in e else "") + "".join(
                       f"; {k} median {v['median']:.1%} (max {v['max']:.1%})" for k, v in e.items() if k.startswith("ms@")))
     out.print(f"written: {out_dir / 'candidates.json'}")
+
+
+@app.command()
+def finalists(
+    candidates: Annotated[Path, typer.Option(help="The --out folder of asrcompress propose (candidates.json)")],
+    rungs: Annotated[str, typer.Option(help="Distillation steps done in all at the end of each rung, "
+                                            "comma-separated and increasing")] = "100,300,900",
+    kd_utterances: Annotated[int, typer.Option(help="Training utterances to distil on")] = 2000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine to 0 at the last rung)")
+                  ] = 2e-4,
+    warmup: Annotated[float, typer.Option(help="Share of the last rung's steps the learning rate ramps up over")
+                      ] = 0.05,
+    batch_seconds: Annotated[float, typer.Option(help="Audio per distillation batch")] = 16.0,
+    seed: Annotated[int, typer.Option(help="Seed of the training subset and batch order")] = 0,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage of the finalist study "
+                                                        "(default: a journal under mlruns/optuna)")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Name of the finalist study "
+                                                      "(default: the surrogate study's + '-finalists')")] = None,
+    profiles: Annotated[Optional[Path], typer.Option(help="Folder of hardware profiles (default: the shipped ones)")
+                        ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print finalists.json")] = False,
+) -> None:
+    """Recover propose's candidates by successive halving: quantization-only ones keep 0 steps,
+    the others are distilled rung by rung (one warm-up + cosine run, teacher outputs cached) and
+    only each size and latency budget's least-KL candidate goes on; the last rung's are measured
+    in ONNX."""
+    from ..search import run_finalists
+
+    try:
+        steps = tuple(int(s) for s in rungs.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--rungs {rungs!r}: not comma-separated integers") from None
+    progress, bar = _bar()
+    try:
+        doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
+                            profiles, progress)
+    finally:
+        bar.stop()
+    if as_json:
+        print(json.dumps(doc))
+        return
+    from rich.table import Table
+
+    p, base = doc["profile"], doc["base"]
+    table = Table("name", "steps", "dev KL by rung", "KL (ONNX)", "greedy WER", "x smaller .onnx", f"x faster ({p})",
+                  title=f"Finalists (base greedy WER {base['wer']:.3f}, {base['onnx_bytes'] / 1e6:.2f} MB .onnx)")
+    for r in sorted(doc["finalists"], key=lambda r: (not r["finalist"], r["name"])):
+        by_rung = " ".join(f"{h['kl']:.3g}" for h in r.get("history", [])) or "-"
+        measured = "kl" in r
+        table.add_row(r["name"] + ("" if r["finalist"] else " (pruned)"), str(r["best_steps"]), by_rung,
+                      f"{r['kl']:.3g}" if measured else "-", f"{r['wer']:.3f}" if measured else "-",
+                      f"{base['onnx_bytes'] / r['onnx_bytes']:.2f}" if measured else "-",
+                      f"{base[f'ms@{p}'] / r[f'ms@{p}']:.2f}" if measured else "-")
+    out.print(table)
+    out.print(f"{doc['seconds']} s; teacher outputs cached for {doc['teacher_batches_cached']} batches "
+              f"({doc['teacher_cache_hits']} reuses); study {doc['study']!r} in {doc['storage']}")
+    out.print(f"written: {Path(candidates) / 'finalists.json'}")
+
+
+def _bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=True)
+    task = bar.add_task("", total=None)
+    started: list[bool] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not started:  # started on the first update, so bad input prints its error line alone
+            bar.start()
+            started.append(True)
+        bar.update(task, completed=done, total=total, description=stage)
+
+    return progress, bar

@@ -27,6 +27,7 @@ from ._apply import layer_tensors
 from ._attention import HeadPrunedAttention
 from ._io import apply_structure, read_fp32_bytes, read_states, write_compression
 from ._run import compress_folder, distill_config, load_kd_data
+from ._distill import TeacherCache, distill
 
 __all__ = [
     "Calibration", "DepthConfig", "SeparableConfig", "TuckerConfig", "HANDLERS", "KINDS", "METHODS", "QUANT_BITS", "Choice", "ClusterConfig", "Compressed", "Monitor", "Recovery",
@@ -39,3 +40,4 @@ __all__ = [
     "tensor_formats", "uniform_policies", "unregister",
 ]
 __all__ += ['Watch', 'lowering', 'HeadPrunedAttention', 'apply_structure', 'compress_folder', 'distill_config', 'layer_tensors', 'load_kd_data', 'read_fp32_bytes', 'read_states', 'write_compression']
+__all__ += ['TeacherCache', 'distill']

@@ -7,8 +7,11 @@ knows the layer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
+
+SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -39,6 +42,8 @@ class DistillConfig(MethodConfig):
     alpha: float = 0.5
     steps: int = 300
     lr: float = 1e-4
+    warmup: float = 0.0  # share of the steps the learning rate ramps up over, linearly from lr/warmup-steps
+    schedule: str = "constant"  # after the warm-up: "constant", or "cosine" decay to 0 at the last step
 
     def __post_init__(self) -> None:
         if not is_number(self.temperature) or not 0.5 <= self.temperature <= 20:
@@ -49,3 +54,17 @@ class DistillConfig(MethodConfig):
             raise ConfigError(f"distill.steps={self.steps} must be a non-negative integer")
         if not is_number(self.lr) or not 0.0 < self.lr < 1.0:
             raise ConfigError(f"distill.lr={self.lr} is outside (0, 1)")
+        if not is_number(self.warmup) or not 0.0 <= self.warmup <= 0.5:
+            raise ConfigError(f"distill.warmup={self.warmup} is outside [0, 0.5]")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"distill.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+
+    def lr_at(self, step: int, total: int | None = None) -> float:
+        """The learning rate of 0-based `step` of a run of `total` steps (default: `steps`)."""
+        total = total or self.steps
+        warm = math.ceil(self.warmup * total)
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        return self.lr

@@ -84,6 +84,33 @@ def _owners(model: nn.Module, states: dict[str, LayerState]) -> list[tuple[nn.Mo
     return out
 
 
+class TeacherCache:
+    """The teacher's log-probabilities per distillation batch, computed on first use and shared
+    by the slices of one recovery and by every student distilled from the same teacher on the
+    same waves (a finalist stage): no teacher forward pass per step. The teacher is in eval mode
+    and the batch is padded the same way each time, so a cached batch equals a fresh forward."""
+
+    def __init__(self, teacher: nn.Module, waves: list, batch_seconds: float) -> None:
+        self._key = (id(teacher), id(waves), batch_seconds)
+        self._lps: dict[tuple[int, ...], torch.Tensor] = {}
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._lps)
+
+    def get(self, teacher: nn.Module, waves: list, batch_seconds: float, idx: list[int], wave: torch.Tensor,
+            lens: torch.Tensor) -> torch.Tensor:
+        if (id(teacher), id(waves), batch_seconds) != self._key:
+            raise ValueError("this teacher cache holds another teacher's or another data set's batches")
+        key = tuple(idx)
+        if key in self._lps:
+            self.hits += 1
+        else:
+            with torch.no_grad():
+                self._lps[key] = log_probs(teacher, wave, lens)[0]
+        return self._lps[key]
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -96,9 +123,16 @@ def distill(
     log: Callable[[str], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     penalties: list[tuple[nn.Module, str, MethodConfig]] | None = None,
+    offset: int = 0,
+    total: int | None = None,
+    opt_state: dict | None = None,
+    teacher_cache: TeacherCache | None = None,
 ) -> dict:
-    """Fine-tune `student` in place for cfg.steps; returns loss history and wall time.
+    """Fine-tune `student` in place for cfg.steps; returns loss history, wall time and the
+    optimizer's state.
 
+    A run may be one slice of a longer one: its steps are `offset`.. of `total` on the learning
+    rate schedule, and `opt_state` (the previous slice's) carries AdamW's moments over.
     `penalties` adds each listed weight's sparsity penalty to the loss.
     """
     from ..data import collate as _collate, make_batches
@@ -119,6 +153,9 @@ def distill(
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    if opt_state is not None:  # same parameters in the same order: the parametrizations are registered alike
+        opt.load_state_dict(opt_state)
+    total = total or offset + cfg.steps
     batches = make_batches([w.size / 16000 for w in waves], batch_seconds)
     rng = random.Random(seed)
     losses = []
@@ -127,8 +164,13 @@ def distill(
         idx = batches[rng.randrange(len(batches))]
         wave, lens = _collate(waves, idx, device)
         tgt = [targets[i] for i in idx]
-        with torch.no_grad():
-            t_lp, _ = log_probs(teacher, wave, lens)
+        if teacher_cache is not None:
+            t_lp = teacher_cache.get(teacher, waves, batch_seconds, idx, wave, lens)
+        else:
+            with torch.no_grad():
+                t_lp, _ = log_probs(teacher, wave, lens)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(offset + step, total)
         s_lp, out_lens = log_probs(student, wave, lens)
         loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
                        cfg.temperature, cfg.alpha)
@@ -156,7 +198,7 @@ def distill(
         round_small_tensors(student)  # biases and norms trained off the fp16 numbers they are stored as
     student.eval()
     return {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 1),
-            "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}
+            "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]), "opt_state": opt.state_dict()}
 
 
 def regularizer(teacher: nn.Module, waves: list, targets: list[torch.Tensor], kd: DistillConfig,

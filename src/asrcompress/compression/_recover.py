@@ -20,7 +20,7 @@ from torch import nn
 
 from ._apply import LayerState, compress_model
 from ._configs import DistillConfig
-from ._distill import distill, regularizer, taylor_gradients
+from ._distill import TeacherCache, distill, regularizer, taylor_gradients
 from ._calibration import Calibration
 from ._policy import Policy, PolicyError
 from ._registry import handler_for, ordered
@@ -120,14 +120,19 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     score_before = monitor.score(student)
     first = max(1, math.ceil(kd.steps * recovery.check_fraction))
     t1 = time.perf_counter()
+    # one run in two slices: one learning-rate schedule over all steps, AdamW's moments carried
+    # over, and the teacher's outputs cached for both
+    cache = TeacherCache(base, data[0], recovery.batch_seconds)
     s1 = distill(student, base, states, *data, replace(kd, steps=first), batch_seconds=recovery.batch_seconds,
-                 seed=recovery.seed, on_step=lambda d, _t: monitor.on_step(d, kd.steps))
+                 seed=recovery.seed, on_step=lambda d, _t: monitor.on_step(d, kd.steps), total=kd.steps,
+                 teacher_cache=cache)
     monitor.check(student, first, kd.steps)
     s2 = None
     if kd.steps > first:
         s2 = distill(student, base, states, *data, replace(kd, steps=kd.steps - first),
                      batch_seconds=recovery.batch_seconds, seed=recovery.seed + 10_000,
-                     on_step=lambda d, _t: monitor.on_step(first + d, kd.steps))
+                     on_step=lambda d, _t: monitor.on_step(first + d, kd.steps), offset=first, total=kd.steps,
+                     opt_state=s1["opt_state"], teacher_cache=cache)
     out.distill = {"steps": kd.steps, "seconds": round(time.perf_counter() - t1, 1), "loss_first": s1["loss_first"],
                    "loss_last": (s2 or s1)["loss_last"]}
     out.score = monitor.score(student) if score_before is not None else None

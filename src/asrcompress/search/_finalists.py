@@ -1,0 +1,215 @@
+"""The search's fourth stage: the candidates' real recovery, by successive halving.
+
+`asrcompress finalists --candidates DIR` takes the folder `propose` wrote. The distillation
+budget follows the damage: a policy that only quantizes (with its rounding) is kept as scored,
+with 0 steps; every other candidate is distilled rung by rung (by default 100, then 300, then
+900 steps in all). Each rung continues the same run: one warm-up + cosine schedule over the
+last rung's steps, AdamW's moments carried over, the teacher's outputs cached once for all
+candidates (no teacher forward per step).
+
+After each rung every candidate reports its dev KL (`trial.report`, so a stopped one ranks by
+how far it got), and only the budget winners go on: for every size and latency budget of the
+propose stage (and the smallest and fastest), the candidate within it with the least KL so
+far, quantization-only candidates included. A candidate that wins no budget is pruned; the
+halving comes from stronger candidates winning several budgets. The better of before and after
+distillation is kept. The winners of the last rung are exported and measured in ONNX.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import UserError
+from ._surrogate import SIZE_RATIOS, SPEEDUPS
+
+RUNGS = (100, 300, 900)  # distillation steps done in all by the end of each rung
+
+
+def quantization_only(policy) -> bool:
+    """Only the quant method, on any layer: its rounding is its recovery, so 0 distillation steps."""
+    keys = {key for rule in policy.rules for key, cfg in rule.methods if cfg is not None}
+    return not policy.model_methods and keys <= {"quant"}
+
+
+def budgets_met(onnx_bytes: int, ms: float, base_onnx: int, base_ms: float) -> set[str]:
+    """The propose stage's size x latency budgets a model of these figures is within."""
+    return {f"size>={r:g}x,speed>={s:g}x" for r in SIZE_RATIOS for s in SPEEDUPS
+            if onnx_bytes * r <= base_onnx and ms * s <= base_ms}
+
+
+def winners(entries: list[dict], base_onnx: int, base_ms: float) -> dict[str, list[str]]:
+    """name -> the budgets it wins: each budget's least-KL entry among those within it, and the
+    smallest and fastest entries (ties broken by KL). Entries: name, kl, onnx_bytes, ms."""
+    won: dict[str, list[str]] = {}
+    labels: dict[str, set[str]] = {e["name"]: budgets_met(e["onnx_bytes"], e["ms"], base_onnx, base_ms)
+                                   for e in entries}
+    for budget in sorted(set().union(*labels.values()) if labels else ()):
+        best = min((e for e in entries if budget in labels[e["name"]]), key=lambda e: (e["kl"], e["onnx_bytes"]))
+        won.setdefault(best["name"], []).append(budget)
+    for label, axis in (("smallest", "onnx_bytes"), ("fastest", "ms")):
+        if entries:
+            won.setdefault(min(entries, key=lambda e: (e[axis], e["kl"]))["name"], []).append(label)
+    return won
+
+
+@dataclass
+class _Run:
+    """One candidate's recovery in progress."""
+
+    name: str
+    trial: object
+    model: nn.Module
+    states: dict
+    figures: dict  # onnx_bytes and ms from the candidate's measured row (recovery does not change them)
+    kl: float
+    wer: float
+    steps: int = 0
+    opt_state: dict | None = None
+    best: dict = field(default_factory=dict)  # state_dict of the best-scoring point so far
+    best_steps: int = 0
+    history: list = field(default_factory=list)
+
+
+def _check(folder: Path, rungs: tuple[int, ...], kd_utterances: int) -> dict:
+    if not rungs or any(b <= a for a, b in zip((0, *rungs), rungs)):
+        raise UserError(f"--rungs {','.join(map(str, rungs)) or '(none)'} must be increasing positive step counts")
+    if kd_utterances < 1:
+        raise UserError(f"--kd-utterances {kd_utterances} must be at least 1")
+    path = Path(folder) / "candidates.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; give the --out folder of asrcompress propose")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(doc, dict) or not doc.get("candidates"):
+        raise UserError(f"{path}: holds no measured candidates (was propose run with --no-score?)")
+    if (Path(folder) / "finalists.json").exists() or (Path(folder) / "finalists").exists():
+        raise UserError(f"{folder}: holds finalists already; propose into a new folder (nothing is overwritten)")
+    return doc
+
+
+def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: int = 2000, lr: float = 2e-4,
+                  warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0, storage: str | None = None,
+                  study: str | None = None, profiles: Path | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`,
+    distilling on `kd_utterances` training utterances; writes `folder`/finalists.json and
+    `folder`/finalists/NAME/{policy.yaml, model.onnx}, and records one trial per candidate in a
+    single-objective Optuna study (dev KL; default name: the surrogate study's + "-finalists").
+    Returns what finalists.json holds."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ..compression import DistillConfig, Policy, Recovery, TeacherCache, compress_and_recover, distill, load_kd_data
+    from ..data import corpus_split
+    from ..hardware import load_profiles
+    from ..models import load_model
+    from .._shipped import profiles_dir
+    from ._candidates import measure_onnx
+    from ._propose import _free_storage
+    from ._sensitivity import DevScorer, frame_kl
+    from ._space import load_space
+    from ._study import default_storage, open_storage
+
+    folder = Path(folder)
+    rungs = tuple(int(r) for r in rungs)
+    doc = _check(folder, rungs, kd_utterances)
+    name = study or f"{doc['surrogate']['study']}-finalists"
+    storage_url = storage or default_storage(name)
+    _free_storage(storage_url, name)
+    say = progress or (lambda stage, done, total: None)
+    t0 = time.perf_counter()
+    model_dir, corpus = Path(doc["model"]), Path(doc["corpus"])
+    sp = load_space(Path(doc["space"]))
+    profs = load_profiles(Path(profiles or profiles_dir()), sp.profiles)
+    prof = doc["profile"]
+    base = load_model(model_dir)
+    dev = corpus_split(corpus, "dev", "dev utterances to score finalists on")
+    scorer = DevScorer(base, model_dir, dev[:doc["dev_utterances"]] if doc["dev_utterances"] else dev)
+    waves, targets = load_kd_data(corpus, kd_utterances, seed)
+    recovery = Recovery(batch_seconds=batch_seconds, seed=seed)
+    kd = DistillConfig(steps=rungs[-1], lr=lr, warmup=warmup, schedule="cosine")
+    cache = TeacherCache(base, waves, batch_seconds)
+    st = optuna.create_study(storage=open_storage(storage_url), study_name=name, direction="minimize")
+    st.set_user_attr("candidates", str(folder.resolve()))
+    st.set_user_attr("rungs", list(rungs))
+    rows = {r["name"]: r for r in doc["candidates"]}
+    base_row = rows.pop("base")
+    base_onnx, base_ms = base_row["onnx_bytes"], base_row[f"ms@{prof}"]
+
+    fixed: list[dict] = []  # quantization-only: 0 steps, scored as built
+    runs: list[_Run] = []
+    for i, (cname, row) in enumerate(rows.items()):
+        say("build", i, len(rows))
+        policy = Policy.load(folder / cname / "policy.yaml")
+        built = compress_and_recover(base, replace(policy, distill=None), (waves, targets), recovery)
+        lps, w = scorer.score(built.model)
+        trial = st.ask()
+        trial.set_user_attr("candidate", cname)
+        trial.set_user_attr("onnx_bytes", row["onnx_bytes"])
+        trial.set_user_attr(f"ms@{prof}", row[f"ms@{prof}"])
+        trial.report(frame_kl(scorer.teacher, lps), 0)
+        figures = {"onnx_bytes": row["onnx_bytes"], "ms": row[f"ms@{prof}"]}
+        if quantization_only(policy):
+            trial.set_user_attr("steps", 0)
+            st.tell(trial, row["kl"])
+            fixed.append({"name": cname, "kl": frame_kl(scorer.teacher, lps), "wer": w, **figures})
+        else:
+            runs.append(_Run(cname, trial, built.model, built.states, figures, frame_kl(scorer.teacher, lps), w,
+                             best=copy.deepcopy(built.model.state_dict())))
+    alive = list(runs)
+    rung_log = []
+    for r, rung in enumerate(rungs):
+        for j, run in enumerate(alive):
+            say(f"rung {r + 1}/{len(rungs)} ({rung} steps)", j, len(alive))
+            res = distill(run.model, base, run.states, waves, targets, replace(kd, steps=rung - run.steps),
+                          batch_seconds=batch_seconds, seed=seed + 1000 * (r + 1), offset=run.steps, total=rungs[-1],
+                          opt_state=run.opt_state, teacher_cache=cache)
+            run.steps, run.opt_state = rung, res["opt_state"]
+            lps, w = scorer.score(run.model)
+            kl = frame_kl(scorer.teacher, lps)
+            run.history.append({"steps": rung, "kl": kl, "wer": w, "loss_last": res["loss_last"]})
+            run.trial.report(kl, rung)
+            if kl < run.kl:  # keep the better: recovery must never cost accuracy
+                run.kl, run.wer, run.best, run.best_steps = kl, w, copy.deepcopy(run.model.state_dict()), rung
+        won = winners([{"name": x.name, "kl": x.kl, **x.figures} for x in alive] + fixed, base_onnx, base_ms)
+        rung_log.append({"steps": rung, "alive": [x.name for x in alive], "won": won})
+        for run in alive:
+            if run.name not in won and rung != rungs[-1]:
+                run.trial.set_user_attr("steps", run.steps)
+                st.tell(run.trial, state=TrialState.PRUNED)
+        if rung != rungs[-1]:
+            alive = [x for x in alive if x.name in won]
+    out_rows = []
+    finals = {x.name for x in alive}
+    for run in runs:
+        row = {"name": run.name, "steps": run.steps, "best_steps": run.best_steps, "history": run.history,
+               "torch_kl": run.kl, "torch_wer": run.wer, "finalist": run.name in finals}
+        if run.name in finals:
+            run.model.load_state_dict(run.best)
+            sub = folder / "finalists" / run.name
+            sub.mkdir(parents=True)
+            policy = Policy.load(folder / run.name / "policy.yaml")
+            (sub / "policy.yaml").write_text(replace(policy, distill=replace(kd, steps=run.best_steps)).to_yaml())
+            row |= measure_onnx(run.model, run.states, sub, scorer, profs, int(base_row["bytes"]))
+            run.trial.set_user_attr("steps", run.best_steps)
+            run.trial.set_user_attr("wer", row["wer"])
+            st.tell(run.trial, row["kl"])
+        out_rows.append(row)
+    for f in fixed:
+        row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"])
+        out_rows.append(row)
+    result = {"version": 1, "candidates": str(folder), "study": name, "storage": storage_url, "rungs": list(rungs),
+              "kd_utterances": len(waves), "lr": lr, "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed,
+              "profile": prof, "base": base_row, "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits,
+              "rung_log": rung_log, "finalists": out_rows, "seconds": round(time.perf_counter() - t0, 1)}
+    (folder / "finalists.json").write_text(json.dumps(result, indent=1))
+    return result

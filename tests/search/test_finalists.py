@@ -1,0 +1,115 @@
+"""The finalist stage: which candidates are distilled, the budget winners that go on after
+each rung, and (on a real tiny model) successive halving with its Optuna study, intermediate
+values, pruned trials and the last rung's ONNX exports."""
+
+import json
+
+import optuna
+import pytest
+
+from asrcompress.compression import Policy
+from asrcompress.errors import UserError
+from asrcompress.search import budgets_met, quantization_only, run_finalists, run_propose, winners
+
+from ..conftest import needs_synth
+
+
+def test_only_quantization_keeps_zero_steps():
+    def pol(*rules):
+        return Policy.from_dict({"version": 1, "rules": list(rules)})
+
+    assert quantization_only(pol({"type": "Linear", "quant": {"bits": 4}}))
+    assert not quantization_only(pol({"type": "Linear", "quant": {"bits": 4}, "prune": {"sparsity": 0.5}}))
+    assert not quantization_only(pol({"type": "Linear", "lowrank": {"rank": 4}}))
+
+
+def test_budgets_met_by_size_and_latency_ratios():
+    b = budgets_met(onnx_bytes=100, ms=10.0, base_onnx=400, base_ms=20.0)  # 4x smaller, 2x faster
+    assert "size>=4x,speed>=2x" in b and "size>=2x,speed>=1x" in b
+    assert "size>=5x,speed>=1x" not in b and "size>=2x,speed>=2.5x" not in b
+    assert budgets_met(500, 30.0, 400, 20.0) == set()
+
+
+def test_each_budget_goes_to_its_least_kl_candidate():
+    base = {"base_onnx": 1000, "base_ms": 30.0}
+    entries = [{"name": "mild", "kl": 0.01, "onnx_bytes": 450, "ms": 29.0},  # 2.2x smaller
+               {"name": "strong", "kl": 0.005, "onnx_bytes": 240, "ms": 14.0},  # 4.2x, 2.1x: beats mild everywhere
+               {"name": "tiny", "kl": 0.2, "onnx_bytes": 90, "ms": 20.0},  # the only one 10x smaller
+               {"name": "bad", "kl": 0.3, "onnx_bytes": 400, "ms": 25.0}]  # within budgets that strong wins
+    won = winners(entries, **base)
+    assert set(won) == {"strong", "tiny"}
+    assert "smallest" in won["tiny"] and "fastest" in won["strong"] and "size>=10x,speed>=1x" in won["tiny"]
+    # once "strong" is worse than "mild", mild wins the budgets only both meet
+    won = winners([dict(entries[0]), dict(entries[1], kl=0.05), entries[2]], **base)
+    assert set(won) == {"mild", "strong", "tiny"} and "size>=4x,speed>=1x" in won["strong"]
+    assert all(b in {"size>=2x,speed>=1x", "size>=2x,speed>=1.25x"} or not b.startswith("size>=2x")
+               for b in won["mild"])
+
+
+def test_a_folder_without_candidates_is_refused(tmp_path):
+    with pytest.raises(UserError, match="candidates.json: not found"):
+        run_finalists(tmp_path)
+    (tmp_path / "candidates.json").write_text(json.dumps({"candidates": []}))
+    with pytest.raises(UserError, match="holds no measured candidates"):
+        run_finalists(tmp_path)
+    with pytest.raises(UserError, match="--rungs 3,2 must be increasing"):
+        run_finalists(tmp_path, rungs=(3, 2))
+
+
+def _folder(tmp_path, corpus):
+    """A propose folder by hand: the base and three candidates. "lr-a" and "lr-b" are low-rank
+    (distilled) with the same size and latency, so every budget one meets the other meets too and
+    exactly one is pruned after the first rung; "q4" only quantizes (0 steps)."""
+    from asrcompress.models import save_model
+
+    from ..compression.models import conformer
+
+    save_model(conformer(), tmp_path / "tiny")
+    (tmp_path / "s.yaml").write_text("version: 1\nname: s\nobjectives: [wer, latency@host]\ngroups:\n"
+                                     "  - pattern: 'encoder.*'\n    bits: [null, 4]\n")
+    out = tmp_path / "out"
+    policies = {"q4": [{"type": "Linear", "quant": {"bits": 4}}],
+                "lr-a": [{"pattern": "encoder.conformer_layers.*.ffn*.sequential.1", "lowrank": {"rank": 4}}],
+                "lr-b": [{"pattern": "encoder.conformer_layers.*.ffn*.sequential.1", "lowrank": {"rank": 8}}]}
+    rows = [{"name": "base", "kl": 0.0, "wer": 1.0, "bytes": 4_000_000, "onnx_bytes": 4_000_000, "ms@host": 40.0}]
+    for name, rules in policies.items():
+        (out / name).mkdir(parents=True)
+        (out / name / "policy.yaml").write_text(Policy.from_dict({"version": 1, "rules": rules}).to_yaml())
+        small = name != "q4"
+        rows.append({"name": name, "kl": 0.5, "wer": 1.0, "bytes": 1_000_000, "onnx_bytes": 900_000 if small else
+                     1_000_000, "ms@host": 15.0 if small else 38.0})
+    (out / "candidates.json").write_text(json.dumps({
+        "model": str(tmp_path / "tiny"), "corpus": str(corpus), "space": str(tmp_path / "s.yaml"), "profile": "host",
+        "dev_utterances": 4, "surrogate": {"study": "s-nsga2-seed0-out"}, "candidates": rows}))
+    return out
+
+
+@needs_synth
+def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
+    out = _folder(tmp_path, tiny_corpus)
+    storage = f"journal:{tmp_path / 'f.journal'}"
+    doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f")
+    rows = {r["name"]: r for r in doc["finalists"]}
+    assert set(rows) == {"q4", "lr-a", "lr-b"} and rows["q4"]["steps"] == 0 and rows["q4"]["finalist"]
+    trials = optuna.load_study(study_name="f", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "f.journal")))).trials
+    by_name = {t.user_attrs["candidate"]: t for t in trials}
+    assert set(by_name) == set(rows) and all(0 in t.intermediate_values for t in trials)
+    assert by_name["q4"].state == optuna.trial.TrialState.COMPLETE and by_name["q4"].value == 0.5  # as scored
+    first = doc["rung_log"][0]
+    kept = min(("lr-a", "lr-b"), key=lambda n: by_name[n].intermediate_values[2])  # the better after rung 1
+    gone = ({"lr-a", "lr-b"} - {kept}).pop()
+    assert kept in first["won"] and gone not in first["won"]
+    assert by_name[gone].state == optuna.trial.TrialState.PRUNED and set(by_name[gone].intermediate_values) == {0, 2}
+    assert rows[gone]["steps"] == 2 and not rows[gone]["finalist"]
+    t = by_name[kept]
+    assert t.state == optuna.trial.TrialState.COMPLETE and set(t.intermediate_values) == {0, 2, 4}
+    row = rows[kept]
+    assert row["steps"] == 4 and (out / "finalists" / kept / "model.onnx").is_file() and row["onnx_bytes"] > 0
+    pol = Policy.load(out / "finalists" / kept / "policy.yaml")
+    assert pol.distill.steps == row["best_steps"] and pol.distill.schedule == "cosine"
+    # keep the better: the kept point is the least-KL one seen, before recovery included
+    assert row["torch_kl"] == pytest.approx(min([t.intermediate_values[0], *(h["kl"] for h in row["history"])]))
+    assert doc["teacher_cache_hits"] > 0  # the pruned and the kept candidate shared the teacher's batches
+    with pytest.raises(UserError, match="holds finalists already"):
+        run_finalists(out, rungs=(2,), kd_utterances=8, storage=storage, study="g")
