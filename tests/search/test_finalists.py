@@ -64,6 +64,8 @@ def _folder(tmp_path, corpus):
 
     from ..compression.models import conformer
 
+    import asrcompress as ac
+
     save_model(conformer(), tmp_path / "tiny")
     (tmp_path / "s.yaml").write_text("version: 1\nname: s\nobjectives: [wer, latency@host]\ngroups:\n"
                                      "  - pattern: 'encoder.*'\n    bits: [null, 4]\n")
@@ -71,10 +73,13 @@ def _folder(tmp_path, corpus):
     policies = {"q4": [{"type": "Linear", "quant": {"bits": 4}}],
                 "lr-a": [{"pattern": "encoder.conformer_layers.*.ffn*.sequential.1", "lowrank": {"rank": 4}}],
                 "lr-b": [{"pattern": "encoder.conformer_layers.*.ffn*.sequential.1", "lowrank": {"rank": 8}}]}
+    ac.export(conformer(), out=out / "base" / "model.onnx")
     rows = [{"name": "base", "kl": 0.0, "wer": 1.0, "bytes": 4_000_000, "onnx_bytes": 4_000_000, "ms@host": 40.0}]
     for name, rules in policies.items():
         (out / name).mkdir(parents=True)
         (out / name / "policy.yaml").write_text(Policy.from_dict({"version": 1, "rules": rules}).to_yaml())
+        if name == "q4":  # its export, as propose leaves it (timed with the finalists)
+            ac.export(ac.compress(conformer(), {"version": 1, "rules": rules}), out=out / name / "model.onnx")
         small = name != "q4"
         rows.append({"name": name, "kl": 0.5, "wer": 1.0, "bytes": 1_000_000, "onnx_bytes": 900_000 if small else
                      1_000_000, "ms@host": 15.0 if small else 38.0})
@@ -88,7 +93,7 @@ def _folder(tmp_path, corpus):
 def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     out = _folder(tmp_path, tiny_corpus)
     storage = f"journal:{tmp_path / 'f.journal'}"
-    doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f")
+    doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f", repeats=2)
     rows = {r["name"]: r for r in doc["finalists"]}
     assert set(rows) == {"q4", "lr-a", "lr-b"} and rows["q4"]["steps"] == 0 and rows["q4"]["finalist"]
     trials = optuna.load_study(study_name="f", storage=optuna.storages.JournalStorage(
@@ -110,6 +115,24 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     assert pol.distill.steps == row["best_steps"] and pol.distill.schedule == "cosine"
     # keep the better: the kept point is the least-KL one seen, before recovery included
     assert row["torch_kl"] == pytest.approx(min([t.intermediate_values[0], *(h["kl"] for h in row["history"])]))
+    # timed after training, interleaved with the base: every finalist and the base, never the pruned
+    timed = {r["name"] for r in doc["finalists"] if "measured_ms@8s" in r}
+    assert timed == {"q4", kept} and doc["base"]["measured_ms@2s"] > 0 and doc["base"]["peak_mb"] > 0
+    assert doc["knee"] in {n for n, r in rows.items() if r.get("front")} <= timed
     assert doc["teacher_cache_hits"] > 0  # the pruned and the kept candidate shared the teacher's batches
     with pytest.raises(UserError, match="holds finalists already"):
         run_finalists(out, rungs=(2,), kd_utterances=8, storage=storage, study="g")
+
+
+@needs_synth
+def test_finalists_command_prints_its_table(tmp_path, tiny_corpus):
+    from typer.testing import CliRunner
+
+    from asrcompress.cli import app
+
+    out = _folder(tmp_path, tiny_corpus)
+    r = CliRunner().invoke(app, ["finalists", "--candidates", str(out), "--rungs", "2", "--kd-utterances", "8",
+                                 "--batch-seconds", "2", "--no-time", "--storage", f"journal:{tmp_path / 'f.journal'}"])
+    assert r.exit_code == 0, r.output
+    assert "Finalists" in r.output and "q4" in r.output and "knee" in r.output
+    assert json.loads((out / "finalists.json").read_text())["front_axes"][2] == "ms@host"

@@ -123,6 +123,10 @@ def finalists(
                                                       "(default: the surrogate study's + '-finalists')")] = None,
     profiles: Annotated[Optional[Path], typer.Option(help="Folder of hardware profiles (default: the shipped ones)")
                         ] = None,
+    timing: Annotated[bool, typer.Option("--time/--no-time", help="Time the base and the finalists interleaved "
+                                                                  "on 1 thread after training (nothing else "
+                                                                  "should run then)")] = True,
+    repeats: Annotated[int, typer.Option(help="Timed runs per model and input length")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print finalists.json")] = False,
 ) -> None:
     """Recover propose's candidates by successive halving: quantization-only ones keep 0 steps,
@@ -138,7 +142,7 @@ def finalists(
     progress, bar = _bar()
     try:
         doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
-                            profiles, progress)
+                            profiles, progress, timing, repeats)
     finally:
         bar.stop()
     if as_json:
@@ -147,15 +151,23 @@ def finalists(
     from rich.table import Table
 
     p, base = doc["profile"], doc["base"]
-    table = Table("name", "steps", "dev KL by rung", "KL (ONNX)", "greedy WER", "x smaller .onnx", f"x faster ({p})",
-                  title=f"Finalists (base greedy WER {base['wer']:.3f}, {base['onnx_bytes'] / 1e6:.2f} MB .onnx)")
+    timed = "measured_ms@8s" in base
+    table = Table("name", "steps", "dev KL by rung", "KL (ONNX)", "greedy WER", "x smaller .onnx",
+                  f"x faster pred. ({p})", *(["x faster measured (8 s / 2 s)", "peak MB"] if timed else []), "front",
+                  title=f"Finalists (base greedy WER {base['wer']:.3f}, {base['onnx_bytes'] / 1e6:.2f} MB .onnx"
+                        + (f", {base['measured_ms@8s']:.1f} ms at 8 s)" if timed else ")"))
     for r in sorted(doc["finalists"], key=lambda r: (not r["finalist"], r["name"])):
         by_rung = " ".join(f"{h['kl']:.3g}" for h in r.get("history", [])) or "-"
-        measured = "kl" in r
-        table.add_row(r["name"] + ("" if r["finalist"] else " (pruned)"), str(r["best_steps"]), by_rung,
-                      f"{r['kl']:.3g}" if measured else "-", f"{r['wer']:.3f}" if measured else "-",
-                      f"{base['onnx_bytes'] / r['onnx_bytes']:.2f}" if measured else "-",
-                      f"{base[f'ms@{p}'] / r[f'ms@{p}']:.2f}" if measured else "-")
+        if not r["finalist"]:
+            table.add_row(r["name"] + " (pruned)", str(r["best_steps"]), by_rung, *["-"] * (6 if timed else 4))
+            continue
+        cells = [f"{r['kl']:.3g}", f"{r['wer']:.3f}", f"{base['onnx_bytes'] / r['onnx_bytes']:.2f}",
+                 f"{base[f'ms@{p}'] / r[f'ms@{p}']:.2f}"]
+        if timed:
+            cells += [f"{base['measured_ms@8s'] / r['measured_ms@8s']:.2f} / {base['measured_ms@2s'] / r['measured_ms@2s']:.2f}",
+                      f"{r['peak_mb']:.0f}"]
+        mark = ("knee" if doc.get("knee") == r["name"] else "yes") if r.get("front") else ""
+        table.add_row(r["name"], str(r["best_steps"]), by_rung, *cells, mark)
     out.print(table)
     out.print(f"{doc['seconds']} s; teacher outputs cached for {doc['teacher_batches_cached']} batches "
               f"({doc['teacher_cache_hits']} reuses); study {doc['study']!r} in {doc['storage']}")

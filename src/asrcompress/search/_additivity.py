@@ -3,7 +3,6 @@ measured together, each built and measured, against the sums of their options' r
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from ..compression import Policy, Recovery, compress_and_recover, needs_data, size_report
+from ._jsonl import JsonlLog
 from ._option_cost import OptionCost
 from ._sensitivity import DevScorer, Option, combine, frame_kl
 
@@ -42,26 +42,16 @@ class UnitCache(dict):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        self.path = Path(path)
-        text = self.path.read_text() if self.path.is_file() else ""
-        self._cut = bool(text) and not text.endswith("\n")  # the next price starts on a line of its own
-        if text:
-            for line in text.splitlines():
-                try:
-                    row = json.loads(line)
-                    if row["version"] == PRICE_VERSION:
-                        self[tuple(row["options"])] = row["price"]
-                except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a kill
-                    continue
+        self._log = JsonlLog(path)
+        self.path = self._log.path
+        for row in self._log.rows():
+            if row.get("version") == PRICE_VERSION and isinstance(row.get("options"), list) and "price" in row:
+                self[tuple(row["options"])] = row["price"]
         self.loaded = len(self)
 
     def __setitem__(self, key: tuple, value: dict) -> None:
         if key not in self and hasattr(self, "loaded"):  # not while loading
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(("\n" if self._cut else "") + json.dumps({"version": PRICE_VERSION, "options": list(key),
-                                                                   "price": value}) + "\n")
-            self._cut = False
+            self._log.append({"version": PRICE_VERSION, "options": list(key), "price": value})
         super().__setitem__(key, value)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
-import time
+from time import perf_counter as clock
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,14 +96,48 @@ def _check(folder: Path, rungs: tuple[int, ...], kd_utterances: int) -> dict:
     return doc
 
 
+def time_finalists(doc: dict, folder: Path, repeats: int = 20, seconds: tuple[float, ...] = (8.0, 2.0)) -> None:
+    """The search's fifth stage, after all training: the base's and every finalist's .onnx timed
+    in one interleaved loop on 1 thread (`measure_latency`), with their peak memory; adds
+    `measured_ms@Ns` and `peak_mb` to each row of `doc` (the base's too), beside the predicted ms."""
+    from ..hardware import measure_latency, peak_memory_mb
+
+    rows = [doc["base"], *(r for r in doc["finalists"] if r["finalist"])]
+    paths = [Path(folder) / "base" / "model.onnx", *(Path(r["onnx"]) for r in rows[1:])]
+    times = measure_latency(paths, 1, list(seconds), repeats=repeats)
+    for row, path, t in zip(rows, paths, times):
+        row |= {f"measured_ms@{s:g}s": ms for s, ms in t.items()}
+        row["peak_mb"] = peak_memory_mb(path, 1, [max(seconds)])
+    doc["timing"] = {"threads": 1, "repeats": repeats, "seconds": list(seconds), "interleaved": True}
+
+
+def mark_front(doc: dict, ms_key: str) -> None:
+    """Mark the finalists on the Pareto front of (dev greedy WER, .onnx bytes, `ms_key`), and
+    its knee (the point closest to the ideal after min-max scaling)."""
+    from ._pareto import knee
+
+    rows = [r for r in doc["finalists"] if r["finalist"]]
+    vals = [(r["wer"], r["onnx_bytes"], r[ms_key]) for r in rows]
+    for r, v in zip(rows, vals):
+        r["front"] = not any(all(a <= b for a, b in zip(u, v)) and u != v for u in vals)
+    front = [r for r in rows if r["front"]]
+    if front:
+        k = front[knee([[r["wer"], r["onnx_bytes"], r[ms_key]] for r in front])]
+        doc["knee"] = k["name"]
+    doc["front_axes"] = ["wer", "onnx_bytes", ms_key]
+
+
 def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: int = 2000, lr: float = 2e-4,
                   warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0, storage: str | None = None,
                   study: str | None = None, profiles: Path | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict:
+                  progress: Callable[[str, int, int], None] | None = None, time: bool = True,
+                  repeats: int = 20) -> dict:
     """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`,
     distilling on `kd_utterances` training utterances; writes `folder`/finalists.json and
     `folder`/finalists/NAME/{policy.yaml, model.onnx}, and records one trial per candidate in a
     single-objective Optuna study (dev KL; default name: the surrogate study's + "-finalists").
+    With `time`, the base and the finalists are then timed interleaved (`time_finalists`,
+    `repeats` runs each) and the front is marked on measured ms, else on predicted ms.
     Returns what finalists.json holds."""
     import optuna
     from optuna.trial import TrialState
@@ -126,7 +160,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     storage_url = storage or default_storage(name)
     _free_storage(storage_url, name)
     say = progress or (lambda stage, done, total: None)
-    t0 = time.perf_counter()
+    t0 = clock()
     model_dir, corpus = Path(doc["model"]), Path(doc["corpus"])
     sp = load_space(Path(doc["space"]))
     profs = load_profiles(Path(profiles or profiles_dir()), sp.profiles)
@@ -200,16 +234,24 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             policy = Policy.load(folder / run.name / "policy.yaml")
             (sub / "policy.yaml").write_text(replace(policy, distill=replace(kd, steps=run.best_steps)).to_yaml())
             row |= measure_onnx(run.model, run.states, sub, scorer, profs, int(base_row["bytes"]))
+            row["onnx"] = str(sub / "model.onnx")
             run.trial.set_user_attr("steps", run.best_steps)
             run.trial.set_user_attr("wer", row["wer"])
             st.tell(run.trial, row["kl"])
         out_rows.append(row)
     for f in fixed:
-        row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"])
+        row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"],
+                   onnx=str(folder / f["name"] / "model.onnx"))
         out_rows.append(row)
     result = {"version": 1, "candidates": str(folder), "study": name, "storage": storage_url, "rungs": list(rungs),
               "kd_utterances": len(waves), "lr": lr, "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed,
               "profile": prof, "base": base_row, "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits,
-              "rung_log": rung_log, "finalists": out_rows, "seconds": round(time.perf_counter() - t0, 1)}
+              "rung_log": rung_log, "finalists": out_rows, "seconds": round(clock() - t0, 1)}
+    if time:
+        say("timing", 0, 1)
+        t1 = clock()
+        time_finalists(result, folder, repeats)
+        result["timing"]["wall_seconds"] = round(clock() - t1, 1)
+    mark_front(result, "measured_ms@8s" if time else f"ms@{prof}")
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     return result

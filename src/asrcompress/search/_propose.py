@@ -48,11 +48,12 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
     `study`, itself by default SPACE-SAMPLER-seedSEED-OUT). Returns what candidates.json holds."""
     import optuna
 
-    from ..compression import discover_layers, load_kd_data
+    from ..compression import discover_layers
     from ..data import corpus_split
     from ..models import load_model
     from ._additivity import UnitCache, kept_fractions, onnx_rest, unit_bytes
     from ._candidates import score_candidates, surrogate_error
+    from ._jsonl import kd_loader
     from ._option_cost import OptionCost
     from ._sensitivity import DevScorer, run_sensitivity
     from ._space import load_space
@@ -77,13 +78,7 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
     sp = load_space(Path(result["space"]))
     base = load_model(model)
     names = [layer.name for layer in discover_layers(base)]
-    has_train = (Path(corpus) / "train.jsonl").is_file() and kd_utterances > 0
-    data: list = []
-
-    def kd() -> tuple[list, list]:  # loaded once, on first need
-        if not data:
-            data.append(load_kd_data(corpus, kd_utterances))
-        return data[0]
+    kd = kd_loader(corpus, kd_utterances)
 
     t1 = time.perf_counter()
     # prices of stacked options, beside the scan's cache file (its name holds the model's and audio's hashes)
@@ -93,11 +88,11 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
 
     profs = load_profiles(Path(profiles or profiles_dir()), sp.profiles)
     rest = onnx_rest(base, OptionCost(base, profs), scan_options(sp, names), {r["key"]: r for r in result["rows"]},
-                     kd if has_train else None)
+                     kd)
     sizes, unit_cache = OptionCost(base, {}), UnitCache(Path(result["cache"]).with_suffix(".units.jsonl"))
     sur = Surrogate(sp, names, result["rows"], result["base_bytes"], result["base_ms"],
-                    lambda opts: unit_bytes(base, sizes, opts, unit_cache, kd if has_train else None),
-                    lambda opt: kept_fractions(base, opt, kd if has_train else None), result["base_onnx_bytes"], rest)
+                    lambda opts: unit_bytes(base, sizes, opts, unit_cache, kd),
+                    lambda opt: kept_fractions(base, opt, kd), result["base_onnx_bytes"], rest)
     st = surrogate_study(sur, trials, population, seed, name, lambda done, total: say("surrogate", done, total),
                          sampler)
     surrogate_s = time.perf_counter() - t1
@@ -117,7 +112,7 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
         dev = corpus_split(corpus, "dev", "dev utterances to score candidates on")
         scorer = DevScorer(base, Path(model), dev[:dev_utterances] if dev_utterances else dev)
         out.mkdir(parents=True, exist_ok=True)
-        rows = score_candidates(base, picks, scorer, profs, out, kd if has_train else None,
+        rows = score_candidates(base, picks, scorer, profs, out, kd,
                                 lambda done, total, row: say("score", done, total))
     doc = {
         "version": 1, "model": str(model), "corpus": str(corpus), "space": result["space"],

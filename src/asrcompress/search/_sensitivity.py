@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from torch import nn
 from ..compression import METHODS, Policy, PolicyError, Recovery, choice_keys, compress_and_recover
 from ..compression import configs_from_choices, needs_data
 from ..errors import UserError
+from ._jsonl import JsonlLog
 from ._option_cost import OptionCost
 from ._sample import parameters
 from ._settings import model_sha256
@@ -163,24 +163,13 @@ class ScanCache:
     """One JSON line per finished option, in a file named by model and dev-audio hashes."""
 
     def __init__(self, folder: Path, model_hash: str, audio_hash: str) -> None:
-        self.path = Path(folder) / f"{model_hash[:16]}-{audio_hash[:16]}.jsonl"
-        self.rows: dict[str, dict] = {}
-        text = self.path.read_text() if self.path.is_file() else ""
-        self._cut = bool(text) and not text.endswith("\n")  # the next row starts on a line of its own
-        if text:
-            for line in text.splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short when a scan was killed mid-write
-                    continue
-                if isinstance(row, dict) and row.get("version") == SCAN_VERSION and "key" in row:
-                    self.rows[row["key"]] = row
+        self._log = JsonlLog(Path(folder) / f"{model_hash[:16]}-{audio_hash[:16]}.jsonl")
+        self.path = self._log.path
+        self.rows: dict[str, dict] = {row["key"]: row for row in self._log.rows()
+                                      if row.get("version") == SCAN_VERSION and "key" in row}
 
     def add(self, row: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(("\n" if self._cut else "") + json.dumps(row) + "\n")
-        self._cut = False
+        self._log.append(row)
         self.rows[row["key"]] = row
 
 
@@ -275,13 +264,14 @@ def run_sensitivity(model: Path, corpus: Path, space: Path, utterances: int = 16
 profiles (from `profiles`, default the shipped ones) and in bytes (`OptionCost`).
 Returns the scan (`scan`), with `space`, `additivity` and, when logged, `run_id`."""
     from .._shipped import profiles_dir, resolve
-    from ..compression import discover_layers, load_kd_data
+    from ..compression import discover_layers
     from ..hardware import load_profiles
     from ..data import corpus_split
     from ..models import load_model
     from ._space import check_against_model, load_space
 
     from ._additivity import additivity
+    from ._jsonl import kd_loader
 
     if utterances < 1:
         raise UserError(f"--utterances {utterances} must be at least 1")
@@ -295,24 +285,17 @@ Returns the scan (`scan`), with `space`, `additivity` and, when logged, `run_id`
     names = [layer.name for layer in discover_layers(base)]
     check_against_model(sp, names)
     dev = corpus_split(corpus, "dev", "dev utterances to scan on")
-    has_train = (Path(corpus) / "train.jsonl").is_file() and kd_utterances > 0
-    data: list = []
-
-    def kd() -> tuple[list, list]:  # loaded once, on first need
-        if not data:
-            data.append(load_kd_data(corpus, kd_utterances))
-        return data[0]
-
+    kd = kd_loader(corpus, kd_utterances)
     options = scan_options(sp, names)
     costs = OptionCost(base, load_profiles(Path(profiles or profiles_dir()), sp.profiles) if latency else {})
     scorer = DevScorer(base, Path(model), dev[:utterances])
-    result = scan(base, Path(model), options, dev[:utterances], Path(cache_dir), kd if has_train else None, progress,
+    result = scan(base, Path(model), options, dev[:utterances], Path(cache_dir), kd, progress,
                   costs, scorer)
     result |= {"space": str(space_path), "base_bytes": costs.base_bytes, "base_ms": costs.base_ms,
                "base_onnx_bytes": costs.base_onnx_bytes,
                "exports": costs.exports}
     result["additivity"] = additivity(base, Path(model), result, options, dev[:utterances], check,
-                                      kd_data=kd if has_train else None, costs=costs,
+                                      kd_data=kd, costs=costs,
                                       scorer=scorer) if check else {"draws": 0}
     if tracking_uri:
         from ._sensitivity_report import log_scan
