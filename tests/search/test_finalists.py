@@ -119,6 +119,11 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     timed = {r["name"] for r in doc["finalists"] if "measured_ms@8s" in r}
     assert timed == {"q4", kept} and doc["base"]["measured_ms@2s"] > 0 and doc["base"]["peak_mb"] > 0
     assert doc["knee"] in {n for n, r in rows.items() if r.get("front")} <= timed
+    # reported on test with both decoders, the base's ratio 1 with itself
+    assert doc["test"]["utterances"] == 8 and doc["base"]["test"]["greedy"]["ratio"] == 1.0
+    for name in timed:
+        g = rows[name]["test"]["greedy"]
+        assert g["wer"] >= 0 and (g["ci95"][0] <= g["ratio"] <= g["ci95"][1] or g["ratio"] == float("inf"))
     assert doc["teacher_cache_hits"] > 0  # the pruned and the kept candidate shared the teacher's batches
     with pytest.raises(UserError, match="holds finalists already"):
         run_finalists(out, rungs=(2,), kd_utterances=8, storage=storage, study="g")
@@ -134,5 +139,5 @@ def test_finalists_command_prints_its_table(tmp_path, tiny_corpus):
     r = CliRunner().invoke(app, ["finalists", "--candidates", str(out), "--rungs", "2", "--kd-utterances", "8",
                                  "--batch-seconds", "2", "--no-time", "--storage", f"journal:{tmp_path / 'f.journal'}"])
     assert r.exit_code == 0, r.output
-    assert "Finalists" in r.output and "q4" in r.output and "knee" in r.output
+    assert "Finalists" in r.output and "q4" in r.output and "knee" in r.output and "On test (8 utterances" in r.output
     assert json.loads((out / "finalists.json").read_text())["front_axes"][2] == "ms@host"

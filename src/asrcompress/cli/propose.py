@@ -110,7 +110,7 @@ def finalists(
     candidates: Annotated[Path, typer.Option(help="The --out folder of asrcompress propose (candidates.json)")],
     rungs: Annotated[str, typer.Option(help="Distillation steps done in all at the end of each rung, "
                                             "comma-separated and increasing")] = "100,300,900",
-    kd_utterances: Annotated[int, typer.Option(help="Training utterances to distil on")] = 2000,
+    kd_utterances: Annotated[int, typer.Option(help="Training utterances to distil on (0: the whole train split)")] = 2000,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine to 0 at the last rung)")
                   ] = 2e-4,
     warmup: Annotated[float, typer.Option(help="Share of the last rung's steps the learning rate ramps up over")
@@ -127,6 +127,9 @@ def finalists(
                                                                   "on 1 thread after training (nothing else "
                                                                   "should run then)")] = True,
     repeats: Annotated[int, typer.Option(help="Timed runs per model and input length")] = 20,
+    test_manifest: Annotated[Optional[Path], typer.Option(help="Test manifest the finalists are reported on "
+                                                               "(default: the corpus's test.jsonl)")] = None,
+    test_utterances: Annotated[int, typer.Option(help="Test utterances to report on (0: all)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print finalists.json")] = False,
 ) -> None:
     """Recover propose's candidates by successive halving: quantization-only ones keep 0 steps,
@@ -142,7 +145,7 @@ def finalists(
     progress, bar = _bar()
     try:
         doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
-                            profiles, progress, timing, repeats)
+                            profiles, progress, timing, repeats, test_manifest, test_utterances)
     finally:
         bar.stop()
     if as_json:
@@ -169,6 +172,19 @@ def finalists(
         mark = ("knee" if doc.get("knee") == r["name"] else "yes") if r.get("front") else ""
         table.add_row(r["name"], str(r["best_steps"]), by_rung, *cells, mark)
     out.print(table)
+    t = doc.get("test", {})
+    if "utterances" in t:
+        test = Table("name", "test WER deployed", "x base [95% CI]", "test WER greedy", "x base [95% CI]",
+                     title=f"On test ({t['utterances']} utterances, {t['words']} words; selected on dev)")
+        for r in [base, *(r for r in doc["finalists"] if r["finalist"])]:
+            cells = []
+            for k in ("deployed", "greedy"):
+                v = r["test"][k]
+                cells += [f"{v['wer']:.3f}", f"{v['ratio']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"]
+            test.add_row(r.get("name", "base"), *cells)
+        out.print(test)
+    elif t:
+        out.print(f"test: skipped ({t['skipped']})")
     out.print(f"{doc['seconds']} s; teacher outputs cached for {doc['teacher_batches_cached']} batches "
               f"({doc['teacher_cache_hits']} reuses); study {doc['study']!r} in {doc['storage']}")
     out.print(f"written: {Path(candidates) / 'finalists.json'}")

@@ -9,7 +9,7 @@ from ._registry import (
     unregister_objective, worst_values,
 )
 from ._slices import Condition, SliceError, parse_slice, resolve_slice, select, utterance_fields
-from ._wer import cer, out_of_lexicon, utterance_errors, wer, word_errors
+from ._wer import BOOTSTRAP, cer, out_of_lexicon, utterance_errors, wer, wer_ratio_ci, word_errors
 
 from ._decode import CHAR_LM_FILE, CHAR_LM_ORDER, DECODER_FILES, KINDS as DECODER_KINDS, LEXICON_FILE, LM_FILE, char_sentence
 from ._evaluate import load_waves
@@ -21,4 +21,4 @@ __all__ = [
     "utterance_fields", "wer", "worst_values", "write_lexicon",
 ]
 __all__ += ['CHAR_LM_FILE', 'CHAR_LM_ORDER', 'DECODER_FILES', 'DECODER_KINDS', 'LEXICON_FILE', 'LM_FILE',
-            'char_sentence', 'load_waves', 'out_of_lexicon', 'utterance_errors', 'word_errors']
+            'char_sentence', 'load_waves', 'out_of_lexicon', 'utterance_errors', 'word_errors', 'BOOTSTRAP', 'wer_ratio_ci']

@@ -80,8 +80,8 @@ class _Run:
 def _check(folder: Path, rungs: tuple[int, ...], kd_utterances: int) -> dict:
     if not rungs or any(b <= a for a, b in zip((0, *rungs), rungs)):
         raise UserError(f"--rungs {','.join(map(str, rungs)) or '(none)'} must be increasing positive step counts")
-    if kd_utterances < 1:
-        raise UserError(f"--kd-utterances {kd_utterances} must be at least 1")
+    if kd_utterances < 0:
+        raise UserError(f"--kd-utterances {kd_utterances} must be 0 (the whole train split) or more")
     path = Path(folder) / "candidates.json"
     if not path.is_file():
         raise UserError(f"{path}: not found; give the --out folder of asrcompress propose")
@@ -111,6 +111,43 @@ def time_finalists(doc: dict, folder: Path, repeats: int = 20, seconds: tuple[fl
     doc["timing"] = {"threads": 1, "repeats": repeats, "seconds": list(seconds), "interleaved": True}
 
 
+def test_report(doc: dict, folder: Path, manifest: Path, limit: int = 0) -> None:
+    """Report on test, after selecting on dev: the base's and each finalist's .onnx on the first
+    `limit` utterances of `manifest` (0: all), decoded with the model's own (deployed) decoder
+    and greedy; per decoder the WER, the ratio to the base's and its paired bootstrap 95%
+    interval (`wer_ratio_ci`), in each row's `test`."""
+    from ..data import load_manifest
+    from ..export import OnnxAcousticModel
+    from ..models import read_config
+    from ..objectives import DecoderConfig, decode_all, load_waves, utterance_errors, wer_ratio_ci
+    from ..models import load_model, features_of
+
+    model_dir = Path(doc["model"])
+    utts = load_manifest(Path(manifest))[0]
+    utts = utts[:limit] if limit else utts
+    if not utts:
+        raise UserError(f"{manifest}: no test utterances")
+    waves, refs = load_waves(utts)
+    words = [len(r.split()) for r in refs]
+    own = DecoderConfig.from_dict(read_config(model_dir).get("decoder") or {"kind": "greedy"})
+    decoders = {"deployed": own, "greedy": own.with_(kind="greedy")}
+    spec = features_of(load_model(model_dir))
+    rows = [doc["base"], *(r for r in doc["finalists"] if r["finalist"])]
+    paths = [Path(folder) / "base" / "model.onnx", *(Path(r["onnx"]) for r in rows[1:])]
+    errors = []
+    for path in paths:
+        lps = OnnxAcousticModel(path, spec, 2).emissions(waves)
+        errors.append({k: utterance_errors(refs, decode_all(lps, model_dir, cfg, workers=2))
+                       for k, cfg in decoders.items()})
+    for row, err in zip(rows, errors):
+        row["test"] = {}
+        for k in decoders:
+            ratio, (lo, hi) = wer_ratio_ci(errors[0][k], err[k], words)
+            row["test"][k] = {"wer": sum(err[k]) / sum(words), "ratio": ratio, "ci95": [lo, hi]}
+    doc["test"] = {"manifest": str(manifest), "utterances": len(utts), "words": sum(words),
+                   "decoders": {k: v.to_dict() for k, v in decoders.items()}}
+
+
 def mark_front(doc: dict, ms_key: str) -> None:
     """Mark the finalists on the Pareto front of (dev greedy WER, .onnx bytes, `ms_key`), and
     its knee (the point closest to the ideal after min-max scaling)."""
@@ -131,13 +168,15 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                   warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0, storage: str | None = None,
                   study: str | None = None, profiles: Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None, time: bool = True,
-                  repeats: int = 20) -> dict:
+                  repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0) -> dict:
     """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`,
-    distilling on `kd_utterances` training utterances; writes `folder`/finalists.json and
+    distilling on `kd_utterances` training utterances (0: all); writes `folder`/finalists.json and
     `folder`/finalists/NAME/{policy.yaml, model.onnx}, and records one trial per candidate in a
     single-objective Optuna study (dev KL; default name: the surrogate study's + "-finalists").
     With `time`, the base and the finalists are then timed interleaved (`time_finalists`,
     `repeats` runs each) and the front is marked on measured ms, else on predicted ms.
+    The finalists are then scored on the test split (`test_manifest`, default the corpus's
+    test.jsonl; `test_utterances`, 0: all) with both decoders (`test_report`).
     Returns what finalists.json holds."""
     import optuna
     from optuna.trial import TrialState
@@ -162,13 +201,16 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     say = progress or (lambda stage, done, total: None)
     t0 = clock()
     model_dir, corpus = Path(doc["model"]), Path(doc["corpus"])
+    test_path = Path(test_manifest or corpus / "test.jsonl")
+    if test_manifest and not test_path.is_file():
+        raise UserError(f"{test_path}: not found (--test-manifest)")
     sp = load_space(Path(doc["space"]))
     profs = load_profiles(Path(profiles or profiles_dir()), sp.profiles)
     prof = doc["profile"]
     base = load_model(model_dir)
     dev = corpus_split(corpus, "dev", "dev utterances to score finalists on")
     scorer = DevScorer(base, model_dir, dev[:doc["dev_utterances"]] if doc["dev_utterances"] else dev)
-    waves, targets = load_kd_data(corpus, kd_utterances, seed)
+    waves, targets = load_kd_data(corpus, kd_utterances or 10**9, seed)
     recovery = Recovery(batch_seconds=batch_seconds, seed=seed)
     kd = DistillConfig(steps=rungs[-1], lr=lr, warmup=warmup, schedule="cosine")
     cache = TeacherCache(base, waves, batch_seconds)
@@ -243,7 +285,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"],
                    onnx=str(folder / f["name"] / "model.onnx"))
         out_rows.append(row)
-    result = {"version": 1, "candidates": str(folder), "study": name, "storage": storage_url, "rungs": list(rungs),
+    result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name, "storage": storage_url, "rungs": list(rungs),
               "kd_utterances": len(waves), "lr": lr, "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed,
               "profile": prof, "base": base_row, "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits,
               "rung_log": rung_log, "finalists": out_rows, "seconds": round(clock() - t0, 1)}
@@ -253,5 +295,11 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         time_finalists(result, folder, repeats)
         result["timing"]["wall_seconds"] = round(clock() - t1, 1)
     mark_front(result, "measured_ms@8s" if time else f"ms@{prof}")
+    if test_path.is_file():
+        say("test", 0, 1)
+        test_report(result, folder, test_path, test_utterances)
+    else:
+        result["test"] = {"skipped": f"{test_path}: not found"}
+    (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     return result
