@@ -129,6 +129,7 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
         run_finalists(out, rungs=(2,), kd_utterances=8, storage=storage, study="g")
 
 
+@pytest.mark.slow  # 30 s (make test-reliability runs it)
 @needs_synth
 def test_finalists_command_prints_its_table(tmp_path, tiny_corpus):
     from typer.testing import CliRunner

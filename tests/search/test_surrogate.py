@@ -193,6 +193,57 @@ def test_coupled_prices_match_the_exact_size(tiny_corpus, tmp_path):
     assert coupled.predict(values).bytes - summed.predict(values).bytes == pytest.approx(-0.5 * q["dbytes"], rel=0.03)
 
 
+
+@pytest.mark.slow  # 75 s: a scan with latency and .onnx sizes (make test-reliability runs it)
+@needs_synth
+def test_two_cuts_on_one_layer_price_the_onnx_file_as_they_act_together(tiny_corpus, tmp_path):
+    """Structured pruning, low rank and 4-bit on one FFN linear: the .onnx prediction is within
+    15% of the file's measured saving; summing each option's scanned .onnx change instead counts
+    the low-rank cut as if it cut the whole (unpruned) layer and misses by over 30% of it."""
+    from asrcompress._shipped import profiles_dir
+    from asrcompress.compression import Policy, compress_and_recover, discover_layers
+    from asrcompress.data import load_manifest
+    from asrcompress.hardware import load_profiles
+    from asrcompress.models import save_model
+    from asrcompress.search import OptionCost, kept_fractions, scan, unit_bytes
+    from asrcompress.search._additivity import onnx_rest
+
+    from ..compression.models import conformer
+
+    model = conformer()
+    save_model(model, tmp_path / "tiny")
+    names = [layer.name for layer in discover_layers(model)]
+    layer = "encoder.conformer_layers.0.ffn1.sequential.1"
+    space = parse_space({"version": 1, "groups": [
+        {"name": layer, "structured": [0.0, 0.5], "rank_fraction": [None, 0.5], "bits": [None, 4]},
+        {"name": "encoder.conformer_layers.1.ffn1.sequential.1", "bits": [None, 8]}]}, Path("s.yaml"))
+    opts = scan_options(space, names)
+    dev, _ = load_manifest(tiny_corpus / "dev.jsonl")
+    profiles = load_profiles(profiles_dir(), ["host"])
+    costs = OptionCost(model, profiles)
+    rows = scan(model, tmp_path / "tiny", opts, dev[:2], tmp_path / "c", costs=costs)["rows"]
+    rest = onnx_rest(model, OptionCost(model, profiles), opts, {r["key"]: r for r in rows})
+    sizes = OptionCost(model, {})
+    sur = Surrogate(space, names, rows, costs.base_bytes, costs.base_ms, lambda o: unit_bytes(model, sizes, o, {}),
+                    lambda o: kept_fractions(model, o), costs.base_onnx_bytes, rest)
+    values = {**sur.neutral(), "g0.structured": 0.5, "g0.rank_fraction": 0.5, "g0.bits": 4}
+    pred = sur.predict(values)
+    assert len(pred.options) == 3
+    built = compress_and_recover(model, Policy.from_dict(pred.policy()))
+    real = measure_onnx_bytes(built, tmp_path / "cand")
+    change = costs.base_onnx_bytes - real  # what the three options save in the file
+    assert abs(pred.onnx_bytes - real) < 0.15 * change  # 10% here: MatMulNBits pads the rank-r factor's K to 32
+    summed = costs.base_onnx_bytes + sum(sur.rows[o.key]["donnx"] for o in pred.options)
+    assert abs(summed - real) > 0.3 * change  # 39% here
+
+
+def measure_onnx_bytes(built, folder: Path) -> int:
+    from asrcompress.export import export_onnx
+
+    folder.mkdir()
+    return Path(export_onnx(built.model, built.states, folder / "model.onnx")["path"]).stat().st_size
+
+
 class TestKnapsack:
     @settings(max_examples=25, deadline=None)
     @given(a=st.floats(0, 100), b=st.floats(0, 100))

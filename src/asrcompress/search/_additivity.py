@@ -68,10 +68,10 @@ def unit_bytes(base: nn.Module, costs: OptionCost, opts: list[Option], cache: di
     return cache[key]
 
 
-def kept_fractions(base: nn.Module, opt: Option, kd_data: KdData | None = None) -> dict[str, float]:
-    """Each layer's parameter count after `opt` alone over its count in `base` (1.0: untouched),
-    counted on the layer's module, so a factorised layer (low-rank, separable) reports its
-    factors, not the shape it stands in for."""
+def kept_fractions(base: nn.Module, opt: Option | list[Option], kd_data: KdData | None = None) -> dict[str, float]:
+    """Each layer's parameter count after `opt` alone (or a list of options together) over its
+    count in `base` (1.0: untouched), counted on the layer's module, so a factorised layer
+    (low-rank, separable) reports its factors, not the shape it stands in for."""
     from ..compression import discover_layers
 
     def counts(model: nn.Module) -> dict[str, int]:
@@ -79,7 +79,8 @@ def kept_fractions(base: nn.Module, opt: Option, kd_data: KdData | None = None) 
                 for layer in discover_layers(model)}
 
     before = counts(base)
-    policy = Policy.from_dict(opt.policy(), source=f"option {opt.key}")
+    opts = opt if isinstance(opt, list) else [opt]
+    policy = Policy.from_dict(combine(opts), source="options " + " + ".join(o.key for o in opts))
     built = compress_and_recover(base, policy, kd_data() if kd_data and needs_data(policy) else None, Recovery(seed=0))
     return {name: n / before[name] for name, n in counts(built.model).items() if before.get(name)}
 

@@ -97,7 +97,7 @@ class Prediction:
 
 
 PriceUnit = Callable[[list[Option]], dict]  # several options of one unit -> {dbytes, quantized_rest}
-Resized = Callable[[Option], dict[str, float]]  # a shape-changing option -> other layers' kept fraction
+Resized = Callable[[Option | list[Option]], dict[str, float]]  # shape-changing option(s) -> layers' kept fraction
 SHAPE_ORDER = 30  # methods applied before this order change shapes (depth, structured, factorisations)
 
 
@@ -134,6 +134,8 @@ class Surrogate:
                     raise UserError(f"option {opt.key}: not in the sensitivity scan, or not priced on "
                                     f"{', '.join(base_ms)} (run asrcompress sensitivity with latency on)")
         self._price_unit = price_unit
+        self._resized = resized
+        self._stacked_kept: dict[tuple[str, ...], dict[str, float]] = {}  # a unit's cuts together
         self.resize: dict[str, dict[str, float]] = {}  # option key -> {other layer: kept fraction}
         if resized is not None:
             for u in self.units:
@@ -209,16 +211,40 @@ class Surrogate:
             ms={p: self.base_ms[p] + sum(f * self.rows[o.key][f"dms@{p}"] for f, o in zip(ms_share, opts))
                 for p in self.base_ms},
             options=tuple(opts),  # the .onnx file changes as the graph does: as latency, cut by cut
-            onnx_bytes=None if self.base_onnx is None else self._onnx_bytes(opts, ms_share))
+            onnx_bytes=None if self.base_onnx is None else self._onnx_bytes(
+                by_unit, dict(zip((o.key for o in opts), ms_share)), {o.key: share(o, own_unit=False) for o in opts}))
         self._cache[key] = pred
         self.scored += 1
         return pred
 
-    def _onnx_bytes(self, opts: list[Option], shares: list[float]) -> float:
-        kernel = [bool(self.rows[o.key]["donnx"] and self.rows[o.key]["quantized_rest"]) for o in opts]
-        own = sum(f * (self.rows[o.key]["donnx"] - (self.onnx_rest if k else 0.0))
-                  for f, o, k in zip(shares, opts, kernel))
-        return self.base_onnx + own + (self.onnx_rest if any(kernel) else 0.0)
+    def _onnx_bytes(self, by_unit: dict[str, list[Option]], shares: dict[str, float],
+                    others: dict[str, float]) -> float:
+        """The .onnx file's bytes: each option's scanned change on what the policy's cuts leave of
+        its layers (`shares`), the fp16 rest once. A unit stacking two cuts (structured pruning
+        and low rank on one layer) is priced as they act together: their exact stacked change
+        (fp32 either way, so stored and .onnx bytes change alike), and its value options
+        (bits) on the layer both cuts leave (`others`: what other units' cuts leave). Summing
+        the cuts would count a low-rank cut of a pruned layer as if it cut the whole layer."""
+        own, any_kernel = 0.0, False
+        for us in by_unit.values():
+            kernel = {o.key: bool(self.rows[o.key]["donnx"] and self.rows[o.key]["quantized_rest"]) for o in us}
+            any_kernel |= any(kernel.values())
+            alone = {o.key: self.rows[o.key]["donnx"] - (self.onnx_rest if kernel[o.key] else 0.0) for o in us}
+            cuts = [o for o in us if o.key in self.resize]
+            if len(cuts) < 2 or self._resized is None:
+                own += sum(shares[o.key] * alone[o.key] for o in us)
+                continue
+            kept = self._kept_together(cuts)
+            own += others[cuts[0].key] * self._unit_row(cuts)["dbytes"]
+            own += sum(others[o.key] * float(np.mean([kept.get(layer, 1.0) for layer in o.layers])) * alone[o.key]
+                       for o in us if o.key not in self.resize)
+        return self.base_onnx + own + (self.onnx_rest if any_kernel else 0.0)
+
+    def _kept_together(self, cuts: list[Option]) -> dict[str, float]:
+        key = tuple(sorted(o.key for o in cuts))
+        if key not in self._stacked_kept:
+            self._stacked_kept[key] = self._resized(list(cuts))
+        return self._stacked_kept[key]
 
     def neutral(self) -> dict[str, Any]:
         """Every parameter at its method's neutral value where the space offers it (the base)."""
