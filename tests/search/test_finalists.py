@@ -78,8 +78,8 @@ def _folder(tmp_path, corpus):
     for name, rules in policies.items():
         (out / name).mkdir(parents=True)
         (out / name / "policy.yaml").write_text(Policy.from_dict({"version": 1, "rules": rules}).to_yaml())
-        if name == "q4":  # its export, as propose leaves it (timed with the finalists)
-            ac.export(ac.compress(conformer(), {"version": 1, "rules": rules}), out=out / name / "model.onnx")
+        # its export without recovery, as propose leaves it (what a 0-step finalist ships)
+        ac.export(ac.compress(conformer(), {"version": 1, "rules": rules}), out=out / name / "model.onnx")
         small = name != "q4"
         rows.append({"name": name, "kl": 0.5, "wer": 1.0, "bytes": 1_000_000, "onnx_bytes": 900_000 if small else
                      1_000_000, "ms@host": 15.0 if small else 38.0})
@@ -93,7 +93,8 @@ def _folder(tmp_path, corpus):
 def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     out = _folder(tmp_path, tiny_corpus)
     storage = f"journal:{tmp_path / 'f.journal'}"
-    doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f", repeats=2)
+    doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f", repeats=2,
+                        min_kl=0.0)
     rows = {r["name"]: r for r in doc["finalists"]}
     assert set(rows) == {"q4", "lr-a", "lr-b"} and rows["q4"]["steps"] == 0 and rows["q4"]["finalist"]
     trials = optuna.load_study(study_name="f", storage=optuna.storages.JournalStorage(
@@ -138,7 +139,10 @@ def test_finalists_command_prints_its_table(tmp_path, tiny_corpus):
 
     out = _folder(tmp_path, tiny_corpus)
     r = CliRunner().invoke(app, ["finalists", "--candidates", str(out), "--rungs", "2", "--kd-utterances", "8",
-                                 "--batch-seconds", "2", "--no-time", "--storage", f"journal:{tmp_path / 'f.journal'}"])
+                                 "--batch-seconds", "2", "--no-time", "--min-kl", "1000",
+                                 "--storage", f"journal:{tmp_path / 'f.journal'}"])
     assert r.exit_code == 0, r.output
     assert "Finalists" in r.output and "q4" in r.output and "knee" in r.output and "On test (8 utterances" in r.output
-    assert json.loads((out / "finalists.json").read_text())["front_axes"][2] == "ms@host"
+    doc = json.loads((out / "finalists.json").read_text())
+    assert doc["front_axes"][2] == "ms@host"
+    assert all(r["steps"] == 0 for r in doc["finalists"])  # every candidate within --min-kl: none distilled

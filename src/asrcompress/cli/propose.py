@@ -123,6 +123,8 @@ def finalists(
                                                       "(default: the surrogate study's + '-finalists')")] = None,
     profiles: Annotated[Optional[Path], typer.Option(help="Folder of hardware profiles (default: the shipped ones)")
                         ] = None,
+    min_kl: Annotated[float, typer.Option(help="A candidate within this dev KL of the base before recovery keeps "
+                                                "0 steps, like a quantization-only one")] = 0.05,
     timing: Annotated[bool, typer.Option("--time/--no-time", help="Time the base and the finalists interleaved "
                                                                   "on 1 thread after training (nothing else "
                                                                   "should run then)")] = True,
@@ -145,7 +147,7 @@ def finalists(
     progress, bar = _bar()
     try:
         doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
-                            profiles, progress, timing, repeats, test_manifest, test_utterances)
+                            profiles, progress, timing, repeats, test_manifest, test_utterances, min_kl)
     finally:
         bar.stop()
     if as_json:
@@ -155,37 +157,38 @@ def finalists(
 
     p, base = doc["profile"], doc["base"]
     timed = "measured_ms@8s" in base
-    table = Table("name", "steps", "dev KL by rung", "KL (ONNX)", "greedy WER", "x smaller .onnx",
-                  f"x faster pred. ({p})", *(["x faster measured (8 s / 2 s)", "peak MB"] if timed else []), "front",
-                  title=f"Finalists (base greedy WER {base['wer']:.3f}, {base['onnx_bytes'] / 1e6:.2f} MB .onnx"
+    table = Table("name", "steps kept/run", "dev KL per rung", "KL", "WER", "x smaller", f"x faster ({p}, pred.)",
+                  *(["x faster (8 s / 2 s)", "peak MB"] if timed else []), "front",
+                  title=f"Finalists on dev, in ONNX (base: greedy WER {base['wer']:.3f}, {base['onnx_bytes'] / 1e6:.2f} MB"
                         + (f", {base['measured_ms@8s']:.1f} ms at 8 s)" if timed else ")"))
     for r in sorted(doc["finalists"], key=lambda r: (not r["finalist"], r["name"])):
-        by_rung = " ".join(f"{h['kl']:.3g}" for h in r.get("history", [])) or "-"
+        by_rung = " ".join(f"{h['kl']:.2g}" for h in r.get("history", [])) or "-"
         if not r["finalist"]:
-            table.add_row(r["name"] + " (pruned)", str(r["best_steps"]), by_rung, *["-"] * (6 if timed else 4))
+            table.add_row(r["name"] + " (pruned)", f"{r['best_steps']}/{r['steps']}", by_rung,
+                          *["-"] * (6 if timed else 4), "")
             continue
-        cells = [f"{r['kl']:.3g}", f"{r['wer']:.3f}", f"{base['onnx_bytes'] / r['onnx_bytes']:.2f}",
+        cells = [f"{r['kl']:.2g}", f"{r['wer']:.3f}", f"{base['onnx_bytes'] / r['onnx_bytes']:.2f}",
                  f"{base[f'ms@{p}'] / r[f'ms@{p}']:.2f}"]
         if timed:
-            cells += [f"{base['measured_ms@8s'] / r['measured_ms@8s']:.2f} / {base['measured_ms@2s'] / r['measured_ms@2s']:.2f}",
+            cells += [f"{base['measured_ms@8s'] / r['measured_ms@8s']:.2f}/{base['measured_ms@2s'] / r['measured_ms@2s']:.2f}",
                       f"{r['peak_mb']:.0f}"]
         mark = ("knee" if doc.get("knee") == r["name"] else "yes") if r.get("front") else ""
-        table.add_row(r["name"], str(r["best_steps"]), by_rung, *cells, mark)
+        table.add_row(r["name"], f"{r['best_steps']}/{r['steps']}", by_rung, *cells, mark)
     out.print(table)
     t = doc.get("test", {})
     if "utterances" in t:
-        test = Table("name", "test WER deployed", "x base [95% CI]", "test WER greedy", "x base [95% CI]",
+        test = Table("name", "WER, deployed", "x base [95% CI]", "WER, greedy", "x base [95% CI]",
                      title=f"On test ({t['utterances']} utterances, {t['words']} words; selected on dev)")
         for r in [base, *(r for r in doc["finalists"] if r["finalist"])]:
             cells = []
             for k in ("deployed", "greedy"):
                 v = r["test"][k]
-                cells += [f"{v['wer']:.3f}", f"{v['ratio']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"]
+                cells += [f"{v['wer']:.3f}", f"{v['ratio']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"]
             test.add_row(r.get("name", "base"), *cells)
         out.print(test)
     elif t:
         out.print(f"test: skipped ({t['skipped']})")
-    out.print(f"{doc['seconds']} s; teacher outputs cached for {doc['teacher_batches_cached']} batches "
+    out.print(f"recovery {doc['seconds']} s; teacher outputs cached for {doc['teacher_batches_cached']} batches "
               f"({doc['teacher_cache_hits']} reuses); study {doc['study']!r} in {doc['storage']}")
     out.print(f"written: {Path(candidates) / 'finalists.json'}")
 

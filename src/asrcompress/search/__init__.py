@@ -20,7 +20,8 @@ from ._option_cost import OptionCost
 from ._surrogate import Param, Pick, Prediction, Surrogate, budget_picks, make_param, surrogate_hypervolume, surrogate_study
 from ._candidates import measure_onnx, score_candidates, surrogate_error
 from ._propose import run_propose
-from ._finalists import RUNGS, budgets_met, quantization_only, run_finalists, winners
+from ._jsonl import JsonlLog, kd_loader
+from ._finalists import RUNGS, budgets_met, mark_front, quantization_only, run_finalists, report_on_test, time_finalists, winners
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
@@ -33,6 +34,7 @@ __all__ += ['corpus_fingerprint', 'model_sha256', 'Context', 'TRIAL_ATTRS', 'Tri
 __all__ += ['DevScorer', 'Unit', 'selected_options', 'units_of', 'Option', 'additivity', 'combine', 'frame_kl', 'random_combinations', 'heatmap', 'log_scan', 'run_sensitivity', 'scan', 'scan_options', 'OptionCost', 'unit_bytes']
 __all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surrogate', 'budget_picks', 'make_param', 'surrogate_hypervolume', 'surrogate_study',
             'measure_onnx', 'score_candidates', 'surrogate_error', 'run_propose',
-            'RUNGS', 'budgets_met', 'quantization_only', 'run_finalists', 'winners']
+            'RUNGS', 'budgets_met', 'quantization_only', 'run_finalists', 'winners', 'JsonlLog', 'kd_loader',
+            'mark_front', 'report_on_test', 'time_finalists']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

@@ -1,11 +1,13 @@
-"""The search's fourth stage: the candidates' real recovery, by successive halving.
+"""The search's fourth and fifth stages: the candidates' real recovery by successive halving,
+then the finalists timed quietly and reported on test.
 
 `asrcompress finalists --candidates DIR` takes the folder `propose` wrote. The distillation
-budget follows the damage: a policy that only quantizes (with its rounding) is kept as scored,
-with 0 steps; every other candidate is distilled rung by rung (by default 100, then 300, then
-900 steps in all). Each rung continues the same run: one warm-up + cosine schedule over the
-last rung's steps, AdamW's moments carried over, the teacher's outputs cached once for all
-candidates (no teacher forward per step).
+budget follows the damage: a policy that only quantizes (with its rounding), or one within
+`MIN_KL` of the base before recovery, is kept as scored, with 0 steps; every other candidate
+is distilled rung by rung (by default 100, then 300, then 900 steps in all). Each rung
+continues the same run: one warm-up + cosine schedule over the last rung's steps, AdamW's
+moments carried over, the teacher's outputs cached once for all candidates (no teacher
+forward per step).
 
 After each rung every candidate reports its dev KL (`trial.report`, so a stopped one ranks by
 how far it got), and only the budget winners go on: for every size and latency budget of the
@@ -30,6 +32,10 @@ from ..errors import UserError
 from ._surrogate import SIZE_RATIOS, SPEEDUPS
 
 RUNGS = (100, 300, 900)  # distillation steps done in all by the end of each rung
+# A candidate this close to the base (dev KL per frame before recovery) keeps 0 steps, like a
+# quantization-only one: on the shipped model, distillation at 2e-4 raised such candidates' KL
+# (0.002 to 0.058 mid-run) and gained no dev WER after 450 steps (docs/search.md, Finalists).
+MIN_KL = 0.05
 
 
 def quantization_only(policy) -> bool:
@@ -111,7 +117,7 @@ def time_finalists(doc: dict, folder: Path, repeats: int = 20, seconds: tuple[fl
     doc["timing"] = {"threads": 1, "repeats": repeats, "seconds": list(seconds), "interleaved": True}
 
 
-def test_report(doc: dict, folder: Path, manifest: Path, limit: int = 0) -> None:
+def report_on_test(doc: dict, folder: Path, manifest: Path, limit: int = 0) -> None:
     """Report on test, after selecting on dev: the base's and each finalist's .onnx on the first
     `limit` utterances of `manifest` (0: all), decoded with the model's own (deployed) decoder
     and greedy; per decoder the WER, the ratio to the base's and its paired bootstrap 95%
@@ -168,15 +174,17 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                   warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0, storage: str | None = None,
                   study: str | None = None, profiles: Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None, time: bool = True,
-                  repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0) -> dict:
-    """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`,
+                  repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0,
+                  min_kl: float = MIN_KL) -> dict:
+    """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`
+    (those that only quantize, or are within `min_kl` of the base, keep 0 steps),
     distilling on `kd_utterances` training utterances (0: all); writes `folder`/finalists.json and
     `folder`/finalists/NAME/{policy.yaml, model.onnx}, and records one trial per candidate in a
     single-objective Optuna study (dev KL; default name: the surrogate study's + "-finalists").
     With `time`, the base and the finalists are then timed interleaved (`time_finalists`,
     `repeats` runs each) and the front is marked on measured ms, else on predicted ms.
     The finalists are then scored on the test split (`test_manifest`, default the corpus's
-    test.jsonl; `test_utterances`, 0: all) with both decoders (`test_report`).
+    test.jsonl; `test_utterances`, 0: all) with both decoders (`report_on_test`).
     Returns what finalists.json holds."""
     import optuna
     from optuna.trial import TrialState
@@ -234,8 +242,10 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         trial.set_user_attr(f"ms@{prof}", row[f"ms@{prof}"])
         trial.report(frame_kl(scorer.teacher, lps), 0)
         figures = {"onnx_bytes": row["onnx_bytes"], "ms": row[f"ms@{prof}"]}
-        if quantization_only(policy):
+        if quantization_only(policy) or frame_kl(scorer.teacher, lps) <= min_kl:
             trial.set_user_attr("steps", 0)
+            trial.set_user_attr("why_no_steps", "quantization only" if quantization_only(policy) else
+                                f"dev KL {frame_kl(scorer.teacher, lps):.3g} <= {min_kl}")
             st.tell(trial, row["kl"])
             fixed.append({"name": cname, "kl": frame_kl(scorer.teacher, lps), "wer": w, **figures})
         else:
@@ -285,10 +295,10 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"],
                    onnx=str(folder / f["name"] / "model.onnx"))
         out_rows.append(row)
-    result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name, "storage": storage_url, "rungs": list(rungs),
-              "kd_utterances": len(waves), "lr": lr, "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed,
-              "profile": prof, "base": base_row, "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits,
-              "rung_log": rung_log, "finalists": out_rows, "seconds": round(clock() - t0, 1)}
+    result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
+              "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
+              "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "profile": prof, "base": base_row,
+              "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log, "finalists": out_rows, "seconds": round(clock() - t0, 1)}
     if time:
         say("timing", 0, 1)
         t1 = clock()
@@ -297,7 +307,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     mark_front(result, "measured_ms@8s" if time else f"ms@{prof}")
     if test_path.is_file():
         say("test", 0, 1)
-        test_report(result, folder, test_path, test_utterances)
+        report_on_test(result, folder, test_path, test_utterances)
     else:
         result["test"] = {"skipped": f"{test_path}: not found"}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
