@@ -146,3 +146,20 @@ def test_finalists_command_prints_its_table(tmp_path, tiny_corpus):
     doc = json.loads((out / "finalists.json").read_text())
     assert doc["front_axes"][2] == "ms@host"
     assert all(r["steps"] == 0 for r in doc["finalists"])  # every candidate within --min-kl: none distilled
+
+
+@needs_synth
+def test_a_failure_after_training_keeps_what_was_trained(tmp_path, tiny_corpus, monkeypatch):
+    import asrcompress.search._finalists as fin
+
+    def broken(*a, **k):
+        raise RuntimeError("timing machine gone")
+
+    monkeypatch.setattr(fin, "time_finalists", broken)
+    out = _folder(tmp_path, tiny_corpus)
+    with pytest.raises(RuntimeError, match="timing machine gone"):
+        run_finalists(out, rungs=(2,), kd_utterances=8, batch_seconds=2.0, storage=f"journal:{tmp_path / 'f.journal'}",
+                      min_kl=0.0)
+    doc = json.loads((out / "finalists.json").read_text())
+    assert "timing" not in doc and {r["name"] for r in doc["finalists"] if r["steps"]} == {"lr-a", "lr-b"}
+    assert all((out / "finalists" / r["name"] / "model.onnx").is_file() for r in doc["finalists"] if r["steps"])

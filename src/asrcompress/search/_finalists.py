@@ -229,27 +229,28 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     base_row = rows.pop("base")
     base_onnx, base_ms = base_row["onnx_bytes"], base_row[f"ms@{prof}"]
 
-    fixed: list[dict] = []  # quantization-only: 0 steps, scored as built
+    fixed: list[dict] = []  # 0 steps (quantization only, or within min_kl): scored as built
     runs: list[_Run] = []
     for i, (cname, row) in enumerate(rows.items()):
         say("build", i, len(rows))
         policy = Policy.load(folder / cname / "policy.yaml")
         built = compress_and_recover(base, replace(policy, distill=None), (waves, targets), recovery)
         lps, w = scorer.score(built.model)
+        kl0 = frame_kl(scorer.teacher, lps)
         trial = st.ask()
         trial.set_user_attr("candidate", cname)
         trial.set_user_attr("onnx_bytes", row["onnx_bytes"])
         trial.set_user_attr(f"ms@{prof}", row[f"ms@{prof}"])
-        trial.report(frame_kl(scorer.teacher, lps), 0)
+        trial.report(kl0, 0)
         figures = {"onnx_bytes": row["onnx_bytes"], "ms": row[f"ms@{prof}"]}
-        if quantization_only(policy) or frame_kl(scorer.teacher, lps) <= min_kl:
+        if quantization_only(policy) or kl0 <= min_kl:
             trial.set_user_attr("steps", 0)
             trial.set_user_attr("why_no_steps", "quantization only" if quantization_only(policy) else
-                                f"dev KL {frame_kl(scorer.teacher, lps):.3g} <= {min_kl}")
+                                f"dev KL {kl0:.3g} <= {min_kl}")
             st.tell(trial, row["kl"])
-            fixed.append({"name": cname, "kl": frame_kl(scorer.teacher, lps), "wer": w, **figures})
+            fixed.append({"name": cname, "kl": kl0, "wer": w, **figures})
         else:
-            runs.append(_Run(cname, trial, built.model, built.states, figures, frame_kl(scorer.teacher, lps), w,
+            runs.append(_Run(cname, trial, built.model, built.states, figures, kl0, w,
                              best=copy.deepcopy(built.model.state_dict())))
     alive = list(runs)
     rung_log = []
@@ -298,7 +299,9 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
               "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
               "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "profile": prof, "base": base_row,
-              "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log, "finalists": out_rows, "seconds": round(clock() - t0, 1)}
+              "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
+              "finalists": out_rows, "seconds": round(clock() - t0, 1)}
+    (folder / "finalists.json").write_text(json.dumps(result, indent=1))  # the training is kept whatever follows
     if time:
         say("timing", 0, 1)
         t1 = clock()
@@ -310,6 +313,5 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         report_on_test(result, folder, test_path, test_utterances)
     else:
         result["test"] = {"skipped": f"{test_path}: not found"}
-    (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     return result
