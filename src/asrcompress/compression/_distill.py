@@ -138,7 +138,7 @@ def distill(
     from ..data import collate as _collate, make_batches
 
     if cfg.steps == 0:
-        return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
+        return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None, "opt_state": opt_state}
     device = torch.device("cpu")
     owners = _owners(student, states)
     for module, pname, projections in owners:

@@ -132,7 +132,7 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
         s2 = distill(student, base, states, *data, replace(kd, steps=kd.steps - first),
                      batch_seconds=recovery.batch_seconds, seed=recovery.seed + 10_000,
                      on_step=lambda d, _t: monitor.on_step(first + d, kd.steps), offset=first, total=kd.steps,
-                     opt_state=s1["opt_state"], teacher_cache=cache)
+                     opt_state=s1.get("opt_state"), teacher_cache=cache)
     out.distill = {"steps": kd.steps, "seconds": round(time.perf_counter() - t1, 1), "loss_first": s1["loss_first"],
                    "loss_last": (s2 or s1)["loss_last"]}
     out.score = monitor.score(student) if score_before is not None else None
