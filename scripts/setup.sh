@@ -38,6 +38,6 @@ pip install -c constraints.txt "torch==2.13.0"
 # delete the compiled extensions, which cannot load on CPU torch 2.13.
 pip install --no-deps -c constraints.txt "torchaudio==2.11.0"
 rm -f .venv/lib/python3*/site-packages/torchaudio/lib/*.so
-# Every extra (ray, postgres, report) and the test tools, at the pinned versions.
+# Every extra (ray, postgres, report, hf) and the test tools, at the pinned versions.
 pip install -c constraints.txt -e ".[dev]"
 .venv/bin/python -c "import torch, torchaudio.models, asrcompress; print('setup: torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

@@ -135,6 +135,38 @@ def checkpoint_case(change: Callable[[Path], None]) -> Callable[[Path], list[str
     return lambda w: ["layers", "--model", str(model_copy(w, change))]
 
 
+def hf_folder(w: Path, change: Callable[[Path], None], vocab: dict | None = None) -> Path:
+    """A tiny Hugging Face CTC folder (save_pretrained, built offline), changed by `change`."""
+    from .models.hf import tiny_hf_folder
+
+    m = tiny_hf_folder(w / "hf_model", vocab=vocab)
+    change(m)
+    return m
+
+
+def hf_case(change: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    return lambda w: ["layers", "--model", str(hf_folder(w, change))]
+
+
+def hf_to_pickle(m: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(m / "model.safetensors")), m / "pytorch_model.bin")
+    (m / "model.safetensors").unlink()
+
+
+def hf_model_type(m: Path) -> None:
+    cfg = json.loads((m / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
+
+
+def hf_bpe_beam(w: Path) -> list[str]:
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "\u2581the": 5, "\u2581a": 6, "ing": 7}
+    m = hf_folder(w, lambda m: None, vocab)
+    return ["evaluate", "--model", str(m), "--manifest", str(w.parent / "x.jsonl"), "--decoder", "beam_lm"]
+
+
 def truncate(m: Path) -> None:
     data = (m / "model.safetensors").read_bytes()
     (m / "model.safetensors").write_bytes(data[: len(data) // 3])
@@ -372,6 +404,14 @@ CASES = [
     Case("checkpoint-architecture", "checkpoints", "a config for another architecture",
          checkpoint_case(lambda m: (m / "config.json").write_text(json.dumps({"architecture": "whisper"}))),
          ("config.json", "'architecture'")),
+    Case("hf-no-vocab", "checkpoints", "a Hugging Face CTC folder without vocab.json",
+         hf_case(lambda m: (m / "vocab.json").unlink()), ("vocab.json", "not found")),
+    Case("hf-pickle", "checkpoints", "a Hugging Face folder with pytorch_model.bin, without --trust-pickle",
+         hf_case(hf_to_pickle), ("pytorch_model.bin", "refused", "--trust-pickle")),
+    Case("hf-model-type", "checkpoints", "a Hugging Face folder of a model_type that is no CTC model",
+         hf_case(hf_model_type), ("config.json", "model_type 'bert'")),
+    Case("hf-bpe-beam", "checkpoints", "beam + LM decoding of a Hugging Face model with a word-piece vocabulary",
+         hf_bpe_beam, ("vocab.json", "not characters", "--decoder greedy")),
     Case("bundle-tampered", "checkpoints", "an export bundle with one changed byte", tampered_bundle,
          ("config.json", "sha256 does not match")),
     Case("onnx-corrupt", "checkpoints", "an .onnx file that is not a model",

@@ -66,3 +66,41 @@ def test_ranks_above_the_channels_are_refused():
     with pytest.raises(PolicyError, match="tucker.ranks=\\[64, 8\\] exceed"):
         compress_model(FAMILIES["conformer"](), Policy.from_dict(
             {"version": 1, "rules": [{"name": "subsampling.conv2", "tucker": {"ranks": [64, 8]}}]}))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(4, 24), st.integers(4, 24), st.sampled_from([2, 3, 10]), st.floats(0.2, 1.0))
+def test_a_1d_conv_meets_the_same_bounds(c_out, c_in, k, fraction):
+    w = torch.randn(c_out, c_in, k, dtype=torch.float64, generator=torch.Generator().manual_seed(c_out + c_in * k))
+    reduce, core, expand = hosvd(w, c_out, c_in)
+    # a mode's rank is at most its unfolding's other side: C_in <= C_out k, C_out <= C_in k
+    assert reduce.shape == (min(c_in, c_out * k), c_in, 1) and expand.shape == (c_out, min(c_out, c_in * k), 1)
+    rebuild = lambda t: torch.einsum("rsk,or,is->oik", t[1], t[2][:, :, 0], t[0][:, :, 0].T)  # noqa: E731
+    assert torch.allclose(rebuild((reduce, core, expand)), w, atol=1e-9)
+    r_out, r_in = max(1, round(fraction * c_out)), max(1, round(fraction * c_in))
+    err = float(((rebuild(hosvd(w, r_out, r_in)) - w) ** 2).sum())
+    s1 = torch.linalg.svdvals(w.reshape(c_out, -1))
+    s2 = torch.linalg.svdvals(w.transpose(0, 1).reshape(c_in, -1))
+    assert err <= float((s1[r_out:] ** 2).sum() + (s2[r_in:] ** 2).sum()) * (1 + 1e-9) + 1e-12
+
+
+def test_a_1d_tucker_conv_runs_as_the_conv_at_full_rank_and_counts_the_formula():
+    """(N, C_in, T) -> (N, r_in, T) -> (N, r_out, T') -> (N, C_out, T'): C_in r_in T + r_in r_out k T' + r_out C_out T'."""
+    conv = nn.Conv1d(16, 24, 4, stride=4)
+    full = TuckerConv2d(conv, 24, 16)
+    assert full.kind == "Conv1d" and full.shape == (24, 16, 4)
+    reduce, core, expand = hosvd(conv.weight, 24, 16)
+    with torch.no_grad():
+        full.reduce.weight.copy_(reduce)
+        full.core.weight.copy_(core)
+        full.expand.weight.copy_(expand)
+        full.expand.bias.copy_(conv.bias)
+    x = torch.randn(2, 16, 400)
+    with torch.no_grad():
+        assert torch.allclose(full(x), conv(x), atol=1e-4)
+    m = TuckerConv2d(conv, 8, 8)
+    macs = []
+    for c in m.factors():
+        c.register_forward_hook(lambda mod, a, out: macs.append(out.numel() * mod.in_channels * mod.kernel_size[0]))
+    m(torch.randn(1, 16, 400))
+    assert sum(macs) == 16 * 8 * 400 + 8 * 8 * 4 * 100 + 8 * 24 * 100

@@ -18,10 +18,22 @@ from ..conftest import BASE_MODEL, REPO
 SPACES = sorted((REPO / "spaces").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def base():
-    model = load_model(BASE_MODEL)
+def _described(model):
     return model, [l.name for l in discover_layers(model)], dict(model.named_modules())
+
+
+@pytest.fixture(scope="module")
+def base_models(tmp_path_factory):
+    """The model each shipped space is written for: hf_* spaces a Hugging Face CTC model, the others ours."""
+    from ..models.hf import tiny_hf_folder
+
+    hf = tiny_hf_folder(tmp_path_factory.mktemp("hf") / "w2v")
+    return {"ours": _described(load_model(BASE_MODEL)), "hf": _described(load_model(hf))}
+
+
+@pytest.fixture
+def base(base_models, path):
+    return base_models["hf" if path.stem.startswith("hf_") else "ours"]
 
 
 def test_required_spaces_are_shipped():
@@ -100,11 +112,11 @@ def test_bad_spaces_name_the_item(change, needle):
     assert needle in str(e.value) and str(e.value).startswith("bad.yaml")
 
 
-def test_a_pattern_that_matches_no_layer(base):
+def test_a_pattern_that_matches_no_layer(base_models):
     doc = _doc()
     doc["groups"][0]["pattern"] = "decoder.*"
     with pytest.raises(UserError, match=r"groups\[0\]: pattern 'decoder.\*' matches no layer"):
-        check_against_model(parse_space(doc, Path("s.yaml")), base[1])
+        check_against_model(parse_space(doc, Path("s.yaml")), base_models["ours"][1])
 
 
 def test_yaml_tags_are_refused(tmp_path):

@@ -133,20 +133,33 @@ def finalize(
         "--out", help="Write the finalized model here (default: update --model, if asrcompress wrote it)")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing non-empty --out folder that asrcompress did not write")] = False,
+    lm_text: Annotated[Optional[Path], typer.Option(
+        "--lm-text", help="Sentences for the LMs and lexicon: a text file (one a line) or a JSONL manifest "
+        "(default: the corpus's train.jsonl)")] = None,
 ) -> None:
-    """Build the LM and lexicon from training text, tune the decoder on dev, score dev/test, write the card."""
+    """Build the LM and lexicon from training text, tune the decoder on dev, score dev/test, write the card.
+
+    A Hugging Face CTC folder is never written into: with --out it becomes one of our model
+    folders there, holding the model, its decoder files and its card."""
     from .._json import read_json
     from .._outputs import output_folder
-    from ..models import load_model
+    from ..models import is_hf_folder, load_model, save_model
     from ..models import finalize as run_finalize
 
-    load_model(model_dir)  # one line for a folder that is no model
-    inputs = {"corpus": corpus_dir} | ({"model": model_dir} if out_dir is not None else {})
+    model = load_model(model_dir)  # one line for a folder that is no model
+    hf = is_hf_folder(model_dir)
+    if hf and out_dir is None:
+        raise UserError(f"{model_dir}: a Hugging Face folder is not written into; give --out DIR for the "
+                        "finalized model")
+    inputs = {"corpus": corpus_dir, "lm_text": lm_text} | ({"model": model_dir} if out_dir is not None else {})
     with output_folder(out_dir or model_dir, inputs, overwrite=overwrite, command=command_line(), kind="model",
-                       start_from=model_dir, flag="--out" if out_dir is not None else "--model") as stage:
+                       start_from=None if hf else model_dir, flag="--out" if out_dir is not None else "--model") as stage:
+        if hf:
+            save_model(model, stage)
         summary_path = stage / "train_summary.json"
         summary = read_json(summary_path) if summary_path.exists() else {}
-        card = run_finalize(stage, corpus_dir, summary, summary.get("command", command_line()), log=err.print)
+        card = run_finalize(stage, corpus_dir, summary, summary.get("command", command_line()), log=err.print,
+                            lm_text=lm_text)
     out.print(json.dumps({k: card[k] for k in ("parameters", "wer", "cer", "greedy_wer")}, indent=2))
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..models import log_probs
+from ..models import SEP, TOKENS, find_adapter, log_probs
 from ._apply import LayerState
 from ._configs import DistillConfig, MethodConfig
 from ._layers import discover_layers, factor_modules
@@ -41,10 +41,25 @@ def kd_kl(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Ten
 
 
 def kd_loss(student_lp: torch.Tensor, teacher_lp: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-            target_lengths: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
+            target_lengths: torch.Tensor, temperature: float, alpha: float, blank: int = 0) -> torch.Tensor:
     kl = kd_kl(student_lp, teacher_lp, lengths, temperature)
-    ctc = F.ctc_loss(student_lp.transpose(0, 1), targets, lengths, target_lengths, blank=0, zero_infinity=True)
+    ctc = F.ctc_loss(student_lp.transpose(0, 1), targets, lengths, target_lengths, blank=blank, zero_infinity=True)
     return alpha * temperature**2 * kl + (1 - alpha) * ctc
+
+
+def ctc_targets(model: nn.Module) -> tuple[Callable[[list[torch.Tensor]], list[torch.Tensor]], int]:
+    """Training targets come in the built-in character ids (`load_kd_data`). For a model of another
+    vocabulary (a Hugging Face model's): a map into its ids, dropping characters it lacks, and its blank."""
+    adapter = find_adapter(model)
+    vocab = adapter.vocabulary(model) if adapter is not None else None
+    if vocab is None or vocab.tokens == TOKENS:
+        return (lambda tgt: tgt), 0
+    table = vocab.ids_of(TOKENS, SEP)
+
+    def remap(tgt: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [m[m >= 0] for m in (table[t] for t in tgt)]
+
+    return remap, vocab.blank
 
 
 class _Keep(nn.Module):
@@ -159,11 +174,12 @@ def distill(
     batches = make_batches([w.size / 16000 for w in waves], batch_seconds)
     rng = random.Random(seed)
     losses = []
+    remap, blank = ctc_targets(student)
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         idx = batches[rng.randrange(len(batches))]
         wave, lens = _collate(waves, idx, device)
-        tgt = [targets[i] for i in idx]
+        tgt = remap([targets[i] for i in idx])
         if teacher_cache is not None:
             t_lp = teacher_cache.get(teacher, waves, batch_seconds, idx, wave, lens)
         else:
@@ -173,7 +189,7 @@ def distill(
             group["lr"] = cfg.lr_at(offset + step, total)
         s_lp, out_lens = log_probs(student, wave, lens)
         loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
-                       cfg.temperature, cfg.alpha)
+                       cfg.temperature, cfg.alpha, blank)
         for module, pname, reg in penalties or ():
             loss = loss + handler_for(reg).penalty(getattr(module, pname), reg)
         if not torch.isfinite(loss):
@@ -225,12 +241,13 @@ def taylor_gradients(waves: list, targets: list[torch.Tensor], batches: int = 8,
         model.zero_grad(set_to_none=True)
         groups = make_batches([w.size / 16000 for w in waves], batch_seconds)
         rng = random.Random(seed)
+        remap, blank = ctc_targets(model)
         for _ in range(min(batches, len(groups))):
             idx = groups[rng.randrange(len(groups))]
             wave, lens = _collate(waves, idx, torch.device("cpu"))
-            tgt = [targets[i] for i in idx]
+            tgt = remap([targets[i] for i in idx])
             lp, out_lens = log_probs(model, wave, lens)
             F.ctc_loss(lp.transpose(0, 1), torch.cat(tgt), out_lens, torch.tensor([t.numel() for t in tgt]),
-                       blank=0, zero_infinity=True).backward()
+                       blank=blank, zero_infinity=True).backward()
 
     return run

@@ -97,18 +97,21 @@ class LowRankConv1d(_LowRank):
 
 
 class TuckerConv2d(Factored):
-    """A 2-D conv as Tucker-2 factors (Kim et al., ICLR 2016): 1x1 reduce to r_in channels,
-    the k x k core (the original stride and padding) to r_out, 1x1 expand.
-    (N, C_in, H, W) -> (N, r_in, H, W) -> (N, r_out, H', W') -> (N, C_out, H', W')."""
+    """A 2-D (or 1-D) conv as Tucker-2 factors (Kim et al., ICLR 2016): 1x1 reduce to r_in
+    channels, the k x k core (the original stride and padding) to r_out, 1x1 expand.
+    (N, C_in, H, W) -> (N, r_in, H, W) -> (N, r_out, H', W') -> (N, C_out, H', W');
+    a Conv1d the same over (N, C, T)."""
 
     kind = "Conv2d"
 
-    def __init__(self, conv: nn.Conv2d, r_out: int, r_in: int) -> None:
+    def __init__(self, conv: nn.Conv2d | nn.Conv1d, r_out: int, r_in: int) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(conv.in_channels, r_in, 1, bias=False)
-        self.core = nn.Conv2d(r_in, r_out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                              dilation=conv.dilation, bias=False)
-        self.expand = nn.Conv2d(r_out, conv.out_channels, 1, bias=conv.bias is not None)
+        conv_cls = type(conv) if isinstance(conv, nn.Conv1d) else nn.Conv2d
+        self.kind = "Conv1d" if conv_cls is nn.Conv1d else "Conv2d"
+        self.reduce = conv_cls(conv.in_channels, r_in, 1, bias=False)
+        self.core = conv_cls(r_in, r_out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                             dilation=conv.dilation, bias=False)
+        self.expand = conv_cls(r_out, conv.out_channels, 1, bias=conv.bias is not None)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -9,11 +9,19 @@ family adapter declares its blocks (`models.BlockSpec`). Shapes:
     Self-attention (named by its packed `<attn>.in_proj`), h heads of width d_h = d / h:
          in_proj (3 h d_h, d), out_proj (d, h d_h)  becomes a HeadPrunedAttention with
          in_proj (3 h' d_h, d), out_proj (d, h' d_h),             h' = h - round(ratio * h)
+    Self-attention with separate projections (Hugging Face; named by its `q_proj`), kind "heads":
+         q/k/v_proj (h d_h, d) -> (h' d_h, d) by the kept heads' rows, out_proj (d, h d_h) -> (d, h' d_h)
+         by the same columns, and the module's num_heads = h'. The attention reshapes to
+         (N, T, -1, d_h), so it runs on h' heads: removing a head equals zeroing its out_proj columns.
     Conv subsampling front end: Conv2d(1, c1, 3, 2) -> relu -> Conv2d(c1, c2, 3, 2) -> relu
          -> Linear(c2 F', d) over (channel, frequency) pairs, F' the subsampled mel bins.
          Rule on conv1: Conv2d(1, c1', 3, 2), conv2 takes c1' inputs;  c1' = c1 - round(ratio * c1)
          Rule on conv2: Conv2d(c1, c2', 3, 2), Linear(c2' F', d);       c2' = c2 - round(ratio * c2)
          The front end is ~40% of the fp32 model's time at 8 s, so this is where latency is.
+    Conv feature encoder (Hugging Face; kind "conv1d"), channels c of one conv layer:
+         Conv1d(., c, k, s) -> [norm(c)] -> act -> Conv1d(c, ., k', s') or, after the last layer,
+         LayerNorm(c) -> Linear(c, d)   becomes the same with c' = c - round(ratio * c). A per-channel
+         GroupNorm keeps its maths exactly; a LayerNorm over channels then normalises over c' of them.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ class StructuredPruneConfig(MethodConfig):
 
 @dataclass
 class Block:
-    kind: str  # "ffn", "conv", "attn" or "conv2d" (a Conv2d feeding a Conv2d or a Linear)
+    kind: str  # "ffn", "conv", "attn", "heads", "conv2d" (a Conv2d feeding a Conv2d or a Linear), "conv1d"
     parent: nn.Module
     names: dict[str, str]  # role -> attribute path under parent
 
@@ -72,6 +80,8 @@ def find_block(model: nn.Module, layer: LayerInfo) -> Block | None:
 def width(block: Block) -> int:
     if block.kind == "attn":
         return block.parent.get_submodule(block.names["attn"]).num_heads
+    if block.kind == "heads":
+        return block.parent.num_heads
     first = block.parent.get_submodule(block.names["first"])
     return first.weight.shape[0] // (2 if block.kind == "conv" else 1)
 
@@ -99,6 +109,11 @@ def importance(block: Block, criterion: str) -> torch.Tensor:
         # (3 h d_h, d) -> (3, h, d_h * d) -> (h, 3 d_h d)
         w = _weights(mha.in_proj_weight, criterion).reshape(3, mha.num_heads, -1).transpose(0, 1)
         return _score_rows(w.reshape(mha.num_heads, -1), criterion)
+    if block.kind == "heads":
+        h = block.parent.num_heads  # q, k, v each (h d_h, d) -> (h, d_h d); a head's three row sets
+        w = torch.cat([_weights(block.parent.get_submodule(block.names[r]).weight, criterion).reshape(h, -1)
+                       for r in ("first", "k", "v")], dim=1)
+        return _score_rows(w, criterion)
     w = _weights(block.parent.get_submodule(block.names["first"]).weight, criterion)
     w2d = w.reshape(w.shape[0], -1)
     norms = _score_rows(w2d, criterion)
@@ -154,10 +169,18 @@ def _slice_norm(m: nn.Module, keep: torch.Tensor) -> nn.Module:
             getattr(new, name).data.copy_(getattr(m, name).detach()[keep])
         new.num_batches_tracked.copy_(m.num_batches_tracked)
         return new
-    if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
-        new = nn.GroupNorm(1, keep.numel(), eps=m.eps)
-        new.weight.data.copy_(m.weight.detach()[keep])
-        new.bias.data.copy_(m.bias.detach()[keep])
+    if isinstance(m, nn.GroupNorm) and m.num_groups in (1, m.num_channels):  # one group, or one per channel
+        new = nn.GroupNorm(1 if m.num_groups == 1 else keep.numel(), keep.numel(), eps=m.eps, affine=m.affine)
+        if m.affine:
+            new.weight.data.copy_(m.weight.detach()[keep])
+            new.bias.data.copy_(m.bias.detach()[keep])
+        return new
+    if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
+        new = nn.LayerNorm(keep.numel(), eps=m.eps, elementwise_affine=m.elementwise_affine, bias=m.bias is not None)
+        if m.weight is not None:
+            new.weight.data.copy_(m.weight.detach()[keep])
+        if m.bias is not None:
+            new.bias.data.copy_(m.bias.detach()[keep])
         return new
     raise ValueError(f"cannot prune channels of {type(m).__name__}")
 
@@ -177,6 +200,14 @@ def _shrink(block: Block, keep: torch.Tensor, get, n: dict[str, str]) -> None:
     if block.kind == "attn":
         setattr(block.parent, n["attn"], HeadPrunedAttention.from_heads(get(n["attn"]), keep))
         return
+    if block.kind == "heads":
+        d_h = block.parent.head_dim
+        cols = (keep[:, None] * d_h + torch.arange(d_h)[None, :]).reshape(-1)  # the kept heads' features
+        for role in ("first", "k", "v"):
+            setattr(block.parent, n[role], _slice_linear(get(n[role]), cols, None))
+        setattr(block.parent, n["second"], _slice_linear(get(n["second"]), None, cols))
+        block.parent.num_heads = keep.numel()
+        return
     if block.kind == "conv2d":
         first, second = get(n["first"]), get(n["second"])
         setattr(block.parent, n["first"], _slice_conv2d(first, keep, None))
@@ -188,6 +219,16 @@ def _shrink(block: Block, keep: torch.Tensor, get, n: dict[str, str]) -> None:
         cols = (keep[:, None] * f + torch.arange(f)[None, :]).reshape(-1)
         setattr(block.parent, n["second"], _slice_linear(second, None, cols))
         return
+    if block.kind == "conv1d":
+        first, second = get(n["first"]), get(n["second"])
+        setattr_path(block.parent, n["first"], _slice_conv(first, keep, None, groups=1))
+        for role in ("norm", "second_norm"):
+            if role in n:
+                setattr_path(block.parent, n[role], _slice_norm(get(n[role]), keep))
+        sliced = (_slice_conv(second, None, keep) if isinstance(second, nn.Conv1d)
+                  else _slice_linear(second, None, keep))
+        setattr_path(block.parent, n["second"], sliced)
+        return
     if block.kind == "ffn":
         setattr(block.parent, n["first"], _slice_linear(get(n["first"]), keep, None))
         setattr(block.parent, n["second"], _slice_linear(get(n["second"]), None, keep))
@@ -198,6 +239,12 @@ def _shrink(block: Block, keep: torch.Tensor, get, n: dict[str, str]) -> None:
     setattr(block.parent, n["depthwise"], _slice_conv(get(n["depthwise"]), keep, None, groups=keep.numel()))
     setattr(block.parent, n["norm"], _slice_norm(get(n["norm"]), keep))
     setattr(block.parent, n["second"], _slice_conv(get(n["second"]), None, keep))
+
+
+def setattr_path(parent: nn.Module, path: str, module: nn.Module) -> None:
+    """setattr for a dotted path under `parent` (a role that lies deeper than one attribute)."""
+    owner, _, name = path.rpartition(".")
+    setattr(parent.get_submodule(owner) if owner else parent, name, module)
 
 
 def keep_count(units: int, ratio: float) -> int:

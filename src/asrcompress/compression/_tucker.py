@@ -1,4 +1,4 @@
-"""Tucker-2 decomposition of 2-D convolutions (Kim et al., ICLR 2016), HOSVD initialisation.
+"""Tucker-2 decomposition of 2-D (and 1-D) convolutions (Kim et al., ICLR 2016), HOSVD initialisation.
 
 A conv W (C_out, C_in, k, k) becomes 1x1 reduce -> k x k core -> 1x1 expand:
     U1 = the r_out leading left singular vectors of W's mode-1 unfolding (C_out, C_in k k),
@@ -8,7 +8,9 @@ HOSVD bound: ||W - W~||_F^2 <= (discarded mode-1 sigma^2) + (discarded mode-2 si
 ranks the reconstruction is exact. Multiply-adds of an (H, W) -> (H', W') conv:
     C_out C_in k^2 H' W'  ->  C_in r_in H W + r_in r_out k^2 H' W' + r_out C_out H' W'
 (the reduce runs at the input's resolution, before the core's stride). It applies to the
-convolutional front end (the subsampling's second conv is ~38% of the fp32 model's time).
+convolutional front end (the subsampling's second conv is ~38% of the fp32 model's time), and
+the same way to a 1-D conv (C_out, C_in, k), e.g. a Hugging Face model's conv feature encoder:
+    C_out C_in k T'  ->  C_in r_in T + r_in r_out k T' + r_out C_out T'.
 """
 
 from __future__ import annotations
@@ -45,14 +47,16 @@ class TuckerConfig(MethodConfig):
 
 
 def hosvd(w: torch.Tensor, r_out: int, r_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tucker-2 factors of a (C_out, C_in, k, k) weight, as the three convs' weights: reduce
-    (r_in, C_in, 1, 1), core (r_out, r_in, k, k), expand (C_out, r_out, 1, 1)."""
+    """Tucker-2 factors of a (C_out, C_in, k, k) or (C_out, C_in, k) weight, as the three convs'
+    weights: reduce (r_in, C_in, 1, 1), core (r_out, r_in, k, k), expand (C_out, r_out, 1, 1)
+    (one kernel axis fewer for a 1-D conv)."""
     w64 = w.detach().double()
     c_out, c_in = w64.shape[:2]
+    kernel_axes = (None,) * (w64.dim() - 2)  # (r, C) -> (r, C, 1, 1) for a 2-D conv, (r, C, 1) for 1-D
     u1 = torch.linalg.svd(w64.reshape(c_out, -1), full_matrices=False)[0][:, :r_out]  # (C_out, r_out)
     u2 = torch.linalg.svd(w64.transpose(0, 1).reshape(c_in, -1), full_matrices=False)[0][:, :r_in]  # (C_in, r_in)
-    core = torch.einsum("oikl,or,is->rskl", w64, u1, u2)  # (r_out, r_in, k, k)
-    return u2.T[:, :, None, None].to(w.dtype), core.to(w.dtype), u1[:, :, None, None].to(w.dtype)
+    core = torch.einsum("oi...,or,is->rs...", w64, u1, u2)  # (r_out, r_in, *kernel)
+    return u2.T[(..., *kernel_axes)].to(w.dtype), core.to(w.dtype), u1[(..., *kernel_axes)].to(w.dtype)
 
 
 def ranks_for(c_out: int, c_in: int, cfg: TuckerConfig) -> tuple[int, int]:
@@ -68,8 +72,8 @@ class Tucker2(Handler):
 
     def not_applicable(self, layer: LayerInfo, model: nn.Module) -> str | None:
         m = model.get_submodule(layer.module_name)
-        if not isinstance(m, nn.Conv2d) or m.groups != 1 or max(m.kernel_size) < 2:
-            return "Tucker-2 applies to a full (not grouped) 2-D conv with a kernel above 1x1"
+        if not isinstance(m, (nn.Conv2d, nn.Conv1d)) or m.groups != 1 or max(m.kernel_size) < 2:
+            return "Tucker-2 applies to a full (not grouped) 1-D or 2-D conv with a kernel above 1 (x1)"
         if min(m.in_channels, m.out_channels) < 4:
             return f"{m.in_channels} -> {m.out_channels} channels leave nothing to reduce"
         return None

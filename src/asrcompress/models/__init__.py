@@ -7,16 +7,18 @@ from ._adapter import (
     find_adapter, log_probs, register_architecture, unregister_architecture,
 )
 from . import _torchaudio_wav2vec2  # noqa: F401  (registers its adapter)
+from ._hf_ctc import is_hf_folder
 from ._conformer_ctc import ConformerCTC, ConvSubsampling, ModelConfig, subsampled_length
 from ._io import (
-    CARD, CHAR_LM_FILE, CONFIG, DECODER_FILES, LEXICON_FILE, LM_FILE, TRUST_PICKLE_ENV, WEIGHTS, load_model,
-    read_config, save_model,
+    CARD, CHAR_LM_FILE, CONFIG, DECODER_FILES, LEXICON_FILE, LM_FILE, TRUST_PICKLE_ENV, WEIGHTS, folder_vocabulary,
+    load_model, read_config, save_model,
 )
 from ._measure import state_dict_bytes, torch_latency_ms
 
 __all__ = [
     "ARCHITECTURES", "AcousticModel", "BlockSpec", "FeatureSpec", "Vocabulary", "adapter_for", "architecture",
     "features_of", "find_adapter", "log_probs", "register_architecture", "unregister_architecture",
+    "folder_vocabulary", "is_hf_folder",
     "CHAR_LM_FILE", "DECODER_FILES", "LEXICON_FILE", "LM_FILE",
     "BLANK", "CARD", "CONFIG", "SEP", "TOKENS", "TRUST_PICKLE_ENV", "WEIGHTS", "ConformerCTC", "ConvSubsampling",
     "ModelConfig", "TrainConfig", "decode_ids", "encode", "finalize", "greedy_decode", "load_model", "read_config",

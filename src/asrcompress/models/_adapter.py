@@ -97,11 +97,72 @@ def _logmel(sample_rate: int, n_mels: int) -> LogMel:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """CTC output units: token strings by index, the blank's index, the word delimiter token."""
+    """CTC output units: token strings by index, the blank's index, the word delimiter token.
+
+    Transcripts are lower-case words split by single spaces, whatever the case of the tokens;
+    `<...>` tokens (pad, unk, bos, eos) are not text. A sentencepiece word start (U+2581) is a space."""
 
     tokens: tuple[str, ...]
     blank: int = 0
     delimiter: str | None = "|"
+
+    @property
+    def characters(self) -> bool:
+        """Every text token is one character: a lexicon can spell words in it (beam + LM decoding)."""
+        return all(len(t) == 1 for i, t in enumerate(self.tokens)
+                   if i != self.blank and t != self.delimiter and not _special(t))
+
+    def text(self, ids: list[int]) -> str:
+        """Collapsed CTC ids (no repeats, no blanks) -> 'words like this'."""
+        parts = []
+        for i in ids:
+            t = self.tokens[i]
+            if t == self.delimiter:
+                parts.append(" ")
+            elif i != self.blank and not _special(t):
+                parts.append(t.replace("\u2581", " "))
+        return " ".join("".join(parts).lower().split())
+
+    def greedy(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Best path: argmax per frame, merge repeats, drop blanks. (N, T, V) -> N transcripts."""
+        texts = []
+        for row, n in zip(log_probs.argmax(dim=-1).tolist(), lengths.tolist()):
+            ids, prev = [], None
+            for t in row[:n]:
+                if t != prev and t != self.blank:
+                    ids.append(t)
+                prev = t
+            texts.append(self.text(ids))
+        return texts
+
+    def spell(self, word: str) -> list[str] | None:
+        """A lower-case word as this vocabulary's character tokens ('hi' -> ['H', 'I'] for an
+        upper-case one); None when a character has no token."""
+        index = set(self.tokens)
+        out = []
+        for c in word:
+            t = c if c in index else c.upper() if c.upper() in index else None
+            if t is None or t == self.delimiter or self.tokens.index(t) == self.blank:
+                return None
+            out.append(t)
+        return out
+
+    def ids_of(self, tokens: tuple[str, ...], separator: str) -> torch.Tensor:
+        """For each of `tokens` (another vocabulary's characters, `separator` its word break), its id
+        here, or -1: CTC targets encoded in that vocabulary become targets of this one."""
+        index = {t: i for i, t in enumerate(self.tokens)}
+        lower = {t.lower(): i for t, i in index.items() if len(t) == 1 and t.lower() not in index}
+        out = []
+        for t in tokens:
+            if t == separator:
+                out.append(index.get(self.delimiter, -1) if self.delimiter else -1)
+            else:
+                out.append(index.get(t, lower.get(t, index.get(t.upper(), -1))))
+        return torch.tensor(out)
+
+
+def _special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("<") and token.endswith(">")
 
 
 @dataclass(frozen=True)
@@ -137,6 +198,11 @@ class AcousticModel:
     name: ClassVar[str] = ""
     module: ClassVar[type[nn.Module]] = nn.Module
     savable: ClassVar[bool] = True  # build()/config() round-trip a model folder's config.json
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        """Whether `model` is of this family (for a model without an `architecture` attribute)."""
+        return isinstance(model, cls.module)
 
     # -- the model folder
     def build(self, config: dict) -> nn.Module:
@@ -212,7 +278,7 @@ def adapter_for(model: nn.Module) -> AcousticModel:
     if isinstance(name, str) and name in ARCHITECTURES:
         return ARCHITECTURES[name]
     for adapter in ARCHITECTURES.values():
-        if isinstance(model, adapter.module):
+        if adapter.matches(model):
             return adapter
     raise UserError(f"{type(model).__name__}: no registered model family adapts this model "
                     f"(known: {', '.join(sorted(ARCHITECTURES))})")

@@ -15,23 +15,49 @@ from ..objectives import (
     CHAR_LM_FILE, CHAR_LM_ORDER, LEXICON_FILE, LM_FILE, DecoderConfig, cer, char_sentence, decode_all, emissions,
     estimate_arpa, load_waves, wer, write_lexicon,
 )
-from ._io import CARD, CONFIG, load_model
+from ..errors import UserError
+from ._adapter import adapter_for
+from ._io import CARD, CONFIG, folder_vocabulary, load_model
 
 
-def build_decoder_assets(model_dir: Path, corpus: Path) -> int:
-    """From training sentences only (never dev or test text): the word 4-gram LM and its
-    lexicon, and the character n-gram LM the default lexicon-free decoder uses. A generator-1
-    corpus's lexicon also holds its whole domain vocabulary (as the shipped model's always did);
-    a generator-2 corpus's holds only training words, so held-out words stay out of it."""
-    train, _ = load_manifest(corpus / "train.jsonl")
-    texts = [u.text for u in train]
+def lm_sentences(path: Path) -> list[str]:
+    """A user's LM text: a JSONL manifest's `text` fields, or a plain file of one sentence a line;
+    normalised as transcripts are (lower case, no punctuation)."""
+    from ..data import normalize_text
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: LM text not found")
+    if path.suffix == ".jsonl":
+        texts = [u.text for u in load_manifest(path)[0]]
+    else:
+        try:
+            texts = [normalize_text(line) for line in path.read_text().splitlines()]
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text") from None
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UserError(f"{path}: no sentences for the LM")
+    return texts
+
+
+def build_decoder_assets(model_dir: Path, corpus: Path, lm_text: Path | None = None) -> int:
+    """From training sentences only (never dev or test text), or the user's `lm_text`: the word
+    4-gram LM and its lexicon, and the character n-gram LM the default lexicon-free decoder uses,
+    spelled in the model folder's vocabulary. A generator-1 corpus's lexicon also holds its whole
+    domain vocabulary (as the shipped model's always did); a generator-2 corpus's holds only
+    training words, so held-out words stay out of it."""
+    if lm_text is not None:
+        texts, info = lm_sentences(lm_text), {"generator_version": 2}
+    else:
+        texts = [u.text for u in load_manifest(corpus / "train.jsonl")[0]]
+        info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").is_file() else {}
     estimate_arpa(texts, model_dir / LM_FILE, order=4)
     estimate_arpa([char_sentence(t) for t in texts], model_dir / CHAR_LM_FILE, order=CHAR_LM_ORDER)
-    info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").is_file() else {}
     words = {w for t in texts for w in t.split()}
     if info.get("generator_version", 1) == 1:
         words |= domain_vocabulary()
-    write_lexicon(words, model_dir / LEXICON_FILE)
+    write_lexicon(words, model_dir / LEXICON_FILE, folder_vocabulary(model_dir))
     return len(words)
 
 
@@ -89,12 +115,18 @@ def score_splits(model, model_dir: Path, corpus: Path, cfg: DecoderConfig,
     return result
 
 
+ARCHITECTURE_TEXT = {"conformer_ctc": "Conformer-CTC (torchaudio.models.Conformer), conv subsampling x4, 80 log-mel, "
+                                      "characters"}
+
+
 def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, lm_text: Path | None = None) -> dict:
     model_dir, corpus = Path(model_dir), Path(corpus)
-    n_words = build_decoder_assets(model_dir, corpus)
-    log(f"lexicon: {n_words} words; LMs: word 4-gram and character {CHAR_LM_ORDER}-gram on training sentences")
+    n_words = build_decoder_assets(model_dir, corpus, lm_text)
+    source = str(lm_text) if lm_text is not None else "training sentences"
+    log(f"lexicon: {n_words} words; LMs: word 4-gram and character {CHAR_LM_ORDER}-gram on {source}")
     model = load_model(model_dir, unfinished_ok=True)  # the folder this finalize is writing
+    adapter = adapter_for(model)
     cfg = tune_decoder(model, model_dir, corpus, log)
     lexicon_cfg = tune_decoder(model, model_dir, corpus, log, kind="beam_lm")
     config = json.loads((model_dir / CONFIG).read_text())
@@ -103,7 +135,7 @@ def finalize(model_dir: Path, corpus: Path, train_summary: dict, command: str,
     scores = score_splits(model, model_dir, corpus, cfg, lexicon_cfg)
     corpus_info = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").exists() else {}
     card = {
-        "architecture": "Conformer-CTC (torchaudio.models.Conformer), conv subsampling x4, 80 log-mel, characters",
+        "architecture": ARCHITECTURE_TEXT.get(adapter.name, f"{adapter.name}: {type(model).__name__}"),
         "model_config": config["model"],
         "parameters": model.num_parameters(),
         "corpus": {"path": str(corpus), "seed": corpus_info.get("seed"), "size": corpus_info.get("size"),

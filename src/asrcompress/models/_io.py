@@ -13,7 +13,8 @@ from torch import nn
 
 from .._json import read_json
 from ..errors import UserError
-from ._adapter import ARCHITECTURES, adapter_for
+from ._adapter import ARCHITECTURES, Vocabulary, adapter_for
+from ._tokens import BLANK, SEP, TOKENS
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -53,10 +54,32 @@ def save_model(model: nn.Module, out: Path, decoder: dict | None = None) -> None
 
 
 def read_config(model_dir: Path) -> dict:
+    """config.json of a model folder. A Hugging Face folder's reads as {"architecture": "hf_ctc"}:
+    it names no decoder settings, so its decoder is greedy until a user names another."""
+    from ._hf_ctc import NAME, is_hf_folder
+
     path = Path(model_dir) / CONFIG
     if not path.is_file():
         raise UserError(f"{path}: not found; a model folder needs {CONFIG} and {WEIGHTS}")
+    if is_hf_folder(model_dir):
+        return {"architecture": NAME}
     return read_json(path, CONFIG_KEYS)
+
+
+def folder_vocabulary(model_dir: Path) -> Vocabulary:
+    """The CTC vocabulary of a model folder (ours, ours holding a Hugging Face model, or a
+    Hugging Face folder), read without building the model: what its decoders spell with."""
+    from ._hf_ctc import is_hf_folder, read_vocabulary
+
+    if is_hf_folder(model_dir):
+        return read_vocabulary(Path(model_dir))
+    if not (Path(model_dir) / CONFIG).is_file():  # decoder assets alone: our characters
+        return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+    cfg = read_config(model_dir)
+    v = cfg.get("model", {}).get("vocabulary") if isinstance(cfg.get("model"), dict) else None
+    if isinstance(v, dict):
+        return Vocabulary(tuple(v["tokens"]), int(v["blank"]), v.get("delimiter"))
+    return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
 
 
 def check_card(folder: Path) -> None:
@@ -117,6 +140,10 @@ def load_model(model_dir: Path, trust_pickle: bool = False, unfinished_ok: bool 
     if (model_dir / SUMS).is_file() and (model_dir / "model").is_dir():
         model_dir = model_dir / "model"  # a whole export bundle was given
     verify_if_bundled(model_dir)
+    from ._hf_ctc import is_hf_folder, load_hf_folder
+
+    if is_hf_folder(model_dir):
+        return load_hf_folder(model_dir, trust_pickle)
     cfg = read_config(model_dir)
     check_card(model_dir)
     adapter = ARCHITECTURES.get(cfg.get("architecture"))  # type: ignore[arg-type]

@@ -17,12 +17,16 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..models import BLANK, CHAR_LM_FILE, DECODER_FILES, LEXICON_FILE, LM_FILE, SEP, TOKENS, greedy_decode
+from ..models import (
+    BLANK, CHAR_LM_FILE, CONFIG, DECODER_FILES, LEXICON_FILE, LM_FILE, SEP, TOKENS, Vocabulary, folder_vocabulary,
+    is_hf_folder,
+)
 from ._lm import NgramLM
 
 CHAR_LM_ORDER = 7  # characters of context + 1: longer than most words, so it spells like a word LM
 UNK = "<unk>"
 KINDS = ("greedy", "beam_char", "beam_lm")
+OURS = Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,15 @@ class DecoderConfig:
         return replace(self, **kw)
 
 
-def write_lexicon(words: set[str], path: Path) -> None:
-    """One line per word: `word w o r d |` (the trailing separator ends the word)."""
+def write_lexicon(words: set[str], path: Path, vocab: Vocabulary | None = None) -> None:
+    """One line per word: `word w o r d |`, spelled in `vocab`'s tokens (ours by default; the
+    trailing word delimiter ends the word). Words it cannot spell are left out."""
+    vocab = vocab or OURS
     lines = []
     for w in sorted(words):
-        if w and all(c in TOKENS for c in w):
-            lines.append(f"{w}\t{' '.join(w)} {SEP}")
+        spelled = vocab.spell(w) if w else None
+        if spelled:
+            lines.append(f"{w}\t{' '.join(spelled)} {vocab.delimiter}")
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -133,39 +140,63 @@ def _make_char_lm(ngram: NgramLM, tokens: list[str]):
     return _CharNgram()
 
 
-def _beam_char(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor], str]:
+def _beam_char(model_dir: Path, cfg: DecoderConfig, vocab: Vocabulary) -> Callable[[torch.Tensor], str]:
     from torchaudio.models.decoder import ctc_decoder
 
-    lm = _make_char_lm(NgramLM(Path(model_dir) / CHAR_LM_FILE), list(TOKENS))
-    dec = ctc_decoder(lexicon=None, tokens=list(TOKENS), lm=lm, beam_size=cfg.beam_size,
+    # The character LM's alphabet is our lower-case characters and SEP: the model's tokens are
+    # scored as those (an upper-case 'A' as 'a', its word delimiter as SEP).
+    alphabet = [SEP if t == vocab.delimiter else t.lower() if len(t) == 1 else t for t in vocab.tokens]
+    lm = _make_char_lm(NgramLM(Path(model_dir) / CHAR_LM_FILE), alphabet)
+    dec = ctc_decoder(lexicon=None, tokens=list(vocab.tokens), lm=lm, beam_size=cfg.beam_size,
                       beam_threshold=cfg.beam_threshold, lm_weight=cfg.lm_weight, sil_score=cfg.word_score,
-                      blank_token=BLANK, sil_token=SEP)
+                      blank_token=vocab.tokens[vocab.blank], sil_token=vocab.delimiter)
 
     def beam(lp: torch.Tensor) -> str:
         hyps = dec(lp.float().contiguous().cpu()[None])
         if not hyps or not hyps[0]:
             return ""
-        chars = "".join(TOKENS[i] for i in hyps[0][0].tokens.tolist() if i != TOKENS.index(BLANK))
-        return " ".join(chars.replace(SEP, " ").split())
+        return vocab.text(hyps[0][0].tokens.tolist())
 
     beam.decoder, beam.lm = dec, lm  # keep the LM alive as long as the decoder (pybind lifetime)
     return beam
 
 
+def _vocab_file(model_dir: Path) -> Path:
+    """Where a folder's vocabulary is written: a Hugging Face tokenizer's file, or our config.json."""
+    model_dir = Path(model_dir)
+    if is_hf_folder(model_dir):
+        return next((model_dir / n for n in ("vocab.json", "tokenizer.json") if (model_dir / n).is_file()),
+                    model_dir / "vocab.json")
+    return model_dir / CONFIG
+
+
 def build_decoder(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor], str]:
-    """A function from one utterance's (T', V) log-probabilities to its transcript."""
+    """A function from one utterance's (T', V) log-probabilities to its transcript, spelled in
+    the folder's own vocabulary (`models.folder_vocabulary`)."""
+    vocab = folder_vocabulary(model_dir)
     if cfg.kind == "greedy":
         def greedy(lp: torch.Tensor) -> str:
-            return greedy_decode(lp[None], torch.tensor([lp.shape[0]]))[0]
+            return vocab.greedy(lp[None], torch.tensor([lp.shape[0]]))[0]
         return greedy
+    # The beam searches spell words in characters, with the folder's lexicon and LMs.
+    if not vocab.characters:
+        example = next(t for i, t in enumerate(vocab.tokens) if i != vocab.blank and len(t) > 1 and t[0] != "<")
+        raise UserError(f"{_vocab_file(model_dir)}: the vocabulary is not characters (e.g. token {example!r}); "
+                        f"{cfg.kind} decoding needs a character vocabulary, use --decoder greedy")
+    if vocab.delimiter is None:
+        raise UserError(f"{_vocab_file(model_dir)}: the vocabulary has no word delimiter; {cfg.kind} decoding "
+                        "needs one, use --decoder greedy")
+    missing = [f for f in ((CHAR_LM_FILE,) if cfg.kind == "beam_char" else (LEXICON_FILE, LM_FILE))
+               if not (Path(model_dir) / f).is_file()]
+    if missing:
+        raise UserError(f"{Path(model_dir) / missing[0]}: the {cfg.kind} decoder needs it in the model folder "
+                        "(asrcompress finalize --model M --corpus C [--lm-text TEXT] --out DIR builds it)")
     if cfg.kind == "beam_char":
-        return _beam_char(model_dir, cfg)
+        return _beam_char(model_dir, cfg, vocab)
 
     from torchaudio.models.decoder import ctc_decoder
 
     lexicon = Path(model_dir) / LEXICON_FILE
-    if not lexicon.is_file():
-        raise UserError(f"{lexicon}: the beam_lm decoder needs a lexicon file in the model folder")
     ngram = NgramLM(Path(model_dir) / LM_FILE)
     lex_words = [line.split("\t", 1)[0] for line in lexicon.read_text().splitlines() if line.strip()]
     word_list = [UNK, *lex_words]
@@ -175,7 +206,7 @@ def build_decoder(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor
     lm = _make_lm(ngram, word_list)
     dec = ctc_decoder(
         lexicon=str(lexicon),
-        tokens=list(TOKENS),
+        tokens=list(vocab.tokens),
         lm=lm,
         lm_dict=lm_dict,
         beam_size=cfg.beam_size,
@@ -183,8 +214,8 @@ def build_decoder(model_dir: Path, cfg: DecoderConfig) -> Callable[[torch.Tensor
         lm_weight=cfg.lm_weight,
         word_score=cfg.word_score,
         sil_score=0.0,
-        blank_token=BLANK,
-        sil_token=SEP,
+        blank_token=vocab.tokens[vocab.blank],
+        sil_token=vocab.delimiter,
         unk_word=UNK,
     )
     Path(lm_dict).unlink()

@@ -54,9 +54,12 @@ def emissions(model: torch.nn.Module, waves: list[np.ndarray], batch_seconds: fl
 
 def decode_all(lps: list[np.ndarray], model_dir: Path, cfg: DecoderConfig, workers: int = 0) -> list[str]:
     workers = workers or os.cpu_count() or 1
-    if cfg.kind == "greedy" or workers == 1:
-        dec = build_decoder(model_dir, cfg)
+    # Built here first, so a decoder that cannot be built is one error in this process: a pool
+    # whose initializer raises replaces its workers for ever.
+    dec = build_decoder(model_dir, cfg)
+    if cfg.kind == "greedy" or workers == 1 or len(lps) <= 1:
         return [dec(torch.from_numpy(lp)) for lp in lps]
+    del dec
     with get_context("fork").Pool(workers, _init_worker, (str(model_dir), cfg.to_dict())) as pool:
         return pool.map(_decode_one, lps, chunksize=8)
 
