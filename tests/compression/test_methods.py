@@ -32,8 +32,9 @@ SETTINGS = {
 
 # Family/method pairs where the method has no layer to act on (an LSTM has no FFN, attention or
 # conv-module blocks for structured pruning). Every other pair must compress something.
-DOES_NOT_APPLY = {("lstm", "structured"), ("lstm", "tucker"), ("wav2vec2", "tucker"),  # Tucker-2 and
-                  ("lstm", "separable"), ("wav2vec2", "separable")}  # the separable conv: 2-D convs only
+# Tucker-2 takes full 1-D and 2-D convs with kernels above 1 (wav2vec2's feature encoder has them);
+# the separable conv takes 2-D convs only.
+DOES_NOT_APPLY = {("lstm", "structured"), ("lstm", "tucker"), ("lstm", "separable"), ("wav2vec2", "separable")}
 
 
 def _regularize(family, key, model):

@@ -32,8 +32,9 @@ def w2v(w2v_dir):
 
 @pytest.mark.parametrize("model_type, overrides", [
     ("wav2vec2", {}),
-    ("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}),  # the "large" layout
-    ("hubert", {}),
+    # the "large" layout: layer-norm feature encoder (an attention mask), pre-norm encoder layers
+    pytest.param("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}, marks=pytest.mark.slow),
+    pytest.param("hubert", {}, marks=pytest.mark.slow),
     ("wavlm", {}),
 ])
 def test_each_supported_type_passes_the_adapter_contract(tmp_path, model_type, overrides):
@@ -274,6 +275,7 @@ def _hf_posteriors(text: str, ambiguous: dict[int, dict[str, float]] | None = No
     return torch.tensor(rows, dtype=torch.float32)
 
 
+@pytest.mark.slow
 def test_finalize_builds_beam_decoders_in_the_models_own_vocabulary(w2v_dir, tiny_corpus, tmp_path):
     import subprocess
     import sys

@@ -3,7 +3,7 @@ base model, its vocabulary, I/O, training and the model card."""
 
 from ._tokens import BLANK, SEP, TOKENS, decode_ids, encode, greedy_decode
 from ._adapter import (
-    ARCHITECTURES, AcousticModel, BlockSpec, FeatureSpec, Vocabulary, adapter_for, architecture, features_of,
+    ARCHITECTURES, CHARACTERS, AcousticModel, BlockSpec, FeatureSpec, Vocabulary, adapter_for, architecture, features_of,
     find_adapter, log_probs, register_architecture, unregister_architecture,
 )
 from . import _torchaudio_wav2vec2  # noqa: F401  (registers its adapter)
@@ -16,7 +16,7 @@ from ._io import (
 from ._measure import state_dict_bytes, torch_latency_ms
 
 __all__ = [
-    "ARCHITECTURES", "AcousticModel", "BlockSpec", "FeatureSpec", "Vocabulary", "adapter_for", "architecture",
+    "ARCHITECTURES", "CHARACTERS", "AcousticModel", "BlockSpec", "FeatureSpec", "Vocabulary", "adapter_for", "architecture",
     "features_of", "find_adapter", "log_probs", "register_architecture", "unregister_architecture",
     "folder_vocabulary", "is_hf_folder",
     "CHAR_LM_FILE", "DECODER_FILES", "LEXICON_FILE", "LM_FILE",

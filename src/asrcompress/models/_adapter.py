@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data import LogMel, num_frames
 from ..errors import UserError
+from ._tokens import BLANK, SEP, TOKENS
 
 FEATURE_KINDS = ("log_mel", "waveform")
 
@@ -159,6 +160,18 @@ class Vocabulary:
             else:
                 out.append(index.get(t, lower.get(t, index.get(t.upper(), -1))))
         return torch.tensor(out)
+
+
+    def to_dict(self) -> dict:
+        return {"tokens": list(self.tokens), "blank": self.blank, "delimiter": self.delimiter}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vocabulary":
+        return cls(tuple(d["tokens"]), int(d["blank"]), d.get("delimiter"))
+
+
+# The built-in character vocabulary (the shipped model's, and any folder that names no other).
+CHARACTERS = Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
 
 
 def _special(token: str) -> bool:

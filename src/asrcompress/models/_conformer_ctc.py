@@ -14,8 +14,10 @@ from torch import nn
 from torchaudio.models import Conformer
 
 from ..data import N_MELS, LogMel
-from ._adapter import AcousticModel, BlockSpec, FeatureSpec, Vocabulary, config_from_dict, register_architecture
-from ._tokens import BLANK, SEP, TOKENS
+from ._adapter import (
+    CHARACTERS, AcousticModel, BlockSpec, FeatureSpec, Vocabulary, config_from_dict, register_architecture,
+)
+from ._tokens import TOKENS
 
 
 def subsampled_length(t: torch.Tensor | int) -> torch.Tensor | int:
@@ -133,7 +135,7 @@ class ConformerCTCAdapter(AcousticModel):
         return FeatureSpec("log_mel", n_mels=model.cfg.n_mels)
 
     def vocabulary(self, model: ConformerCTC) -> Vocabulary:
-        return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+        return CHARACTERS
 
     def log_probs(self, model: ConformerCTC, wave: torch.Tensor, lengths: torch.Tensor):
         return model.log_probs(wave, lengths)

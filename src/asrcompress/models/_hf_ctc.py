@@ -189,14 +189,11 @@ class HFCTCAdapter(AcousticModel):
             raise ValueError(f"model_type {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
         hf_config = tf.AutoConfig.for_model(**hf)
         model = tf.AutoModelForCTC.from_config(hf_config)
-        v = config["vocabulary"]
-        vocab = Vocabulary(tuple(v["tokens"]), int(v["blank"]), v.get("delimiter"))
-        return attach(model.eval(), vocab, FeatureSpec(**config["features"]))
+        return attach(model.eval(), Vocabulary.from_dict(config["vocabulary"]), FeatureSpec(**config["features"]))
 
     def config(self, model: nn.Module) -> dict:
-        v = model.asr_vocabulary
         return {"hf_config": model.config.to_diff_dict(), "features": model.asr_features.to_dict(),
-                "vocabulary": {"tokens": list(v.tokens), "blank": v.blank, "delimiter": v.delimiter}}
+                "vocabulary": model.asr_vocabulary.to_dict()}
 
     # -- what it eats and gives
     def features(self, model: nn.Module) -> FeatureSpec:

@@ -13,8 +13,7 @@ from torch import nn
 
 from .._json import read_json
 from ..errors import UserError
-from ._adapter import ARCHITECTURES, Vocabulary, adapter_for
-from ._tokens import BLANK, SEP, TOKENS
+from ._adapter import ARCHITECTURES, CHARACTERS, Vocabulary, adapter_for
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -74,12 +73,10 @@ def folder_vocabulary(model_dir: Path) -> Vocabulary:
     if is_hf_folder(model_dir):
         return read_vocabulary(Path(model_dir))
     if not (Path(model_dir) / CONFIG).is_file():  # decoder assets alone: our characters
-        return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+        return CHARACTERS
     cfg = read_config(model_dir)
     v = cfg.get("model", {}).get("vocabulary") if isinstance(cfg.get("model"), dict) else None
-    if isinstance(v, dict):
-        return Vocabulary(tuple(v["tokens"]), int(v["blank"]), v.get("delimiter"))
-    return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+    return Vocabulary.from_dict(v) if isinstance(v, dict) else CHARACTERS
 
 
 def check_card(folder: Path) -> None:

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torchaudio.models import Wav2Vec2Model
 
-from ._adapter import AcousticModel, BlockSpec, FeatureSpec, Vocabulary, register_architecture
-from ._tokens import BLANK, SEP, TOKENS
+from ._adapter import CHARACTERS, AcousticModel, BlockSpec, FeatureSpec, Vocabulary, register_architecture
+from ._tokens import TOKENS
 
 
 class _Deploy(nn.Module):
@@ -41,7 +41,7 @@ class TorchaudioWav2Vec2Adapter(AcousticModel):
         # numbered units (greedy decoding only).
         v = model.aux.out_features
         if v == len(TOKENS):
-            return Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
+            return CHARACTERS
         return Vocabulary(tuple(f"<{i}>" for i in range(v)), 0, None)
 
     def log_probs(self, model: Wav2Vec2Model, wave: torch.Tensor, lengths: torch.Tensor):

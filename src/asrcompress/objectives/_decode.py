@@ -18,7 +18,7 @@ import torch
 
 from ..errors import UserError
 from ..models import (
-    BLANK, CHAR_LM_FILE, CONFIG, DECODER_FILES, LEXICON_FILE, LM_FILE, SEP, TOKENS, Vocabulary, folder_vocabulary,
+    CHAR_LM_FILE, CHARACTERS, CONFIG, DECODER_FILES, LEXICON_FILE, LM_FILE, SEP, Vocabulary, folder_vocabulary,
     is_hf_folder,
 )
 from ._lm import NgramLM
@@ -26,7 +26,6 @@ from ._lm import NgramLM
 CHAR_LM_ORDER = 7  # characters of context + 1: longer than most words, so it spells like a word LM
 UNK = "<unk>"
 KINDS = ("greedy", "beam_char", "beam_lm")
-OURS = Vocabulary(TOKENS, TOKENS.index(BLANK), SEP)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class DecoderConfig:
 def write_lexicon(words: set[str], path: Path, vocab: Vocabulary | None = None) -> None:
     """One line per word: `word w o r d |`, spelled in `vocab`'s tokens (ours by default; the
     trailing word delimiter ends the word). Words it cannot spell are left out."""
-    vocab = vocab or OURS
+    vocab = vocab or CHARACTERS
     lines = []
     for w in sorted(words):
         spelled = vocab.spell(w) if w else None
