@@ -309,3 +309,13 @@ def test_finalize_will_not_write_into_a_hugging_face_folder(w2v_dir, tiny_corpus
     p = subprocess.run([sys.executable, "-m", "asrcompress.cli", "finalize", "--model", str(w2v_dir), "--corpus",
                         str(tiny_corpus)], capture_output=True, text=True)
     assert p.returncode == 2 and "--out" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_vocabulary_fits_the_ctc_head(tmp_path):
+    # a tokenizer that adds <s> and </s> past a 30-output head: the head never emits them
+    vocab = {k: v for k, v in VOCAB.items() if k not in ("<s>", "</s>")}
+    vocab = {t: i for i, t in enumerate(vocab)}
+    d = tiny_hf_folder(tmp_path / "m", vocab=vocab)
+    v = folder_vocabulary(d)
+    assert len(v.tokens) == len(vocab) and "<s>" not in v.tokens
+    assert v == adapter_for(load_model(d)).vocabulary(load_model(d))

@@ -102,7 +102,9 @@ def read_vocabulary(model_dir: Path) -> Vocabulary:
     if tok.pad_token is None or tok.pad_token not in vocab:
         raise UserError(f"{_tokenizer_file(model_dir)}: no pad token, which CTC uses as its blank")
     delimiter = getattr(tok, "word_delimiter_token", None)
-    return Vocabulary(tuple(tokens), vocab[tok.pad_token], delimiter if delimiter in vocab else None)
+    found = Vocabulary(tuple(tokens), vocab[tok.pad_token], delimiter if delimiter in vocab else None)
+    outputs = json.loads((model_dir / "config.json").read_text()).get("vocab_size", len(tokens))
+    return _fit_head(found, int(outputs), _tokenizer_file(model_dir))
 
 
 def read_features(model_dir: Path) -> FeatureSpec:
@@ -146,7 +148,7 @@ def load_hf_folder(model_dir: Path, trust_pickle: bool) -> nn.Module:
         model = tf.AutoModelForCTC.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=safetensors)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"{cfg_path}: the model does not load ({str(e).splitlines()[0][:200]})") from None
-    return attach(model.eval(), _fit_head(vocab, model.config.vocab_size, _tokenizer_file(model_dir)), spec)
+    return attach(model.eval(), vocab, spec)
 
 
 def _fit_head(vocab: Vocabulary, outputs: int, where: Path) -> Vocabulary:
