@@ -319,3 +319,13 @@ def test_the_vocabulary_fits_the_ctc_head(tmp_path):
     v = folder_vocabulary(d)
     assert len(v.tokens) == len(vocab) and "<s>" not in v.tokens
     assert v == adapter_for(load_model(d)).vocabulary(load_model(d))
+
+
+def test_a_feature_extractor_not_at_16_khz_names_its_file(tmp_path, w2v_dir):
+    d = tmp_path / "m"
+    shutil.copytree(w2v_dir, d)
+    cfg = json.loads((d / "processor_config.json").read_text())  # transformers 5's processor file
+    cfg["feature_extractor"]["sampling_rate"] = 8000
+    (d / "processor_config.json").write_text(json.dumps(cfg))
+    msg = _error(lambda: load_model(d))
+    assert str(d / "processor_config.json") in msg and "8000" in msg

@@ -110,15 +110,16 @@ def read_vocabulary(model_dir: Path) -> Vocabulary:
 def read_features(model_dir: Path) -> FeatureSpec:
     """The processor's input normalisation and sample rate."""
     tf = transformers_module()
+    # transformers 4 writes preprocessor_config.json; 5 folds it into processor_config.json
+    where = next((Path(model_dir) / n for n in ("preprocessor_config.json", "processor_config.json")
+                  if (Path(model_dir) / n).is_file()), Path(model_dir) / "preprocessor_config.json")
     try:
         fe = tf.AutoFeatureExtractor.from_pretrained(str(model_dir), local_files_only=True)
     except Exception as e:  # noqa: BLE001
-        raise UserError(f"{Path(model_dir) / 'preprocessor_config.json'}: the feature extractor does not load "
-                        f"({str(e).splitlines()[0][:160]})") from None
+        raise UserError(f"{where}: the feature extractor does not load ({str(e).splitlines()[0][:160]})") from None
     rate = int(getattr(fe, "sampling_rate", 16_000))
     if rate != 16_000:
-        raise UserError(f"{Path(model_dir) / 'preprocessor_config.json'}: sampling_rate {rate}; asrcompress "
-                        "reads 16 kHz audio")
+        raise UserError(f"{where}: sampling_rate {rate}; asrcompress reads 16 kHz audio")
     return FeatureSpec("waveform", normalize=bool(getattr(fe, "do_normalize", True)), input_name="input_values")
 
 
