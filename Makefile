@@ -22,8 +22,8 @@ demo: setup
 	$(BIN)/asrcompress search --space spaces/quick.yaml --model $(MODEL) --corpus data/demo --study demo \
 		--trials $(DEMO_TRIALS) --workers 2 --dev-utterances 60 --kd-utterances 300
 	$(BIN)/asrcompress export --study demo --pick knee --out runs/demo-knee
-	@echo "Browse the trials: $(BIN)/asrcompress ui  -> http://127.0.0.1:5000, experiment asrcompress/demo,"
-	@echo "filter runs with: tags.pareto = 'true'"
+	@echo "Browse the trials: $(BIN)/asrcompress ui --study demo  (prints a link that opens the Pareto front)"
+	@echo "or: $(BIN)/asrcompress dashboard --study demo  (optuna-dashboard on 127.0.0.1:8080)"
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=10
@@ -36,8 +36,9 @@ test-slow: setup
 # reliability tests: SIGKILL of a worker process, of a worker on another host (journal
 # and PostgreSQL heartbeats) and of a Ray node, 4 concurrent workers on journal and PostgreSQL
 # storage, kill -9 of the long writers (train, export, corpus, calibrate), the wheel installed
-# outside the repository, the MLflow UI in headless Chromium. (The fast suite kills the driver
-# and the short writers, and injects raising, NaN and timed-out trials.) Also the surrogate's .onnx
+# outside the repository, the MLflow UI (and the Pareto-front link it prints) and optuna-dashboard
+# in headless Chromium. (The fast suite kills the driver and the short writers, and injects
+# raising, NaN and timed-out trials.) Also the surrogate's .onnx
 # pricing of two cuts on one layer and the finalists command; a Hugging Face CTC folder through
 # layers, compress, evaluate, export-onnx, latency, finalize --lm-text, a 2-trial search and export.
 test-reliability: setup

@@ -43,20 +43,43 @@ def server(tmp_path_factory, tiny_corpus):
          str(REPO / "hardware_profiles"), "--study", "ui"], cwd=root, capture_output=True, text=True, timeout=900)
     assert search.returncode == 0, search.stderr[-3000:]
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", "ui", "--port", str(port)], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    printed = root / "ui.out"
+    with open(printed, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", "ui", "--port", str(port)], cwd=root,
+                                stdout=f, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/health", proc, "asrcompress ui")
+    yield {"url": url, "port": port, "root": root, "printed": printed.read_text()}
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _wait_for(url: str, proc: subprocess.Popen, what: str) -> None:
     deadline = time.time() + 120
     while True:
         try:
-            urllib.request.urlopen(url + "/health", timeout=2).close()
-            break
+            urllib.request.urlopen(url, timeout=2).close()
+            return
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 proc.kill()
-                pytest.fail("asrcompress ui did not answer on 127.0.0.1 within 120 s")
+                pytest.fail(f"{what} did not answer on 127.0.0.1 within 120 s")
             time.sleep(1)
-    yield {"url": url, "port": port, "root": root}
+
+
+@pytest.fixture(scope="module")
+def dashboard(server):
+    """`asrcompress dashboard` on the same study's journal."""
+    port, printed = _free_port(), server["root"] / "dashboard.out"
+    with open(printed, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", "dashboard", "--study", "ui", "--port",
+                                 str(port)], cwd=server["root"], stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _wait_for(f"http://127.0.0.1:{port}/", proc, "asrcompress dashboard")
+    yield {"port": port, "printed": printed.read_text()}
     proc.terminate()
     try:
         proc.wait(20)
@@ -173,8 +196,66 @@ def test_runs_filter_run_page_and_pareto_artifact(server, truth, browser, tmp_pa
                                                        "4-pareto-front.png"]
 
 
-def test_ui_listens_on_loopback_only(server):
+def test_printed_link_opens_the_front_with_its_objectives(server, truth, browser, tmp_path):
+    """The link `asrcompress ui` prints: without a click, the front's trials, each with its WER,
+    latency and memory in columns, best WER first."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link = next(ln.split(": ", 1)[1] for ln in server["printed"].splitlines() if ln.startswith("Pareto front of study ui"))
+    assert link.startswith(f"{server['url']}/#/experiments/{truth['exp']}/runs?workflowType=machine_learning&")
+    d = browser
+    d.get("about:blank")  # a fresh page load: the earlier test's view is not carried over
+    d.get(link)
+    WebDriverWait(d, TIMEOUT).until(lambda dr: _visible_trials(dr) == truth["pareto"])
+    for metric in ("wer", "latency_at_host", "memory"):
+        _wait_text(d, metric)
+    d.save_screenshot(str(tmp_path / "front-link.png"))
+    headers = [h.text.strip() for h in d.find_elements(By.CSS_SELECTOR, "[role='columnheader']") if h.text.strip()]
+    assert {"wer", "latency_at_host", "memory"} <= set(headers), headers
+    body = d.find_element(By.TAG_NAME, "body").text
+    for name in truth["pareto"]:  # each front trial's logged values are on the page, not just the names
+        m = truth["trials"][name].data.metrics
+        assert f"{m['memory']:.4f}"[:5] in body and f"{m['latency_at_host']:.4f}"[:4] in body
+    assert not set(truth["trials"]) - truth["pareto"] & _visible_trials(d)  # no trial off the front
+
+
+def test_dashboard_shows_the_study_its_front_and_each_trial(server, dashboard, browser, tmp_path):
+    """The page `asrcompress dashboard` prints: the study's Pareto-front plot, then its trial list
+    with every trial and the first one's objective values as the study stored them."""
+    import optuna
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from asrcompress.search import open_storage
+
+    link = next(ln.split(": ", 1)[1] for ln in dashboard["printed"].splitlines() if ln.startswith("optuna-dashboard:"))
+    assert link.startswith(f"http://127.0.0.1:{dashboard['port']}/dashboard/studies/")
+    study = optuna.load_study(study_name="ui", storage=open_storage(f"journal:{server['root'] / 'mlruns' / 'optuna' / 'ui.journal'}"))
+    d = browser
+    d.get(link)
+    _wait_text(d, "Pareto Front")
+    WebDriverWait(d, TIMEOUT).until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "svg.main-svg"))
+    d.save_screenshot(str(tmp_path / "dashboard-study.png"))
+    assert "ui (id=" in d.find_element(By.TAG_NAME, "body").text
+    d.get(link + "/trials")
+    trials = study.get_trials()
+    _wait_text(d, f"{len(trials)} Trials")
+    first = trials[0]
+
+    def js(v: float) -> str:  # JavaScript's shortest form: 1.0 prints as 1
+        return repr(v).removesuffix(".0")
+
+    _wait_text(d, ", ".join(js(v) for v in first.values))
+    d.save_screenshot(str(tmp_path / "dashboard-trials.png"))
+    body = d.find_element(By.TAG_NAME, "body").text
+    assert all(f"Trial {t.number}" in body for t in trials)
+
+
+@pytest.mark.parametrize("which", ["ui", "dashboard"])
+def test_servers_listen_on_loopback_only(which, request):
     """Bound to 127.0.0.1: another address of this machine gets no answer."""
+    port = request.getfixturevalue("server" if which == "ui" else "dashboard")["port"]
     others = set()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
@@ -190,4 +271,4 @@ def test_ui_listens_on_loopback_only(server):
     for addr in others:
         with socket.socket() as s:
             s.settimeout(2)
-            assert s.connect_ex((addr, server["port"])) != 0, f"the UI answers on {addr}"
+            assert s.connect_ex((addr, port)) != 0, f"{which} answers on {addr}"

@@ -7,6 +7,7 @@ a trial's child run without an active parent run.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,26 @@ import yaml
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACTS = "mlruns/artifacts"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+# The MLflow UI's shared view: an experiment tag its runs page reads by key (see Tracker.front_view).
+FRONT_VIEW_KEY = "asrcompress-pareto-front"
+FRONT_VIEW_TAG = f"mlflow.sharedViewState.{FRONT_VIEW_KEY}"
+
+
+def _objective_metrics(logged: set[str]) -> list[str]:
+    """The logged metrics that are registered objectives (`latency_at_host` is `latency@host`),
+    WER first."""
+    from .objectives import lookup
+
+    found = []
+    for m in sorted(logged):
+        try:
+            lookup(m.replace("_at_", "@"))
+        except KeyError:
+            continue
+        found.append(m)
+    return sorted(found, key=lambda m: (m != "wer", m))
 
 
 def tracking_uri(flag: str | None = None) -> str:
@@ -54,6 +75,26 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)
     return out
+
+
+def front_views(uri: str, study: str | None = None) -> dict[str, str]:
+    """{study: URL path of its Pareto-front view} for every asrcompress study in the store (or
+    the one named), each view saved as it stands now (`Tracker.front_view`)."""
+    from .errors import UserError
+
+    client = _client(uri)
+    names = sorted(e.name.removeprefix("asrcompress/")
+                   for e in client.search_experiments(filter_string="name LIKE 'asrcompress/%'", max_results=1000))
+    if study is not None:
+        if study not in names:
+            raise UserError(f"--study {study!r}: no such study in {uri} (studies: {', '.join(names) or 'none'})")
+        names = [study]
+    views = {}
+    for name in names:
+        path = Tracker(uri, name).front_view()
+        if path is not None:
+            views[name] = path
+    return views
 
 
 class Tracker:
@@ -162,6 +203,29 @@ class Tracker:
         mv = self.client.create_model_version(name, source=Path(source).resolve().as_uri(), run_id=run_id)
         self.client.set_registered_model_alias(name, alias, mv.version)
         return {"name": name, "version": mv.version, "alias": alias, "uri": f"models:/{name}@{alias}"}
+
+    def front_view(self) -> str | None:
+        """Save the study's Pareto front as an MLflow shared view and return its URL path (after
+        the server's address), or None before the study has a parent run.
+
+        The MLflow UI opens `#/experiments/ID/runs?viewStateShareKey=KEY` with the view stored in the
+        experiment tag `mlflow.sharedViewState.KEY`: the filter `tags.pareto = 'true'`, sorted by
+        WER, the study run expanded so its front trials show, and the objective columns (plus
+        the size ratio) selected. A person who opens it sees the front without a click."""
+        runs = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'study'", max_results=1)
+        if not runs:
+            return None
+        parent = runs[0].info.run_id
+        trials = self.client.search_runs([self.experiment_id], "tags.asrcompress_role = 'trial'", max_results=200)
+        logged = {k for r in trials for k in r.data.metrics}
+        columns = _objective_metrics(logged) + (["size_ratio"] if "size_ratio" in logged else [])
+        state = {"searchFilter": "tags.pareto = 'true'", "orderByKey": "metrics.`wer`" if "wer" in logged else "",
+                 "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active",
+                 "selectedColumns": [f"metrics.`{m}`" for m in columns] + ["tags.`state`"],
+                 "runsExpanded": {parent: True}, "runsHiddenMode": "SHOW_ALL"}
+        self.client.set_experiment_tag(self.experiment_id, FRONT_VIEW_TAG, json.dumps(state))
+        # The runs page of the "Model training" view (MLflow 3 opens an experiment on its GenAI overview).
+        return f"/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={FRONT_VIEW_KEY}"
 
     def close_stale(self, live: set[int]) -> int:
         """Runs left RUNNING by a dead worker: marked KILLED (their trials are retried)."""

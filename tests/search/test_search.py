@@ -72,6 +72,21 @@ def test_two_workers_mlflow_front_and_export(env):
     assert p.returncode == 0, p.stderr[-3000:]
     study = study_of(env)
     trials = study.get_trials()
+    # The live display, as a log: a line per finished trial and per stage, never silent.
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("search t [")]
+    assert any(ln.startswith("search t [preparing") for ln in lines), p.stderr[-3000:]
+    assert any(ln.startswith("search t [summary") and "0 running" in ln for ln in lines), lines
+    done = [int(ln.split("trials ")[1].split("/")[0]) for ln in lines if ln.startswith("search t [trials]")]
+    assert done == sorted(done) and len(done) >= 2, lines
+    # Its figures are the summary's: the same front, the same hypervolume.
+    from asrcompress.search import snapshot
+
+    snap, summary = snapshot(study), json.loads(p.stdout)
+    assert snap["budget"] == 5 and snap["running"] == 0
+    assert snap["complete"] + snap["pruned"] + snap["failed"] == len(trials)
+    assert snap["hypervolume"] == pytest.approx(summary["hypervolume"], rel=1e-9)
+    assert [r["trial"] for r in snap["front"]] == [r["trial"] for r in summary["front"]][:8]
+    assert snap["trial_minutes"] > 0
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     assert 5 <= len(finished) <= 6 and not [t for t in trials if t.state == TrialState.RUNNING]
     assert len({t.number for t in trials}) == len(trials)

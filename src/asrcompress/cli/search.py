@@ -1,4 +1,4 @@
-"""Search commands: search, worker, front, ui, export."""
+"""Search commands: search, worker, front, ui, dashboard, export."""
 
 from __future__ import annotations
 
@@ -90,18 +90,21 @@ def search(
     cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
                       dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
                       heartbeat_grace)
-    if backend == "ray":
-        import time as _time
+    from ._live import LiveSearch
 
-        from ..search import run_ray
+    # Stage, trials done, trial-minutes, the front and its hypervolume while the workers run (stderr).
+    with LiveSearch(cfg["storage"], cfg["study"], err) as live:
+        if backend == "ray":
+            import time as _time
 
-        t0 = _time.perf_counter()
-        cfg["threads"] = 1
-        summary = run_ray(cfg, address)
-        summary["wall_seconds"] = round(_time.perf_counter() - t0, 1)
-    else:
-        with err.status(f"searching {cfg['study']} ({workers} worker(s))"):
-            summary = run_search(cfg)
+            from ..search import run_ray
+
+            t0 = _time.perf_counter()
+            cfg["threads"] = 1
+            summary = run_ray(cfg, address, live.stage)
+            summary["wall_seconds"] = round(_time.perf_counter() - t0, 1)
+        else:
+            summary = run_search(cfg, live.stage)
     if as_json:
         print(dumps(summary))
         return
@@ -154,15 +157,24 @@ def ui(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI")] = None,
     host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 5000,
+    study: Annotated[Optional[str], typer.Option(help="Print the Pareto-front link of this study only "
+                                                      "(default: every study in the store)")] = None,
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 and print how to filter the Pareto front."""
+    """Start the MLflow UI on 127.0.0.1 and print, for each study, a link that opens its Pareto
+    front: the front's trials with their objectives as columns, best WER first."""
     import subprocess
     import sys
 
-    from ..tracking import ARTIFACTS, tracking_uri as resolve_uri
+    from ..tracking import ARTIFACTS, front_views, tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    out.print(f"MLflow UI: http://{host}:{port}  (filter runs with: tags.pareto = 'true')")
+    views = front_views(uri, study)
+    out.print(f"MLflow UI: http://{host}:{port}", highlight=False, soft_wrap=True)
+    for name, path in views.items():
+        out.print(f"Pareto front of study {name}: http://{host}:{port}{path}", highlight=False, soft_wrap=True)
+    if not views:
+        out.print("(no study yet; on a study's runs, filter with: tags.pareto = 'true')", highlight=False)
+    sys.stdout.flush()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if uri.startswith("sqlite:"):
         cmd += ["--default-artifact-root", str(Path(ARTIFACTS).resolve())]
@@ -178,6 +190,35 @@ def ui(
     finally:
         stop_group(proc)
     raise typer.Exit(rc)
+
+
+@app.command()
+def dashboard(
+    study: Annotated[str, typer.Option(help="Study name")],
+    storage: Annotated[Optional[str], typer.Option(help="The study's storage (default: the journal under mlruns/)")
+                       ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8080,
+) -> None:
+    """Start optuna-dashboard on the study's storage (127.0.0.1) and print the study's page:
+    its trials, their objectives, the Pareto front and the hypervolume history, live."""
+    from ..search import default_storage, load_study
+
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise UserError("asrcompress dashboard needs optuna-dashboard: pip install 'asrcompress[dashboard]'") from None
+    from ..search import open_storage
+
+    url = storage or default_storage(study)
+    load_study(url, study)  # one line for a study that is not there
+    store = open_storage(url)
+    out.print(f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{store.get_study_id_from_name(study)}",
+              highlight=False, soft_wrap=True)
+    import sys
+
+    sys.stdout.flush()
+    run_server(store, host=host, port=port)
 
 
 def stop_group(proc: "subprocess.Popen", grace_s: float = 10.0) -> None:

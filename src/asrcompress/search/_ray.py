@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import traceback
 from pathlib import Path
+from typing import Callable
 
 _CTX: dict = {}
 
@@ -102,7 +103,8 @@ class _Define:
         return {"optuna_trial_id": trial._trial_id, "optuna_trial_number": trial.number}
 
 
-def run_ray(cfg: dict, address: str | None) -> dict:
+def run_ray(cfg: dict, address: str | None, stage: Callable[[str], None] | None = None) -> dict:
+    """The study's trials as Ray Tune trials; `stage(name)` is told as each stage starts."""
     require_ray()
     import optuna
     import ray
@@ -115,7 +117,7 @@ def run_ray(cfg: dict, address: str | None) -> dict:
     from ._study import make_sampler, open_storage
     from ._summary import summarize_study
 
-    _, space, ctx = prepare(cfg)
+    _, space, ctx = prepare(cfg, stage)
     define = _Define(space, ctx.layer_names)
 
     storage = open_storage(cfg["storage"], workers=2)
@@ -139,10 +141,14 @@ def run_ray(cfg: dict, address: str | None) -> dict:
                            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, cfg["workers"]),
                                                        num_samples=remaining),
                            run_config=run_config)
+    if stage is not None:
+        stage("trials on Ray")
     if remaining:
         import contextlib
         import sys
 
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables must not mix with --json output
             tuner.fit()
+    if stage is not None:
+        stage("summary: the front re-scored on test, MLflow artifacts")
     return summarize_study(cfg)

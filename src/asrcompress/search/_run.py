@@ -8,6 +8,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import torch
@@ -234,10 +235,11 @@ def _existing(cfg: dict) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
+def prepare(cfg: dict, stage: Callable[[str], None] | None = None) -> tuple[optuna.Study, object, Context]:
     """Open (or resume) the study: settings, base objectives, baselines and the MLflow parent
     run, once. Resuming with another model, corpus, space or profiles is refused, and the study
-    is left as it was. Returns the study and the loaded (space, context), for a worker here."""
+    is left as it was. Returns the study and the loaded (space, context), for a worker here.
+    `stage` is told "preparing" once everything given has been checked and the study is open."""
     from .._outputs import refuse_overlap
 
     from ._space import load_space
@@ -257,6 +259,8 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     study = open_study(storage, cfg["study"], space, make_sampler(settings.sampler, cfg["seed"]))
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    if stage is not None:
+        stage("preparing: the base model's objectives and the baseline trials")
     if "base" not in study.user_attrs:
         base = objectives_of(ctx, ctx.base, {}, Path(settings.workdir) / "base")
         study.set_user_attr("base", {k: v for k, v in base.items() if k in space.objectives})
@@ -272,10 +276,13 @@ def prepare(cfg: dict) -> tuple[optuna.Study, object, Context]:
     return study, space, ctx
 
 
-def run_search(cfg: dict) -> dict:
-    """Prepare, run `workers` worker processes to the budget, then write the study's summary."""
+def run_search(cfg: dict, stage: Callable[[str], None] | None = None) -> dict:
+    """Prepare, run `workers` worker processes to the budget, then write the study's summary.
+    `stage(name)` is told as each stage starts (a live display's header)."""
+    stage = stage or (lambda name: None)
     t0 = time.perf_counter()
-    _, space, ctx = prepare(cfg)
+    _, space, ctx = prepare(cfg, stage)
+    stage("trials")
     if cfg["workers"] == 1:
         results = [work(cfg, (space, ctx))]
     else:
@@ -285,6 +292,7 @@ def run_search(cfg: dict) -> dict:
             raise UserError(errors[0])
     from ._summary import summarize_study
 
+    stage("summary: the front re-scored on test, MLflow artifacts")
     summary = summarize_study(cfg)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     summary["workers"] = results
