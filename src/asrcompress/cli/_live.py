@@ -17,10 +17,8 @@ from rich.text import Text
 
 
 class LiveSearch:
-    def __init__(self, storage_url: str, study: str, console: Console, interval_s: float = 2.0,
-                 budget: int | None = None) -> None:
+    def __init__(self, storage_url: str, study: str, console: Console, interval_s: float = 2.0) -> None:
         self.url, self.study_name, self.console, self.interval_s = storage_url, study, console, interval_s
-        self.budget = budget
         self.stage_name = "starting"
         self._stop, self._started = threading.Event(), threading.Event()
         self._lock = threading.Lock()  # stage() (the search's thread) and the poller both draw
@@ -94,7 +92,7 @@ class LiveSearch:
             self._study = _open_if_there(self.url, self.study_name)
             if self._study is None:
                 return None
-        return snapshot(self._study, self.budget)
+        return snapshot(self._study)  # the budget: the study's settings, as a resumed search changes it
 
 
 def _open_if_there(url: str, name: str):
