@@ -202,21 +202,20 @@ def dashboard(
 ) -> None:
     """Start optuna-dashboard on the study's storage (127.0.0.1) and print the study's page:
     its trials, their objectives, the Pareto front and the hypervolume history, live."""
-    from ..search import default_storage, load_study
+    import sys
+
+    from ..search import default_storage, load_study, open_storage
 
     try:
         from optuna_dashboard import run_server
     except ImportError:
         raise UserError("asrcompress dashboard needs optuna-dashboard: pip install 'asrcompress[dashboard]'") from None
-    from ..search import open_storage
 
     url = storage or default_storage(study)
     load_study(url, study)  # one line for a study that is not there
     store = open_storage(url)
     out.print(f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{store.get_study_id_from_name(study)}",
               highlight=False, soft_wrap=True)
-    import sys
-
     sys.stdout.flush()
     run_server(store, host=host, port=port)
 

@@ -11,7 +11,6 @@ import optuna
 from optuna.trial import TrialState
 
 from ._pareto import hypervolume, reference_point
-from ._study import counted
 
 
 def snapshot(study: optuna.Study, budget: int | None = None, front_rows: int = 8) -> dict:
@@ -30,7 +29,7 @@ def snapshot(study: optuna.Study, budget: int | None = None, front_rows: int = 8
                                                               TrialState.FAIL, TrialState.RUNNING)}
     seconds = sum(((t.datetime_complete or now) - t.datetime_start).total_seconds()
                   for t in trials if t.datetime_start is not None)
-    doc = {"stage": "preparing" if base is None else "trials", "counted": counted(study),
+    doc = {"stage": "preparing" if base is None else "trials",
            "budget": budget if budget is not None else _budget(study),
            "complete": states[TrialState.COMPLETE], "pruned": states[TrialState.PRUNED],
            "failed": states[TrialState.FAIL], "running": states[TrialState.RUNNING],

@@ -112,7 +112,7 @@ def run_ray(cfg: dict, address: str | None, stage: Callable[[str], None] | None 
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from ._run import prepare
+    from ._run import SUMMARY, prepare
     from ._settings import study_settings
     from ._study import make_sampler, open_storage
     from ._summary import summarize_study
@@ -150,5 +150,5 @@ def run_ray(cfg: dict, address: str | None, stage: Callable[[str], None] | None 
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables must not mix with --json output
             tuner.fit()
     if stage is not None:
-        stage("summary: the front re-scored on test, MLflow artifacts")
+        stage(SUMMARY)
     return summarize_study(cfg)

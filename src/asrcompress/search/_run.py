@@ -235,6 +235,11 @@ def _existing(cfg: dict) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+# The stages `prepare`, `run_search` and `run_ray` tell a live display.
+PREPARING = "preparing: the base model's objectives and the baseline trials"
+SUMMARY = "summary: the front re-scored on test, MLflow artifacts"
+
+
 def prepare(cfg: dict, stage: Callable[[str], None] | None = None) -> tuple[optuna.Study, object, Context]:
     """Open (or resume) the study: settings, base objectives, baselines and the MLflow parent
     run, once. Resuming with another model, corpus, space or profiles is refused, and the study
@@ -260,7 +265,7 @@ def prepare(cfg: dict, stage: Callable[[str], None] | None = None) -> tuple[optu
     tracker = Tracker(cfg["tracking_uri"], cfg["study"])
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     if stage is not None:
-        stage("preparing: the base model's objectives and the baseline trials")
+        stage(PREPARING)
     if "base" not in study.user_attrs:
         base = objectives_of(ctx, ctx.base, {}, Path(settings.workdir) / "base")
         study.set_user_attr("base", {k: v for k, v in base.items() if k in space.objectives})
@@ -292,7 +297,7 @@ def run_search(cfg: dict, stage: Callable[[str], None] | None = None) -> dict:
             raise UserError(errors[0])
     from ._summary import summarize_study
 
-    stage("summary: the front re-scored on test, MLflow artifacts")
+    stage(SUMMARY)
     summary = summarize_study(cfg)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     summary["workers"] = results
