@@ -15,12 +15,20 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	touch $@
 
 # The main job on the built-in benchmark: synthesise a small corpus (a seed the model never
-# saw), search spaces/quick.yaml with 2 workers, print the front, export its knee point.
-# Re-running resumes the study (finished trials are kept, the budget is not re-spent).
+# saw), run the staged search of spaces/quick.yaml (sensitivity scan, surrogate study, candidates
+# scored in ONNX, finalists recovered by successive halving, timed with the base and reported on
+# test), print the front, export its knee. Re-running resumes from the last finished stage.
+# The one-stage search (every trial distilled): DEMO_STRATEGY=one-stage.
+DEMO_STRATEGY ?= staged
+ifeq ($(DEMO_STRATEGY),one-stage)
+DEMO_BUDGET := --strategy one-stage --trials $(DEMO_TRIALS) --workers 2 --kd-utterances 300
+else
+DEMO_BUDGET := --proposals 500 --candidates 6 --rungs 30,90,180 --kd-utterances 400
+endif
 demo: setup
 	test -f data/demo/test.jsonl || $(BIN)/asrcompress corpus --out data/demo --size small --seed $(DEMO_SEED)
 	$(BIN)/asrcompress search --space spaces/quick.yaml --model $(MODEL) --corpus data/demo --study demo \
-		--trials $(DEMO_TRIALS) --workers 2 --dev-utterances 60 --kd-utterances 300
+		--dev-utterances 60 $(DEMO_BUDGET)
 	$(BIN)/asrcompress export --study demo --pick knee --out runs/demo-knee
 	@echo "Browse the trials: $(BIN)/asrcompress ui --study demo  (prints a link that opens the Pareto front)"
 	@echo "or: $(BIN)/asrcompress dashboard --study demo  (optuna-dashboard on 127.0.0.1:8080)"

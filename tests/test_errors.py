@@ -101,7 +101,14 @@ def search(w: Path, space: str, *extra: str, study: str = "new") -> list[str]:
         (w / space).write_text(GOOD_SPACE)
     return ["search", "--space", str(w / space), "--model", str(BASE_MODEL), "--corpus", str(w.parent / "corpus"),
             "--trials", "1", "--dev-utterances", "2", "--kd-utterances", "2", "--study", study,
-            "--profiles", str(REPO / "hardware_profiles"), *extra]
+            "--profiles", str(REPO / "hardware_profiles"), "--strategy", "one-stage", *extra]
+
+
+def staged(w: Path, space: str, *extra: str) -> list[str]:
+    """The staged search (the default strategy) with the one-stage helper's inputs."""
+    args = search(w, space)
+    i = args.index("--trials")
+    return args[:i] + args[i + 2:-2] + list(extra)
 
 
 def profile_case(change: Callable[[dict], None]) -> Callable[[Path], list[str]]:
@@ -230,7 +237,7 @@ def bundle_with_card_key(w: Path) -> list[str]:
 
 
 def resume(*extra: str) -> Callable[[Path], list[str]]:
-    return lambda w: ["search", "--study", "settled", *extra]
+    return lambda w: ["search", "--study", "settled", "--strategy", "one-stage", *extra]
 
 
 def tiny_model(w: Path) -> Path:
@@ -472,7 +479,8 @@ CASES = [
     Case("resume-other-scoring", "studies", "resuming a study with other --dev-utterances",
          resume("--dev-utterances", "50"), ("study 'settled'", "--dev-utterances 50 differs from the study's 2")),
     Case("study-no-settings", "studies", "resuming a study made by an older asrcompress (no stored settings)",
-         lambda w: ["search", "--study", "existing", "--trials", "3"], ("study 'existing'", "holds no settings")),
+         lambda w: ["search", "--study", "existing", "--trials", "3", "--strategy", "one-stage"],
+         ("study 'existing'", "holds no settings")),
     Case("worker-unknown-study", "studies", "a worker joining a study that does not exist",
          lambda w: ["worker", "--study", "nope", "--storage", f"journal:{w.parent / 'mlruns' / 'optuna' / 'existing.journal'}"],
          ("study 'nope' not found",)),
@@ -483,7 +491,15 @@ CASES = [
          lambda w: ["ui", "--study", "nope", "--tracking-uri", f"sqlite:///{w.parent / 'mlruns' / 'mlflow.db'}"],
          ("--study 'nope'", "no such study")),
     Case("search-no-space", "studies", "search with neither --space nor --study",
-         lambda w: ["search", "--trials", "2"], ("--space", "--study")),
+         lambda w: ["search"], ("--space", "--study")),
+    Case("staged-one-stage-flag", "studies", "the staged search (the default) given a one-stage flag",
+         lambda w: search(w, "st1.yaml")[:-2], ("--trials applies to --strategy one-stage",)),
+    Case("staged-resume-one-stage-study", "studies", "the staged search resuming a one-stage study",
+         lambda w: ["search", "--study", "settled"], ("study 'settled'", "not made by the staged strategy")),
+    Case("staged-unknown-study", "studies", "the staged search resuming a study that does not exist",
+         lambda w: ["search", "--study", "nope"], ("study 'nope' not found", "--space")),
+    Case("staged-bad-rungs", "options", "the staged search's --rungs not increasing",
+         lambda w: staged(w, "st2.yaml", "--rungs", "3,1"), ("--rungs 3,1 must be increasing",)),
     # options
     Case("option-trial-timeout", "options", "--trial-timeout 0",
          lambda w: search(w, "o1.yaml", "--trial-timeout", "0"), ("--trial-timeout 0",)),

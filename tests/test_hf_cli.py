@@ -91,7 +91,7 @@ def test_python_api_loads_compresses_and_exports(hf_dir, tmp_path):
 @pytest.mark.slow
 def test_search_two_trials_and_export_the_knee(hf_dir, tiny_corpus, tmp_path):
     out = ok(run("search", "--space", "hf_ctc", "--model", str(hf_dir), "--corpus", str(tiny_corpus),
-                 "--trials", "2", "--dev-utterances", "4", "--kd-utterances", "8", "--study", "hf", "--json",
+                 "--trials", "2", "--dev-utterances", "4", "--kd-utterances", "8", "--study", "hf", "--json", "--strategy", "one-stage",
                  cwd=tmp_path))
     summary = json.loads(out[out.index("{"):])
     assert summary["front"], summary  # at least one complete trial on the front

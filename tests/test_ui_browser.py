@@ -40,7 +40,7 @@ def server(tmp_path_factory, tiny_corpus):
     search = subprocess.run(
         [sys.executable, "-m", "asrcompress.cli", "search", "--space", "space.yaml", "--model", "tiny", "--corpus",
          str(tiny_corpus), "--trials", "4", "--dev-utterances", "4", "--kd-utterances", "8", "--profiles",
-         str(REPO / "hardware_profiles"), "--study", "ui"], cwd=root, capture_output=True, text=True, timeout=900)
+         str(REPO / "hardware_profiles"), "--study", "ui", "--strategy", "one-stage"], cwd=root, capture_output=True, text=True, timeout=900)
     assert search.returncode == 0, search.stderr[-3000:]
     port = _free_port()
     printed = root / "ui.out"

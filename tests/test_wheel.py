@@ -39,7 +39,7 @@ def test_an_installed_wheel_searches_from_tmp_with_the_shipped_defaults(tmp_path
     run_dir = tmp_path / "anywhere"
     run_dir.mkdir()
     p = _run(venv / "bin" / "asrcompress", "search", "--space", "quick", "--corpus", tiny_corpus, "--trials", "2",
-             "--dev-utterances", "4", "--kd-utterances", "8", "--json", cwd=run_dir, timeout=1500)
+             "--strategy", "one-stage", "--dev-utterances", "4", "--kd-utterances", "8", "--json", cwd=run_dir, timeout=1500)
     summary = json.loads(p.stdout)
     assert sum(summary["trials"].values()) == 2
     assert (run_dir / "mlruns" / "studies" / "quick").is_dir()  # its outputs are here, not in the package

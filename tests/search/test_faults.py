@@ -116,7 +116,7 @@ class TestPreflight:
         blocker = tmp_path / "blocker"
         blocker.write_text("")
         p = run("search", "--space", cfg["space"], "--model", cfg["model"], "--corpus", cfg["corpus"], "--trials", "1",
-                "--tracking-uri", f"sqlite:///{blocker}/x/mlflow.db", "--study", "pre")
+                "--strategy", "one-stage", "--tracking-uri", f"sqlite:///{blocker}/x/mlflow.db", "--study", "pre")
         assert_one_line_error(p, "blocker/x", "not writable")
 
 

@@ -38,7 +38,8 @@ def cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProces
 def search_args(env: dict, trials: int, workers: int = 1) -> list[str]:
     return ["search", "--space", str(env["space"]), "--model", str(env["model"]), "--corpus", str(env["corpus"]),
             "--trials", str(trials), "--workers", str(workers), "--dev-utterances", "4", "--kd-utterances", "8",
-            "--profiles", str(REPO / "hardware_profiles"), "--study", env["study"], "--json"]
+            "--profiles", str(REPO / "hardware_profiles"), "--study", env["study"], "--json",
+            "--strategy", "one-stage"]
 
 
 @pytest.fixture()

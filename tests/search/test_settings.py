@@ -67,7 +67,7 @@ def test_a_joining_worker_needs_only_study_and_storage_and_uses_the_study_settin
 
 
 def _resume(study, *extra: str) -> list[str]:
-    return ["search", "--study", "s", "--storage", study["storage"], *extra]
+    return ["search", "--study", "s", "--storage", study["storage"], "--strategy", "one-stage", *extra]
 
 
 def _other_model(study) -> Path:

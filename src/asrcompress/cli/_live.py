@@ -144,3 +144,45 @@ def render(doc: dict, study: str, stage: str) -> Group:
     if doc["front_size"] > len(doc["front"]):
         table.caption = f"and {doc['front_size'] - len(doc['front'])} more (asrcompress front)"
     return Group(head, table)
+
+
+class StagedProgress:
+    """The live display of the staged search: each stage (scan, surrogate, score, build, the
+    rungs, timing, test) with its items done of its total and the time since the search began.
+    On a terminal a rich progress bar; in a log one line per stage change and, within a stage,
+    at most one every `every_s` seconds (and at its last item). Nothing is drawn before the
+    first report, so a refused command prints its one error line alone."""
+
+    def __init__(self, study: str, console: Console, every_s: float = 10.0,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.study, self.console, self.every_s = study, console, every_s
+        self._clock = clock or time.monotonic
+        self._t0 = self._clock()
+        self._bar = self._task = None
+        self._last: tuple[str, float] | None = None  # (stage, when) of the last log line
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        label = f"search {self.study} · {stage}"
+        if self.console.is_terminal:
+            if self._bar is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console, transient=True)
+                self._task = self._bar.add_task(label, total=total)
+                self._bar.start()
+            self._bar.update(self._task, completed=done, total=total, description=label)
+            return
+        now = self._clock()
+        if self._last is not None and self._last[0] == stage and done < total \
+                and now - self._last[1] < self.every_s:
+            return
+        self._last = (stage, now)
+        self.console.print(f"search {self.study} [{stage}]: {done}/{total} ({now - self._t0:.0f} s)",
+                           highlight=False, markup=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -74,13 +74,37 @@ def search(
     heartbeat_grace: Annotated[Optional[float], typer.Option(
         help="Seconds without a heartbeat after which a running trial counts as lost (its worker died, on any "
              "host) and is re-queued (default 120)")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="staged: sensitivity scan, surrogate study, candidates scored without recovery, finalists "
+             "recovered by successive halving, timed and reported on test; one-stage: every trial sampled by "
+             "Optuna and distilled (--trials, --workers, --backend)")] = "staged",
+    proposals: Annotated[Optional[int], typer.Option(help="staged: surrogate policies scored (default 2000)")] = None,
+    candidates: Annotated[Optional[int], typer.Option(help="staged: most candidates scored in ONNX (default 12)")
+                          ] = None,
+    rungs: Annotated[Optional[str], typer.Option(help="staged: distillation steps done in all by each rung's end, "
+                                                      "comma-separated (default 100,300,900)")] = None,
 ) -> None:
-    """Multi-objective search of per-layer policies; re-running the same command resumes the study.
+    """Search per-layer policies; re-running the same command resumes the study.
 
     The study keeps its settings (model, corpus, space, profiles, scoring); workers read them."""
     from ..search import run_search
     from ..search import dumps
 
+    if strategy not in ("staged", "one-stage"):
+        raise UserError(f"--strategy {strategy!r} is not one of staged, one-stage")
+    if strategy == "staged":
+        _refuse_one_stage_flags(trials, sampler, workers, backend, address, trial_timeout, heartbeat_grace)
+        cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed, dev_utterances,
+                          kd_utterances, profiles)
+        summary = _staged(cfg, proposals, candidates, rungs)
+        if as_json:
+            print(dumps(summary))
+            return
+        _print_staged(summary)
+        return
+    for flag, value in (("--proposals", proposals), ("--candidates", candidates), ("--rungs", rungs)):
+        if value is not None:
+            raise UserError(f"{flag} applies to --strategy staged only")
     if backend not in ("optuna", "ray"):
         raise UserError(f"--backend {backend!r} is not one of optuna, ray")
     if trial_timeout is not None and not trial_timeout > 0:
@@ -115,6 +139,68 @@ def search(
     _print_front(summary["front"], load_study(cfg["storage"], cfg["study"]).user_attrs["objectives"])
 
 
+def _refuse_one_stage_flags(trials, sampler, workers, backend, address, trial_timeout, heartbeat_grace) -> None:
+    for flag, value, default in (("--trials", trials, None), ("--sampler", sampler, None), ("--workers", workers, 1),
+                                 ("--backend", backend, "optuna"), ("--address", address, None),
+                                 ("--trial-timeout", trial_timeout, None), ("--heartbeat-grace", heartbeat_grace, None)):
+        if value != default:
+            raise UserError(f"{flag} applies to --strategy one-stage; the staged search's budget is --proposals, "
+                            "--candidates and --rungs")
+
+
+def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rungs: Optional[str]) -> dict:
+    from ..search import StagedOptions, run_staged
+    from ._live import StagedProgress
+
+    given = {}
+    if proposals is not None:
+        given["proposals"] = proposals
+    if candidates is not None:
+        given["candidates"] = candidates
+    if rungs is not None:
+        try:
+            given["rungs"] = tuple(int(r) for r in rungs.split(",") if r.strip())
+        except ValueError:
+            raise UserError(f"--rungs {rungs!r}: not comma-separated integers") from None
+    progress = StagedProgress(cfg["study"], err)
+    try:
+        return run_staged(cfg, StagedOptions(**given), set(given), progress)
+    finally:
+        progress.stop()
+
+
+def _print_staged(summary: dict) -> None:
+    from rich.table import Table
+
+    base, test = summary["base"], summary["test"]
+    p = next(iter(k.split("@", 1)[1] for k in summary["front"][0]["values"] if k.startswith("latency@"))) \
+        if summary["front"] else "host"
+    timed = "measured_ms@8s" in base
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items()) or "every stage resumed from its file"
+    out.print(f"study {summary['study']} (staged): {summary['finalists']} finalists in {summary['wall_seconds']:.0f} s "
+              f"({secs}); files in {summary['folder']}", highlight=False, soft_wrap=True)
+    table = Table("trial", "name", "dev WER", ".onnx MB", "x smaller",
+                  f"ms@{p}" + (" (measured, 8 s)" if timed else " (predicted)"), "x faster", "KD steps",
+                  "test WER [x base, 95% CI]", "",
+                  title=f"Front (base: dev WER {base['wer']:.4f}, {base['onnx_bytes'] / 1e6:.2f} MB, "
+                        f"{base.get('measured_ms@8s', base.get(f'ms@{p}', 0)):.1f} ms)")
+    for r in summary["front"]:
+        v, t = r["values"], r.get("test")
+        cell = f"{t['test_wer']:.4f}" if t else "-"
+        if t:
+            lo, hi = t["ratio_ci95"]
+            cell += f" [{lo:.2f}, {hi:.2f}]"
+        table.add_row(str(r["trial"]), r["name"], f"{v['wer']:.4f}", f"{v['size']:.2f}", f"{r['size_ratio']:.2f}",
+                      f"{v[f'latency@{p}']:.1f}", f"{r['speedup']:.2f}", str(r["steps"]), cell,
+                      "knee" if r["knee"] else "")
+    out.print(table)
+    if "utterances" in test:
+        out.print(f"test: {test['utterances']} utterances, {test['words']} words, the model's own decoder "
+                  f"({test['decoders']['deployed'].get('kind')}); base WER {base['test']['deployed']['wer']:.4f}",
+                  highlight=False)
+    out.print(f"export the knee: asrcompress export --study {summary['study']} --pick knee --out DIR", highlight=False)
+
+
 @app.command()
 def worker(
     study: Annotated[str, typer.Option(help="Study name")],
@@ -146,8 +232,7 @@ def front(
     s = load_study(storage or default_storage(study), study)
     rows = front_rows(s)
     if as_json:
-        print(json.dumps([{k: r[k] for k in ("trial", "values", "policy")} | ({"test": r["test"]} if "test" in r else {})
-                          for r in rows]))
+        print(json.dumps([{k: r[k] for k in ("trial", "name", "values", "policy", "test") if k in r} for r in rows]))
         return
     _print_front(rows, s.user_attrs["objectives"])
 

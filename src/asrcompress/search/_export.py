@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -44,17 +45,72 @@ def choose(study: optuna.Study, number: int | None, pick: str | None) -> optuna.
     return min(cands, key=lambda t: t.values[i])
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """What a bundle is made of: a one-stage trial's, or a staged search's finalist's."""
+
+    number: int
+    policy: dict
+    values: dict[str, float]  # the objectives as the search measured them
+    size_ratio: float | None
+    model_dir: Path
+    run_id: str | None = None
+    wer_split: str = "dev (greedy)"
+
+
+def choose_finalist(study: optuna.Study, number: int | None, pick: str | None) -> Chosen:
+    """A staged search's finalist: `--trial N` (any finalist), the knee, or `min OBJECTIVE where
+    ...` over the front, on the finalists' axes (wer, size in .onnx MB, measured latency)."""
+    from ._staged_report import staged_rows
+
+    rows = staged_rows(study)
+    if number is not None:
+        hits = [r for r in rows if r["trial"] == number]
+        if not hits:
+            raise UserError(f"--trial {number}: not a finalist of study {study.study_name!r} (finalists: "
+                            f"{', '.join(str(r['trial']) for r in rows)})")
+        row = hits[0]
+    elif pick.strip() == "knee":
+        knees = [r for r in rows if r["knee"]]
+        if not knees:
+            raise UserError(f"study {study.study_name!r} has no knee (no finalist on its front)")
+        row = knees[0]
+    else:
+        objectives = study.user_attrs["objectives"]
+        m = PICK_RE.match(pick)
+        if not m or m.group(1) not in objectives:
+            raise UserError(f"--pick {pick!r}: use 'knee' or 'min OBJECTIVE [where OBJECTIVE <= X [and ...]]' with "
+                            f"objectives {', '.join(objectives)}")
+        cands = [r for r in rows if r["front"]]
+        for cond in m.group(2).split(" and ") if m.group(2) else []:
+            c = COND_RE.match(cond)
+            if not c or c.group(1) not in objectives:
+                raise UserError(f"--pick: condition {cond.strip()!r} is not 'OBJECTIVE <= NUMBER'")
+            cands = [r for r in cands if r["values"][c.group(1)] <= float(c.group(2))]
+        if not cands:
+            raise UserError(f"--pick {pick!r}: no front finalist meets the condition")
+        row = min(cands, key=lambda r: r["values"][m.group(1)])
+    return Chosen(row["trial"], row["policy"], row["values"], row["size_ratio"], Path(row["model_dir"]),
+                  None, "dev (greedy, ONNX)")
+
+
 def export_trial(study: optuna.Study, number: int | None, pick: str | None, out: Path,
                  tracking_uri: str | None, register: bool, overwrite: bool = False, command: str = "") -> dict:
     """Write the bundle of the chosen trial into `out` (atomically: all of it or nothing)."""
     from .._outputs import output_folder
     from ._settings import study_settings
 
-    t = choose(study, number, pick)
-    mdir = Path(t.user_attrs["model_dir"])
+    objectives = study.user_attrs["objectives"]
+    if study.user_attrs.get("strategy") == "staged":
+        t = choose_finalist(study, number, pick)
+    else:
+        trial = choose(study, number, pick)
+        t = Chosen(trial.number, trial.user_attrs["policy"], dict(zip(objectives, trial.values)),
+                   trial.user_attrs.get("size_ratio"), Path(trial.user_attrs["model_dir"]),
+                   trial.user_attrs.get("mlflow_run_id"))
+    mdir = t.model_dir
     if not mdir.is_dir():
         raise UserError(f"{mdir}: trial {t.number}'s model is gone; re-run the trial or pick another")
-    objectives = study.user_attrs["objectives"]
     settings = study_settings(study)
     inputs = {"trial's model": mdir, "study's base model": Path(settings.model),
               "study's corpus": Path(settings.corpus)}
@@ -74,7 +130,7 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
     from ..objectives import DecoderConfig, evaluate, lookup
     from ._trial import latency_ms
 
-    write_bundle(mdir, t.user_attrs["policy"], out, {})
+    write_bundle(mdir, t.policy, out, {})
     model = load_model(out / "model")
     states = read_states(out / "model")
     onnx_path = Path(export_onnx(model, states, out / "model.onnx")["path"])
@@ -94,10 +150,9 @@ def _bundle(study: optuna.Study, t, mdir: Path, out: Path, settings, pick: str |
             measured[o] = latency_ms(onnx_path, settings.profile(o.split("@", 1)[1]))
     card = {
         "study": study.study_name, "trial": t.number, "picked_by": pick or f"--trial {t.number}",
-        "search": {**dict(zip(objectives, t.values)), "size_ratio": t.user_attrs.get("size_ratio"),
-                   "wer_split": "dev (greedy)"},
+        "search": {**t.values, "size_ratio": t.size_ratio, "wer_split": t.wer_split},
         "measured_on_onnx": measured,
-        "wer_difference_points": round(100 * (measured["wer"] - t.values[objectives.index("wer")]), 3),
+        "wer_difference_points": round(100 * (measured["wer"] - t.values["wer"]), 3),
         "decoder_for_test": default.to_dict(), "files": ["policy.yaml", "model/", "model.onnx", "SHA256SUMS"],
     }
     import json
@@ -113,5 +168,5 @@ def _register(study: optuna.Study, t, out: Path, tracking_uri: str | None) -> di
     from ..tracking import Tracker, tracking_uri as resolve
 
     tracker = Tracker(resolve(tracking_uri), study.study_name)
-    return tracker.register_model(f"asrcompress-{study.study_name}", out, t.user_attrs.get("mlflow_run_id"),
-                                  "candidate")
+    run_id = t.run_id or tracker.trial_runs().get(t.number)  # a finalist's run is found by its number
+    return tracker.register_model(f"asrcompress-{study.study_name}", out, run_id, "candidate")

@@ -249,6 +249,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                                 f"dev KL {kl0:.3g} <= {min_kl}")
             st.tell(trial, row["kl"])
             fixed.append({"name": cname, "kl": kl0, "wer": w, **figures})
+            _save_model(built.model, built.states, folder / "finalists" / cname / "model", model_dir, policy,
+                        {"trial": trial.number, "distill": {"steps": 0}, "fp32_bytes": base_row["bytes"]})
         else:
             runs.append(_Run(cname, trial, built.model, built.states, figures, kl0, w,
                              best=copy.deepcopy(built.model.state_dict())))
@@ -285,7 +287,11 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             sub = folder / "finalists" / run.name
             sub.mkdir(parents=True)
             policy = Policy.load(folder / run.name / "policy.yaml")
-            (sub / "policy.yaml").write_text(replace(policy, distill=replace(kd, steps=run.best_steps)).to_yaml())
+            policy = replace(policy, distill=replace(kd, steps=run.best_steps))
+            (sub / "policy.yaml").write_text(policy.to_yaml())
+            _save_model(run.model, run.states, sub / "model", model_dir, policy,
+                        {"trial": run.trial.number, "distill": {"steps": run.best_steps, "lr": lr, "seed": seed},
+                         "fp32_bytes": base_row["bytes"]})
             row |= measure_onnx(run.model, run.states, sub, scorer, profs, int(base_row["bytes"]))
             row["onnx"] = str(sub / "model.onnx")
             run.trial.set_user_attr("steps", run.best_steps)
@@ -295,6 +301,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     for f in fixed:
         row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"],
                    onnx=str(folder / f["name"] / "model.onnx"))
+        (folder / "finalists" / f["name"] / "policy.yaml").write_text((folder / f["name"] / "policy.yaml").read_text())
         out_rows.append(row)
     result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
               "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
@@ -302,12 +309,22 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
               "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
               "finalists": out_rows, "seconds": round(clock() - t0, 1)}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))  # the training is kept whatever follows
+    return finish_finalists(result, folder, say, time, repeats, test_path, test_utterances)
+
+
+def finish_finalists(result: dict, folder: Path, say: Callable[[str, int, int], None], time: bool = True,
+                     repeats: int = 20, test_path: Path | None = None, test_utterances: int = 0) -> dict:
+    """After the training (`result` as finalists.json holds it then): time the finalists with the
+    base, mark the front and its knee, report on test, and write finalists.json again. Runs
+    again as it is from a finalists.json whose training finished, so a stopped run loses no
+    training (`finished` says whether it got this far)."""
     if time:
         say("timing", 0, 1)
         t1 = clock()
         time_finalists(result, folder, repeats)
         result["timing"]["wall_seconds"] = round(clock() - t1, 1)
-    mark_front(result, "measured_ms@8s" if time else f"ms@{prof}")
+    mark_front(result, "measured_ms@8s" if time else f"ms@{result['profile']}")
+    test_path = Path(test_path or Path(result["corpus"]) / "test.jsonl")
     if test_path.is_file():
         say("test", 0, 1)
         report_on_test(result, folder, test_path, test_utterances)
@@ -315,3 +332,19 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         result["test"] = {"skipped": f"{test_path}: not found"}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def finished(result: dict) -> bool:
+    """Whether finalists.json went through `finish_finalists` (its front is marked)."""
+    return "front_axes" in result and "test" in result
+
+
+def _save_model(model: nn.Module, states: dict, out: Path, base_dir: Path, policy, extra: dict) -> None:
+    """The finalist's model folder (weights, decoder files, compression record), as a trial
+    keeps it, so `asrcompress export` bundles it like a trial's."""
+    from ..compression import write_compression
+    from ..models import read_config, save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, out, decoder=read_config(base_dir).get("decoder"))
+    write_compression(out, base_dir, policy, states, extra)

@@ -20,7 +20,7 @@ from ..tracking import Tracker
 from ._heartbeat import Heartbeat
 from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
-from ._settings import SETTINGS_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
+from ._settings import SETTINGS_ATTR, STRATEGY_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
 from ._study import (
     budget_lock, check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale,
@@ -29,9 +29,8 @@ from ._study import (
 from ._trial import Context, TrialStopped, objectives_of, run_trial
 
 
-def _context(settings: SearchConfig):
-    """The space and trial context of the study's settings. The model and corpus are read at
-    the paths the study names, and must be the ones it was started with."""
+def check_inputs(settings: SearchConfig) -> None:
+    """The model and corpus at the paths the study names must be the ones it was started with."""
     for what, path, want, fingerprint in (("model", settings.model, settings.model_sha256, model_sha256),
                                           ("corpus", settings.corpus, settings.corpus_fingerprint, corpus_fingerprint)):
         if not Path(path).exists():
@@ -39,6 +38,11 @@ def _context(settings: SearchConfig):
         if fingerprint(Path(path)) != want:
             raise UserError(f"{path}: the {what} here differs from the one the study was started with "
                             f"(sha256 {want[:12]}); a study's {what} may not change")
+
+
+def _context(settings: SearchConfig):
+    """The space and trial context of the study's settings (its model and corpus checked)."""
+    check_inputs(settings)
     space = settings.space()
     ctx = Context.load(Path(settings.model), Path(settings.corpus), space,
                        {name: settings.profile(name) for name in space.profiles}, Path(settings.workdir),
@@ -53,6 +57,7 @@ def _open(cfg: dict) -> tuple[optuna.Study, SearchConfig]:
     from ._summary import load_study
 
     study = load_study(cfg["storage"], cfg["study"])
+    refuse_staged(study)
     settings = study_settings(study)
     storage = open_storage(cfg["storage"], cfg.get("workers", 2), settings.heartbeat_grace_s)
     return optuna.load_study(study_name=cfg["study"], storage=storage), settings
@@ -231,8 +236,20 @@ def _existing(cfg: dict) -> optuna.Study | None:
         return None
     storage = open_storage(url, cfg["workers"])
     if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        if (Path(cfg["workdir"]) / "staged.json").is_file():
+            raise UserError(f"study {name!r} is a staged search (started, not finished); resume it without "
+                            "--strategy one-stage, or pick another --study")
         return None
-    return optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    refuse_staged(study)
+    return study
+
+
+def refuse_staged(study: optuna.Study) -> None:
+    """A staged search's study holds finalists, not trials: the one-stage driver must not add to it."""
+    if study.user_attrs.get(STRATEGY_ATTR) == "staged":
+        raise UserError(f"study {study.study_name!r} is a staged search; resume it without --strategy one-stage "
+                        "(workers do not join it), or pick another --study")
 
 
 # The stages `prepare`, `run_search` and `run_ray` tell a live display.

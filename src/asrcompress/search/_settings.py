@@ -22,6 +22,7 @@ from ._space import Space, parse_space
 from ._study import heartbeat_interval
 
 SETTINGS_ATTR = "settings"
+STRATEGY_ATTR = "strategy"  # "staged" on a staged search's study (absent: one-stage)
 SETTINGS_VERSION = 1
 MODEL_FILES = ("config.json", "model.safetensors", "model.pt", "model.pth", "pytorch_model.bin",
                "compression.json", *DECODER_FILES)  # what loading and decoding read

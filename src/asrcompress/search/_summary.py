@@ -32,6 +32,10 @@ def test_scores_path(study: optuna.Study) -> Path:
 
 
 def front_rows(study: optuna.Study) -> list[dict]:
+    if study.user_attrs.get("strategy") == "staged":
+        from ._staged_report import staged_rows
+
+        return [r for r in staged_rows(study) if r["front"]]
     objectives = study.user_attrs["objectives"]
     tests = {}
     path = test_scores_path(study)
