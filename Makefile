@@ -23,7 +23,7 @@ DEMO_STRATEGY ?= staged
 ifeq ($(DEMO_STRATEGY),one-stage)
 DEMO_BUDGET := --strategy one-stage --trials $(DEMO_TRIALS) --workers 2 --kd-utterances 300
 else
-DEMO_BUDGET := --proposals 500 --candidates 6 --rungs 30,90,180 --kd-utterances 400
+DEMO_BUDGET := --proposals 500 --candidates 6 --rungs 40,120,240 --kd-utterances 400
 endif
 demo: setup
 	test -f data/demo/test.jsonl || $(BIN)/asrcompress corpus --out data/demo --size small --seed $(DEMO_SEED)

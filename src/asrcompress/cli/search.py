@@ -170,6 +170,7 @@ def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rung
 
 
 def _print_staged(summary: dict) -> None:
+    from rich.console import Console
     from rich.table import Table
 
     base, test = summary["base"], summary["test"]
@@ -179,21 +180,29 @@ def _print_staged(summary: dict) -> None:
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items()) or "every stage resumed from its file"
     out.print(f"study {summary['study']} (staged): {summary['finalists']} finalists in {summary['wall_seconds']:.0f} s "
               f"({secs}); files in {summary['folder']}", highlight=False, soft_wrap=True)
-    table = Table("trial", "name", "dev WER", ".onnx MB", "x smaller",
+    table = Table("trial", "name", "dev WER", ".onnx MB", "x smaller (.onnx)",
                   f"ms@{p}" + (" (measured, 8 s)" if timed else " (predicted)"), "x faster", "KD steps",
-                  "test WER [x base, 95% CI]", "",
-                  title=f"Front (base: dev WER {base['wer']:.4f}, {base['onnx_bytes'] / 1e6:.2f} MB, "
+                  "test WER", "x base [95% CI]", "",
+                  title=f"Front (base: dev WER {base['wer']:.4f}, {base['onnx_bytes'] / 1e6:.2f} MB .onnx, "
                         f"{base.get('measured_ms@8s', base.get(f'ms@{p}', 0)):.1f} ms)")
     for r in summary["front"]:
         v, t = r["values"], r.get("test")
-        cell = f"{t['test_wer']:.4f}" if t else "-"
+        ratio = "-"
         if t:
             lo, hi = t["ratio_ci95"]
-            cell += f" [{lo:.2f}, {hi:.2f}]"
-        table.add_row(str(r["trial"]), r["name"], f"{v['wer']:.4f}", f"{v['size']:.2f}", f"{r['size_ratio']:.2f}",
-                      f"{v[f'latency@{p}']:.1f}", f"{r['speedup']:.2f}", str(r["steps"]), cell,
-                      "knee" if r["knee"] else "")
-    out.print(table)
+            ratio = f"{t['test_wer'] / base['test']['deployed']['wer']:.2f} [{lo:.2f}, {hi:.2f}]" \
+                if base["test"]["deployed"]["wer"] else f"[{lo:.2f}, {hi:.2f}]"
+        table.add_row(str(r["trial"]), r["name"], f"{v['wer']:.4f}", f"{v['size']:.2f}", f"{r['onnx_ratio']:.2f}",
+                      f"{v[f'latency@{p}']:.1f}", f"{r['speedup']:.2f}", str(r["steps"]),
+                      f"{t['test_wer']:.4f}" if t else "-", ratio, "knee" if r["knee"] else "")
+    # in a log (no terminal) rich would squeeze the table into 80 columns
+    (out if out.is_terminal else Console(width=160, highlight=False)).print(table)
+    c = summary.get("constraints") or {}
+    if c.get("applied") or c.get("not_applied"):
+        out.print("front within the space's constraints: " + ", ".join(
+            f"{k} <= {v:.4g}" for k, v in c.get("applied", {}).items()) + (
+            f" (not applied, not measured by the staged search: {', '.join(c['not_applied'])})"
+            if c.get("not_applied") else ""), highlight=False)
     if "utterances" in test:
         out.print(f"test: {test['utterances']} utterances, {test['words']} words, the model's own decoder "
                   f"({test['decoders']['deployed'].get('kind')}); base WER {base['test']['deployed']['wer']:.4f}",

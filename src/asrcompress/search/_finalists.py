@@ -154,12 +154,24 @@ def report_on_test(doc: dict, folder: Path, manifest: Path, limit: int = 0) -> N
                    "decoders": {k: v.to_dict() for k, v in decoders.items()}}
 
 
-def mark_front(doc: dict, ms_key: str) -> None:
+def mark_front(doc: dict, ms_key: str, constraints: tuple = ()) -> None:
     """Mark the finalists on the Pareto front of (dev greedy WER, .onnx bytes, `ms_key`), and
-    its knee (the point closest to the ideal after min-max scaling)."""
+    its knee (the point closest to the ideal after min-max scaling). `constraints`: the space's
+    (`Constraint`s); those on `wer` and on the profile's latency are applied (a finalist over a
+    limit is marked infeasible and is not on the front), the others are listed as not applied."""
     from ._pareto import knee
 
     rows = [r for r in doc["finalists"] if r["finalist"]]
+    keys = {"wer": "wer", f"latency@{doc['profile']}": ms_key}
+    limits = {keys[c.objective]: c.limit({c.objective: doc["base"][keys[c.objective]]})
+              for c in constraints if c.objective in keys}
+    doc["constraints"] = {"applied": {k: v for k, v in limits.items()},
+                          "not_applied": [c.objective for c in constraints if c.objective not in keys]}
+    for r in rows:
+        r["feasible"] = all(r[k] <= v for k, v in limits.items())
+        r["front"] = False
+    doc.pop("knee", None)
+    rows = [r for r in rows if r["feasible"]]
     vals = [(r["wer"], r["onnx_bytes"], r[ms_key]) for r in rows]
     for r, v in zip(rows, vals):
         r["front"] = not any(all(a <= b for a, b in zip(u, v)) and u != v for u in vals)
@@ -175,7 +187,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                   study: str | None = None, profiles: Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None, time: bool = True,
                   repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0,
-                  min_kl: float = MIN_KL) -> dict:
+                  min_kl: float = MIN_KL, constraints: tuple = ()) -> dict:
     """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`
     (those that only quantize, or are within `min_kl` of the base, keep 0 steps),
     distilling on `kd_utterances` training utterances (0: all); writes `folder`/finalists.json and
@@ -309,11 +321,12 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
               "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
               "finalists": out_rows, "seconds": round(clock() - t0, 1)}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))  # the training is kept whatever follows
-    return finish_finalists(result, folder, say, time, repeats, test_path, test_utterances)
+    return finish_finalists(result, folder, say, time, repeats, test_path, test_utterances, constraints)
 
 
 def finish_finalists(result: dict, folder: Path, say: Callable[[str, int, int], None], time: bool = True,
-                     repeats: int = 20, test_path: Path | None = None, test_utterances: int = 0) -> dict:
+                     repeats: int = 20, test_path: Path | None = None, test_utterances: int = 0,
+                     constraints: tuple = ()) -> dict:
     """After the training (`result` as finalists.json holds it then): time the finalists with the
     base, mark the front and its knee, report on test, and write finalists.json again. Runs
     again as it is from a finalists.json whose training finished, so a stopped run loses no
@@ -323,7 +336,7 @@ def finish_finalists(result: dict, folder: Path, say: Callable[[str, int, int], 
         t1 = clock()
         time_finalists(result, folder, repeats)
         result["timing"]["wall_seconds"] = round(clock() - t1, 1)
-    mark_front(result, "measured_ms@8s" if time else f"ms@{result['profile']}")
+    mark_front(result, "measured_ms@8s" if time else f"ms@{result['profile']}", constraints)
     test_path = Path(test_path or Path(result["corpus"]) / "test.jsonl")
     if test_path.is_file():
         say("test", 0, 1)

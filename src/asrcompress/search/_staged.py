@@ -158,6 +158,7 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         raise UserError(f"study {cfg['study']!r} stored no space YAML; start a new --study")
     space_file.write_text(settings.space_yaml)
     seconds = {}
+    constraints = settings.space().constraints  # applied to the finalists' front (those staged measures)
     if not (folder / "candidates.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
         _drop(surrogate_storage(cfg), f"{cfg['study']}-surrogate", lambda attrs: "seeds" in attrs)
@@ -171,14 +172,18 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
     if path.is_file():
         doc = json.loads(path.read_text())
         if not finished(doc):
-            doc = finish_finalists(doc, folder, say, True, opts.repeats)
+            doc = finish_finalists(doc, folder, say, True, opts.repeats, constraints=constraints)
+        else:  # the front again, under the space's constraints (cheap; a study from before they applied)
+            _finalists.mark_front(doc, "measured_ms@8s" if "measured_ms@8s" in doc["base"] else f"ms@{doc['profile']}",
+                                  constraints)
+            path.write_text(json.dumps(doc, indent=1))
     else:
         shutil.rmtree(folder / "finalists", ignore_errors=True)
         _drop(cfg["storage"], cfg["study"], lambda attrs: attrs.get("candidates") == str(folder.resolve()))
         t = time.perf_counter()
         doc = run_finalists(folder, opts.rungs, settings.kd_utterances, opts.lr, 0.05, 16.0, cfg["seed"],
                             cfg["storage"], cfg["study"], Path(cfg["profiles"]), say, True, opts.repeats,
-                            min_kl=_finalists.MIN_KL)
+                            min_kl=_finalists.MIN_KL, constraints=constraints)
         seconds["finalists"] = round(time.perf_counter() - t, 1)
     say("summary", 0, 1)
     study = _mark(cfg, settings, doc)
@@ -189,7 +194,7 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
     return {"study": cfg["study"], "strategy": STAGED, "seconds": seconds,
             "wall_seconds": round(time.perf_counter() - t0, 1), "folder": str(folder),
             "front": [r for r in rows if r["front"]], "finalists": len(rows), "knee": doc.get("knee"),
-            "test": doc.get("test", {}), "base": doc["base"]}
+            "test": doc.get("test", {}), "base": doc["base"], "constraints": doc.get("constraints", {})}
 
 
 def _mark(cfg: dict, settings: SearchConfig, doc: dict) -> optuna.Study:

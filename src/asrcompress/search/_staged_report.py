@@ -33,8 +33,9 @@ def _ms(row: dict, profile: str) -> float:
 
 
 def staged_rows(study: optuna.Study) -> list[dict]:
-    """Every finalist as a front row (`front_rows`' shape, plus `name`, `front`, `model_dir`,
-    `steps`), best dev WER first."""
+    """Every finalist as a front row (`front_rows`' shape: `size_ratio` is the stored bytes' ratio
+    to the base's; plus `name`, `front`, `feasible`, `onnx_ratio`, `speedup`, `model_dir`, `steps`),
+    best dev WER first."""
     doc = _doc(study)
     numbers = _trial_numbers(study)
     prof, base = doc["profile"], doc["base"]
@@ -46,7 +47,8 @@ def staged_rows(study: optuna.Study) -> list[dict]:
         row = {"trial": numbers[r["name"]], "name": r["name"], "front": bool(r.get("front")),
                "knee": doc.get("knee") == r["name"],
                "values": {"wer": r["wer"], "size": r["onnx_bytes"] / 1e6, f"latency@{prof}": _ms(r, prof)},
-               "size_ratio": base["onnx_bytes"] / r["onnx_bytes"], "speedup": _ms(base, prof) / _ms(r, prof),
+               "size_ratio": base["bytes"] / r["bytes"], "onnx_ratio": base["onnx_bytes"] / r["onnx_bytes"],
+               "speedup": _ms(base, prof) / _ms(r, prof), "feasible": r.get("feasible", True),
                "policy": yaml.safe_load((folder / r["name"] / "policy.yaml").read_text()),
                "model_dir": str(folder / r["name"] / "model"), "steps": r["best_steps"], "kl": r["kl"],
                "baseline": None}
@@ -70,7 +72,8 @@ def log_finalists(study: optuna.Study, doc: dict, uri: str) -> None:
         if r["trial"] in logged:
             continue
         run_id = tracker.start_trial(parent, r["trial"], r["policy"], [doc["profile"]])
-        metrics = {**r["values"], "size_ratio": r["size_ratio"], "speedup": r["speedup"], "kl": r["kl"],
+        metrics = {**r["values"], "size_ratio": r["size_ratio"], "onnx_ratio": r["onnx_ratio"], "speedup": r["speedup"],
+                   "kl": r["kl"],
                    "distill_steps": r["steps"]}
         metrics |= {k: v for k, v in r.get("test", {}).items() if k != "ratio_ci95"}
         tracker.finish_trial(run_id, metrics, "COMPLETE")
