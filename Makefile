@@ -23,7 +23,7 @@ DEMO_STRATEGY ?= staged
 ifeq ($(DEMO_STRATEGY),one-stage)
 DEMO_BUDGET := --strategy one-stage --trials $(DEMO_TRIALS) --workers 2 --kd-utterances 300
 else
-DEMO_BUDGET := --proposals 500 --candidates 6 --rungs 40,120,240 --kd-utterances 400
+DEMO_BUDGET := --proposals 500 --candidates 6 --rungs 30,90,180 --kd-utterances 400
 endif
 demo: setup
 	test -f data/demo/test.jsonl || $(BIN)/asrcompress corpus --out data/demo --size small --seed $(DEMO_SEED)
@@ -47,7 +47,8 @@ test-slow: setup
 # outside the repository, the MLflow UI (and the Pareto-front link it prints) and optuna-dashboard
 # in headless Chromium. (The fast suite kills the driver and the short writers, and injects
 # raising, NaN and timed-out trials.) Also the surrogate's .onnx
-# pricing of two cuts on one layer and the finalists command; a Hugging Face CTC folder through
+# pricing of two cuts on one layer, the finalists command and the staged search from one command
+# (resume from each stage, front, MLflow, export of the knee); a Hugging Face CTC folder through
 # layers, compress, evaluate, export-onnx, latency, finalize --lm-text, a 2-trial search and export.
 test-reliability: setup
 	$(BIN)/python -m pytest -q -m slow --durations=10 tests/search/test_faults.py tests/test_outputs.py \
@@ -55,7 +56,7 @@ test-reliability: setup
 		tests/test_ui_browser.py tests/test_cli.py \
 		tests/test_api.py tests/test_extensions.py tests/search/test_search.py \
 		tests/bench/test_bench.py::test_quick_bench_runs_end_to_end_and_resumes \
-		tests/search/test_surrogate.py tests/search/test_finalists.py \
+		tests/search/test_surrogate.py tests/search/test_finalists.py tests/search/test_staged.py \
 		tests/test_hf_cli.py tests/models/test_hf.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,21 +29,25 @@ def choose(study: optuna.Study, number: int | None, pick: str | None) -> optuna.
         raise UserError(f"study {study.study_name!r} has no feasible completed trial yet")
     if pick.strip() == "knee":
         return front[knee([list(t.values) for t in front])]
+    return pick_min(pick, objectives, front, lambda t, o: t.values[objectives.index(o)])
+
+
+def pick_min(pick: str, objectives: list[str], front: list, value: Callable[[object, str], float]):
+    """The front point `pick` ("min OBJECTIVE [where OBJECTIVE <= X [and ...]]") names;
+    `value(point, objective)` reads a point's figure."""
     m = PICK_RE.match(pick)
     if not m or m.group(1) not in objectives:
         raise UserError(f"--pick {pick!r}: use 'knee' or 'min OBJECTIVE [where OBJECTIVE <= X [and ...]]' with "
                         f"objectives {', '.join(objectives)}")
-    cands = front
-    for cond in (m.group(2) or "").split(" and ") if m.group(2) else []:
+    cands = list(front)
+    for cond in m.group(2).split(" and ") if m.group(2) else []:
         c = COND_RE.match(cond)
         if not c or c.group(1) not in objectives:
             raise UserError(f"--pick: condition {cond.strip()!r} is not 'OBJECTIVE <= NUMBER'")
-        i = objectives.index(c.group(1))
-        cands = [t for t in cands if t.values[i] <= float(c.group(2))]
+        cands = [t for t in cands if value(t, c.group(1)) <= float(c.group(2))]
     if not cands:
         raise UserError(f"--pick {pick!r}: no front trial meets the condition")
-    i = objectives.index(m.group(1))
-    return min(cands, key=lambda t: t.values[i])
+    return min(cands, key=lambda t: value(t, m.group(1)))
 
 
 @dataclass(frozen=True)
@@ -76,20 +81,8 @@ def choose_finalist(study: optuna.Study, number: int | None, pick: str | None) -
             raise UserError(f"study {study.study_name!r} has no knee (no finalist on its front)")
         row = knees[0]
     else:
-        objectives = study.user_attrs["objectives"]
-        m = PICK_RE.match(pick)
-        if not m or m.group(1) not in objectives:
-            raise UserError(f"--pick {pick!r}: use 'knee' or 'min OBJECTIVE [where OBJECTIVE <= X [and ...]]' with "
-                            f"objectives {', '.join(objectives)}")
-        cands = [r for r in rows if r["front"]]
-        for cond in m.group(2).split(" and ") if m.group(2) else []:
-            c = COND_RE.match(cond)
-            if not c or c.group(1) not in objectives:
-                raise UserError(f"--pick: condition {cond.strip()!r} is not 'OBJECTIVE <= NUMBER'")
-            cands = [r for r in cands if r["values"][c.group(1)] <= float(c.group(2))]
-        if not cands:
-            raise UserError(f"--pick {pick!r}: no front finalist meets the condition")
-        row = min(cands, key=lambda r: r["values"][m.group(1)])
+        row = pick_min(pick, study.user_attrs["objectives"], [r for r in rows if r["front"]],
+                       lambda r, o: r["values"][o])
     return Chosen(row["trial"], row["policy"], row["values"], row["size_ratio"], Path(row["model_dir"]),
                   None, "dev (greedy, ONNX)")
 
