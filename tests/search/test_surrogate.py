@@ -144,6 +144,24 @@ class TestCoupledLayers:
         assert pred.ms["host"] == pytest.approx(50.0 + s["dms@host"] + 0.75 * q1["dms@host"] + q0["dms@host"])
         assert pred.kl == pytest.approx(s["kl"] + q1["kl"] + q0["kl"])  # damage is not rescaled
 
+    def test_a_group_keeps_the_size_weighted_share_of_its_cut_layers(self):
+        """Bits on a group of two layers, the larger one (3 parts of 4) halved by another
+        group's cut: the bits save 5/8 of their scanned bytes, not the unweighted 3/4."""
+        space = parse_space({"version": 1, "groups": [{"pattern": "enc.*.out", "structured": [0.0, 0.5]},
+                                                      {"pattern": "enc.0.*", "bits": [None, 4]}]}, Path("s.yaml"))
+        rows = [{"key": o.key, "unit": o.unit, "kl": 0.1, "dbytes": -1000.0, "dms@host": -2.0,
+                 "quantized_rest": -50.0 if o.method == "quant" else 0.0}
+                for o in scan_options(space, LAYERS)]
+        cut = {"enc.0.out": 0.5, "enc.1.out": 0.5}
+        weights = {"enc.0.ff": 100.0, "enc.0.out": 300.0}
+        values = {"g0.structured": 0.5, "g1.bits": 4}
+        plain = Surrogate(space, LAYERS, rows, BASE_BYTES, {"host": 50.0}, Pricer(rows), lambda o: cut)
+        sur = Surrogate(space, LAYERS, rows, BASE_BYTES, {"host": 50.0}, Pricer(rows), lambda o: cut,
+                        layer_weights=weights)
+        assert plain.predict(values).bytes == pytest.approx(BASE_BYTES - 1000.0 - 0.75 * 1000.0 - 50.0)
+        assert sur.predict(values).bytes == pytest.approx(BASE_BYTES - 1000.0 - 0.625 * 1000.0 - 50.0)
+        assert sur.predict(values).ms["host"] == pytest.approx(50.0 - 2.0 - 0.625 * 2.0)
+
     def test_bits_on_a_cut_layer_run_on_what_is_left_and_the_unit_is_priced_whole(self):
         space = parse_space({"version": 1, "groups": [{"pattern": "enc.*.ff", "per_layer": True,
                                                         "structured": [0.0, 0.5], "bits": [None, 4]}]}, Path("s.yaml"))

@@ -68,16 +68,19 @@ def unit_bytes(base: nn.Module, costs: OptionCost, opts: list[Option], cache: di
     return cache[key]
 
 
-def kept_fractions(base: nn.Module, opt: Option | list[Option], kd_data: KdData | None = None) -> dict[str, float]:
-    """Each layer's parameter count after `opt` alone (or a list of options together) over its
-    count in `base` (1.0: untouched), counted on the layer's module, so a factorised layer
-    (low-rank, separable) reports its factors, not the shape it stands in for."""
+def layer_weights(model: nn.Module) -> dict[str, int]:
+    """Each layer's parameter count, counted on its module (a factorised layer, low-rank or
+    separable, counts its factors, not the shape it stands in for)."""
     from ..compression import discover_layers
 
-    def counts(model: nn.Module) -> dict[str, int]:
-        return {layer.name: sum(p.numel() for p in model.get_submodule(layer.module_name).parameters())
-                for layer in discover_layers(model)}
+    return {layer.name: sum(p.numel() for p in model.get_submodule(layer.module_name).parameters())
+            for layer in discover_layers(model)}
 
+
+def kept_fractions(base: nn.Module, opt: Option | list[Option], kd_data: KdData | None = None) -> dict[str, float]:
+    """Each layer's parameter count after `opt` alone (or a list of options together) over its
+    count in `base` (1.0: untouched), counted on the layer's module (`layer_weights`)."""
+    counts = layer_weights
     before = counts(base)
     opts = opt if isinstance(opt, list) else [opt]
     policy = Policy.from_dict(combine(opts), source="options " + " + ".join(o.key for o in opts))

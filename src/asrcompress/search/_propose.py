@@ -51,7 +51,7 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
     from ..compression import discover_layers
     from ..data import corpus_split
     from ..models import load_model
-    from ._additivity import UnitCache, kept_fractions, onnx_rest, unit_bytes
+    from ._additivity import UnitCache, kept_fractions, layer_weights, onnx_rest, unit_bytes
     from ._candidates import score_candidates, surrogate_error
     from ._jsonl import kd_loader
     from ._option_cost import OptionCost
@@ -92,7 +92,7 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
     sizes, unit_cache = OptionCost(base, {}), UnitCache(Path(result["cache"]).with_suffix(".units.jsonl"))
     sur = Surrogate(sp, names, result["rows"], result["base_bytes"], result["base_ms"],
                     lambda opts: unit_bytes(base, sizes, opts, unit_cache, kd),
-                    lambda opt: kept_fractions(base, opt, kd), result["base_onnx_bytes"], rest)
+                    lambda opt: kept_fractions(base, opt, kd), result["base_onnx_bytes"], rest, layer_weights(base))
     st = surrogate_study(sur, trials, population, seed, name, lambda done, total: say("surrogate", done, total),
                          sampler)
     surrogate_s = time.perf_counter() - t1

@@ -114,7 +114,8 @@ class Surrogate:
 
     def __init__(self, space: Space, layer_names: list[str], rows: list[dict], base_bytes: float,
                  base_ms: dict[str, float], price_unit: PriceUnit, resized: Resized | None = None,
-                 base_onnx_bytes: float | None = None, onnx_rest: float = 0.0) -> None:
+                 base_onnx_bytes: float | None = None, onnx_rest: float = 0.0,
+                 layer_weights: dict[str, float] | None = None) -> None:
         if not base_ms:
             raise UserError(f"space {space.name!r}: the surrogate needs a latency@PROFILE objective to predict")
         self.space, self.layer_names = space, list(layer_names)
@@ -134,6 +135,12 @@ class Surrogate:
                     raise UserError(f"option {opt.key}: not in the sensitivity scan, or not priced on "
                                     f"{', '.join(base_ms)} (run asrcompress sensitivity with latency on)")
         self._price_unit = price_unit
+        # A unit's option saves bytes (and ms) in proportion to each layer's size, so what the
+        # policy's cuts leave of a unit is the size-weighted mean of its layers' kept fractions
+        # (`run_propose` passes the base's parameter counts). Unweighted, a group spanning small
+        # and large layers (all of an encoder's layers, for bits) was credited as if its cut
+        # large layers were average ones: 4-bit on halved FFNs predicted at -0.04 MB, measured 1.62.
+        self.layer_weights = dict(layer_weights or {})
         self._resized = resized
         self._stacked_kept: dict[tuple[str, ...], dict[str, float]] = {}  # a unit's cuts together
         self.resize: dict[str, dict[str, float]] = {}  # option key -> {other layer: kept fraction}
@@ -197,7 +204,7 @@ class Surrogate:
             if not kept:
                 return 1.0
             mine = {} if own_unit else kept_by.get(o.unit, {})
-            return float(np.mean([kept.get(layer, 1.0) / mine.get(layer, 1.0) for layer in o.layers]))
+            return self._mean(o.layers, lambda layer: kept.get(layer, 1.0) / mine.get(layer, 1.0))
 
         units = []
         for us in by_unit.values():  # a unit's own cuts are in its price
@@ -236,9 +243,14 @@ class Surrogate:
                 continue
             kept = self._kept_together(cuts)
             own += others[cuts[0].key] * self._unit_row(cuts)["dbytes"]
-            own += sum(others[o.key] * float(np.mean([kept.get(layer, 1.0) for layer in o.layers])) * alone[o.key]
+            own += sum(others[o.key] * self._mean(o.layers, lambda layer: kept.get(layer, 1.0)) * alone[o.key]
                        for o in us if o.key not in self.resize)
         return self.base_onnx + own + (self.onnx_rest if any_kernel else 0.0)
+
+    def _mean(self, layers, value: Callable[[str], float]) -> float:
+        """`value` over `layers`, weighted by their sizes (`layer_weights`; equal without)."""
+        w = [self.layer_weights.get(layer, 1.0) for layer in layers]
+        return float(np.dot(w, [value(layer) for layer in layers]) / sum(w))
 
     def _kept_together(self, cuts: list[Option]) -> dict[str, float]:
         key = tuple(sorted(o.key for o in cuts))
