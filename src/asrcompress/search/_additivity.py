@@ -80,12 +80,11 @@ def layer_weights(model: nn.Module) -> dict[str, int]:
 def kept_fractions(base: nn.Module, opt: Option | list[Option], kd_data: KdData | None = None) -> dict[str, float]:
     """Each layer's parameter count after `opt` alone (or a list of options together) over its
     count in `base` (1.0: untouched), counted on the layer's module (`layer_weights`)."""
-    counts = layer_weights
-    before = counts(base)
+    before = layer_weights(base)
     opts = opt if isinstance(opt, list) else [opt]
     policy = Policy.from_dict(combine(opts), source="options " + " + ".join(o.key for o in opts))
     built = compress_and_recover(base, policy, kd_data() if kd_data and needs_data(policy) else None, Recovery(seed=0))
-    return {name: n / before[name] for name, n in counts(built.model).items() if before.get(name)}
+    return {name: n / before[name] for name, n in layer_weights(built.model).items() if before.get(name)}
 
 
 def onnx_rest(base: nn.Module, costs: OptionCost, options: list[Option], rows: dict[str, dict],

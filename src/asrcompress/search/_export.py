@@ -91,10 +91,10 @@ def export_trial(study: optuna.Study, number: int | None, pick: str | None, out:
                  tracking_uri: str | None, register: bool, overwrite: bool = False, command: str = "") -> dict:
     """Write the bundle of the chosen trial into `out` (atomically: all of it or nothing)."""
     from .._outputs import output_folder
-    from ._settings import study_settings
+    from ._settings import is_staged, study_settings
 
     objectives = study.user_attrs["objectives"]
-    if study.user_attrs.get("strategy") == "staged":
+    if is_staged(study):
         t = choose_finalist(study, number, pick)
     else:
         trial = choose(study, number, pick)

@@ -20,7 +20,7 @@ from ..tracking import Tracker
 from ._heartbeat import Heartbeat
 from ._preflight import preflight
 from ._sample import baseline_params, policy_from_params, suggest
-from ._settings import SETTINGS_ATTR, STRATEGY_ATTR, SearchConfig, corpus_fingerprint, model_sha256, settings_for, study_settings
+from ._settings import SETTINGS_ATTR, STAGED_RECORD, SearchConfig, is_staged, corpus_fingerprint, model_sha256, settings_for, study_settings
 from ._space import check_against_model
 from ._study import (
     budget_lock, check_objectives, counted, make_sampler, open_storage, open_study, others_running, recover_stale,
@@ -236,7 +236,7 @@ def _existing(cfg: dict) -> optuna.Study | None:
         return None
     storage = open_storage(url, cfg["workers"])
     if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-        if (Path(cfg["workdir"]) / "staged.json").is_file():
+        if (Path(cfg["workdir"]) / STAGED_RECORD).is_file():
             raise UserError(f"study {name!r} is a staged search (started, not finished); resume it without "
                             "--strategy one-stage, or pick another --study")
         return None
@@ -247,7 +247,7 @@ def _existing(cfg: dict) -> optuna.Study | None:
 
 def refuse_staged(study: optuna.Study) -> None:
     """A staged search's study holds finalists, not trials: the one-stage driver must not add to it."""
-    if study.user_attrs.get(STRATEGY_ATTR) == "staged":
+    if is_staged(study):
         raise UserError(f"study {study.study_name!r} is a staged search; resume it without --strategy one-stage "
                         "(workers do not join it), or pick another --study")
 

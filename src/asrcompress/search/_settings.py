@@ -23,6 +23,13 @@ from ._study import heartbeat_interval
 
 SETTINGS_ATTR = "settings"
 STRATEGY_ATTR = "strategy"  # "staged" on a staged search's study (absent: one-stage)
+STAGED = "staged"
+STAGED_RECORD = "staged.json"  # in the study's folder: a staged search's settings and options, once started
+
+
+def is_staged(study: optuna.Study) -> bool:
+    """A staged search's study: its trials are finalists, read through `finalists.json`."""
+    return study.user_attrs.get(STRATEGY_ATTR) == STAGED
 SETTINGS_VERSION = 1
 MODEL_FILES = ("config.json", "model.safetensors", "model.pt", "model.pth", "pytorch_model.bin",
                "compression.json", *DECODER_FILES)  # what loading and decoding read

@@ -26,9 +26,8 @@ from pathlib import Path
 import optuna
 
 from ..errors import UserError
-from ._settings import STRATEGY_ATTR, SETTINGS_ATTR, SearchConfig, settings_for
+from ._settings import STAGED, STAGED_RECORD, STRATEGY_ATTR, SETTINGS_ATTR, SearchConfig, settings_for
 
-STAGED = "staged"
 FOLDER = "candidates"  # under the study's workdir: propose's --out, then finalists'
 
 
@@ -65,7 +64,7 @@ def _check_options(opts: StagedOptions) -> None:
 
 
 def _record_path(cfg: dict) -> Path:
-    return Path(cfg["workdir"]) / "staged.json"
+    return Path(cfg["workdir"]) / STAGED_RECORD
 
 
 def _studies(url: str) -> dict[str, optuna.study.StudySummary]:
@@ -174,8 +173,7 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         if not finished(doc):
             doc = finish_finalists(doc, folder, say, True, opts.repeats, constraints=constraints)
         else:  # the front again, under the space's constraints (cheap; a study from before they applied)
-            _finalists.mark_front(doc, "measured_ms@8s" if "measured_ms@8s" in doc["base"] else f"ms@{doc['profile']}",
-                                  constraints)
+            _finalists.mark_front(doc, _finalists.ms_axis(doc), constraints)
             path.write_text(json.dumps(doc, indent=1))
     else:
         shutil.rmtree(folder / "finalists", ignore_errors=True)
@@ -187,10 +185,9 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         seconds["finalists"] = round(time.perf_counter() - t, 1)
     say("summary", 0, 1)
     study = _mark(cfg, settings, doc)
-    from ._staged_report import log_finalists, staged_rows
+    from ._staged_report import log_finalists
 
-    log_finalists(study, doc, settings.tracking_uri or cfg["tracking_uri"])
-    rows = staged_rows(study)
+    rows = log_finalists(study, doc, settings.tracking_uri or cfg["tracking_uri"])
     return {"study": cfg["study"], "strategy": STAGED, "seconds": seconds,
             "wall_seconds": round(time.perf_counter() - t0, 1), "folder": str(folder),
             "front": [r for r in rows if r["front"]], "finalists": len(rows), "knee": doc.get("knee"),

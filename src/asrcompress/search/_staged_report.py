@@ -59,9 +59,10 @@ def staged_rows(study: optuna.Study) -> list[dict]:
     return sorted(rows, key=lambda r: (r["values"]["wer"], r["values"]["size"]))
 
 
-def log_finalists(study: optuna.Study, doc: dict, uri: str) -> None:
+def log_finalists(study: optuna.Study, doc: dict, uri: str) -> list[dict]:
     """One MLflow run per finalist under the study's parent run (once: a resume logs only what
-    is missing), with its figures and policy; the front's runs tagged pareto=true."""
+    is missing), with its figures and policy; the front's runs tagged pareto=true. Returns the
+    finalists' rows (`staged_rows`)."""
     from ..tracking import Tracker
 
     tracker = Tracker(uri, study.study_name)
@@ -78,3 +79,4 @@ def log_finalists(study: optuna.Study, doc: dict, uri: str) -> None:
         metrics |= {k: v for k, v in r.get("test", {}).items() if k != "ratio_ci95"}
         tracker.finish_trial(run_id, metrics, "COMPLETE")
     tracker.mark_pareto({r["trial"] for r in rows if r["front"]})
+    return rows

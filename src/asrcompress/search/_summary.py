@@ -32,7 +32,9 @@ def test_scores_path(study: optuna.Study) -> Path:
 
 
 def front_rows(study: optuna.Study) -> list[dict]:
-    if study.user_attrs.get("strategy") == "staged":
+    from ._settings import is_staged
+
+    if is_staged(study):
         from ._staged_report import staged_rows
 
         return [r for r in staged_rows(study) if r["front"]]
