@@ -60,12 +60,13 @@ test-reliability: setup
 		tests/test_hf_cli.py tests/models/test_hf.py
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
-# side. Peers (INC, NNCF, AIMET, Olive) live in .venv-peers. BUDGET is CPU-minutes per search arm
-# and seed (3 seeds). Re-running resumes the run.
-BUDGET ?= 20
+# side. Peers (INC, NNCF, AIMET, Olive) live in .venv-peers. The search arms run the staged search
+# (NSGA-II against random proposals, 3 seeds); BENCH_ARGS adds flags, e.g. "--strategy one-stage
+# --budget-minutes 20" for the earlier arms. Re-running resumes the run.
+BENCH_ARGS ?=
 bench: setup
 	bash scripts/setup_peers.sh
-	$(BIN)/asrcompress bench --budget-minutes $(BUDGET)
+	$(BIN)/asrcompress bench $(BENCH_ARGS)
 
 bench-quick: setup
 	bash scripts/setup_peers.sh

@@ -94,7 +94,11 @@ def test_uniform_policies_are_the_five_the_issue_names():
 
 
 def test_bad_budget_and_missing_corpus_are_one_line_errors(tmp_path):
-    assert_one_line_error(run("bench", "--budget-minutes", "0"), "--budget-minutes")
+    assert_one_line_error(run("bench", "--strategy", "one-stage", "--budget-minutes", "0"), "--budget-minutes")
+    assert_one_line_error(run("bench", "--budget-minutes", "5"), "--budget-minutes applies to --strategy one-stage")
+    assert_one_line_error(run("bench", "--strategy", "one-stage", "--rungs", "5"), "--rungs applies to --strategy staged")
+    assert_one_line_error(run("bench", "--rungs", "9,3"), "--rungs 9,3 must be increasing")
+    assert_one_line_error(run("bench", "--strategy", "both"), "--strategy 'both'")
     assert_one_line_error(run("bench", "--seeds", "0"), "--seeds")
     assert_one_line_error(run("bench", "--corpus", str(tmp_path)), "train.jsonl")
 

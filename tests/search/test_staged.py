@@ -40,7 +40,7 @@ def test_progress_in_a_log_is_one_line_per_stage_and_at_most_one_per_interval():
 
 
 @pytest.mark.parametrize("extra, flag", [(["--trials", "3"], "--trials"), (["--workers", "2"], "--workers"),
-                                         (["--backend", "ray"], "--backend"), (["--sampler", "tpe"], "--sampler")])
+                                         (["--backend", "ray"], "--backend")])
 def test_one_stage_flags_are_refused_by_the_staged_search(extra, flag, tmp_path):
     line = one_error_line(*run_cli(["search", "--space", "quick", *extra], tmp_path))
     assert f"{flag} applies to --strategy one-stage" in line
@@ -55,6 +55,9 @@ def test_staged_flags_are_refused_by_the_one_stage_search(tmp_path):
     assert "--strategy 'two' is not one of staged, one-stage" in line
     line = one_error_line(*run_cli(["search", "--space", "quick", "--rungs", "3,x"], tmp_path))
     assert "--rungs '3,x': not comma-separated integers" in line
+    line = one_error_line(*run_cli(["search", "--space", "quick", "--sampler", "tpe"], tmp_path))
+    assert "--sampler 'tpe' is not one of nsga2, random for the staged search's proposals" in line
+    assert not (tmp_path / "mlruns").exists()  # refused before anything is written
 
 
 @pytest.mark.slow  # ~2 min (make test-reliability runs it)
@@ -115,6 +118,8 @@ def test_staged_search_from_one_command_resumes_and_exports_its_knee(tiny_corpus
     # a resume may not change what the study was run with
     line = one_error_line(*run_cli(["search", "--study", "st", "--rungs", "2,8"], tmp_path))
     assert "--rungs 2,8 differs from the study's 2,4" in line
+    line = one_error_line(*run_cli(["search", "--study", "st", "--sampler", "random"], tmp_path))
+    assert "--sampler random differs from the study's nsga2" in line
     line = one_error_line(*run_cli(["search", "--study", "st", "--strategy", "one-stage"], tmp_path))
     assert "is a staged search" in line
 

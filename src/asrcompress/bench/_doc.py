@@ -43,15 +43,26 @@ def _point_line(p: dict, base: dict) -> str:
             f"{_f(p.get('format_aware_ratio'))} |")
 
 
+def _arms_line(doc: dict) -> str:
+    if doc.get("strategy", "one-stage") == "one-stage":
+        return (f"each search arm ran {doc['seeds']} seed(s) of {doc['budget_cpu_minutes_per_search_arm_and_seed']} "
+                f"CPU-minutes on {doc['workers']} worker(s) (one-stage: TPE against random trials).")
+    st = doc["staged"]
+    return (f"each search arm ran {doc['seeds']} seed(s) of the staged search (scan, {st['proposals']} surrogate "
+            f"policies, {st['candidates']} candidates scored in ONNX, finalists recovered over rungs "
+            f"{','.join(map(str, st['rungs']))} KD steps, timed and scored)"
+            "; \"search\" proposes with NSGA-II seeded by knapsack picks, \"random\" with uniform "
+            "random proposals, every other stage the same. CPU-min is measured, the shared scan's included in each.")
+
+
 def write_markdown(path: Path, doc: dict) -> None:
     b = doc["base"]
     lines = [
         "# Benchmark: the search against random search, uniform policies and peer tools", "",
         "Produced by one command (all arms in one run, scored side by side; re-running it resumes the run):", "",
         f"    {doc['command']}", "",
-        f"Machine: {doc['machine']}; commit {doc['commit']}. Space `{doc['space']}`, corpus `{doc['corpus']}`; each "
-        f"search arm ran {doc['seeds']} seed(s) of {doc['budget_cpu_minutes_per_search_arm_and_seed']} CPU-minutes on "
-        f"{doc['workers']} worker(s).", "",
+        f"Machine: {doc['machine']}; commit {doc['commit']}. Space `{doc['space']}`, corpus `{doc['corpus']}`; "
+        + _arms_line(doc), "",
         f"**Test set**: the bench's own, {b['utterances']} utterances ({b['words']} words) from a seed used nowhere "
         f"else, voices never in training (`{b['manifest']}`). **WER** of every point with the deployed decoder "
         f"({b['decoders']['deployed']['kind']}, the base model folder's) and greedy, one utterance at a time; each "

@@ -31,7 +31,7 @@ class BenchOptions:
     model: Path
     corpus: Path  # train / dev for the search arms and distillation
     space: Path
-    budget_minutes: float  # CPU-minutes per search arm and seed
+    budget_minutes: float  # one-stage: CPU-minutes per search arm and seed (staged: the options set its cost)
     workers: int
     out: Path  # docs/benchmarks (the .md / .json / figure stem)
     workdir: Path  # models, logs, journals and the resumable state
@@ -46,6 +46,8 @@ class BenchOptions:
     command: str = ""
     quick: bool = False
     test_manifest: Path | None = None  # set by run_bench: the bench's own test split
+    strategy: str = "staged"  # the search arms': staged (nsga2 vs random proposals) or one-stage (tpe vs random)
+    staged: dict = field(default_factory=dict)  # StagedOptions fields for both staged arms (sampler excepted)
 
 
 @dataclass
@@ -168,6 +170,8 @@ def run_bench(o: BenchOptions, log=print) -> dict:
            "corpus": corpus_fingerprint(o.corpus), "space": file_sha256(o.space), "budget": o.budget_minutes,
            "workers": o.workers, "seeds": o.seeds, "dev": o.dev_utterances, "kd": o.kd_utterances,
            "peers": o.peers}
+    if o.strategy != "one-stage":  # a one-stage run's folder keeps its earlier key
+        key |= {"strategy": o.strategy, "staged": o.staged}
     run = o.workdir / run_key(key)
     state = State(run, key)
     log(f"bench: run folder {run} (re-running this command resumes it)")
@@ -176,12 +180,23 @@ def run_bench(o: BenchOptions, log=print) -> dict:
     if not base_onnx.is_file():
         export_onnx(base, {}, base_onnx)
     arms: list[Arm] = []
+    if o.strategy == "staged" and not state.done("scan"):
+        from ._staged_arm import shared_scan
+
+        log("bench: the sensitivity scan both staged arms share (its CPU time is charged to each)")
+        state.finish("scan", shared_scan(o, run))
+    from ._staged_arm import staged_arm
+    samplers = ("nsga2", "random") if o.strategy == "staged" else ("tpe", "random")
     for seed in range(o.seeds):
-        for name, sampler in (("search", "tpe"), ("random", "random")):
+        for name, sampler in zip(("search", "random"), samplers):
             step = f"{name}-s{seed}"
             if not state.done(step):
-                log(f"bench: {name} arm, seed {seed}: {o.budget_minutes} CPU-minutes on {o.workers} worker(s)")
-                state.finish(step, asdict(_search_arm(o, run, name, sampler, seed)))
+                budget = (f"staged, {sampler} proposals" if o.strategy == "staged" else
+                          f"{o.budget_minutes} CPU-minutes on {o.workers} worker(s)")
+                log(f"bench: {name} arm, seed {seed}: {budget}")
+                arm = (staged_arm(o, run, name, sampler, seed, state.done("scan")["cpu_seconds"], log)
+                       if o.strategy == "staged" else _search_arm(o, run, name, sampler, seed))
+                state.finish(step, asdict(arm))
             arms.append(arm_from(state.done(step)))
     if not state.done("uniform"):
         log("bench: uniform hand policies")

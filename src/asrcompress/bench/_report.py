@@ -196,7 +196,9 @@ def report(o, arms, base_model, base_onnx: Path, test_manifest: Path, state, log
     o.out.parent.mkdir(parents=True, exist_ok=True)
     figures = figure(arms, base, o.out)
     doc = {"command": o.command, "machine": machine(), "commit": _commit(), "run_folder": str(state.folder),
-           "base": base, "budget_cpu_minutes_per_search_arm_and_seed": o.budget_minutes, "workers": o.workers,
+           "base": base, "strategy": o.strategy, "staged": o.staged,
+           "budget_cpu_minutes_per_search_arm_and_seed": o.budget_minutes if o.strategy == "one-stage" else None,
+           "workers": o.workers,
            "seeds": o.seeds, "space": str(o.space), "corpus": str(o.corpus), "reference_point": list(REFERENCE),
            "wer_tolerance": WER_TOLERANCE, "targets": {d: targets(summary, d) for d in DECODERS},
            "figures": figures, **summary, "all_points": point_rows(arms)}

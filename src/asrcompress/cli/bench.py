@@ -14,7 +14,17 @@ from ._app import app, command_line, err
 
 @app.command()
 def bench(
-    budget_minutes: Annotated[float, typer.Option(help="CPU-minutes for each search arm (search, random) and seed")] = 20.0,
+    budget_minutes: Annotated[Optional[float], typer.Option(
+        help="one-stage: CPU-minutes for each search arm (search, random) and seed (default 20; --quick: 3)")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="The search arms' strategy: staged (default; NSGA-II vs random proposals, same stages) or one-stage "
+             "(TPE vs random trials)")] = "staged",
+    proposals: Annotated[Optional[int], typer.Option(help="staged: surrogate policies per arm (default 2000; "
+                                                           "--quick: 300)")] = None,
+    candidates: Annotated[Optional[int], typer.Option(help="staged: candidates per arm (default 12; --quick: 4)")
+                          ] = None,
+    rungs: Annotated[Optional[str], typer.Option(help="staged: distillation steps by each rung's end (default "
+                                                      "100,300,900; --quick: 20,60)")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds of each search arm (default 3; --quick: 1)")] = None,
     out: Annotated[Path, typer.Option(help="Stem of the .md/.json/.html/.png outputs")] = Path("docs/benchmarks"),
     quick: Annotated[bool, typer.Option("--quick", help="A small run (small corpus, short budgets): <= 20 min")] = False,
@@ -41,6 +51,10 @@ def bench(
 
     space, model = resolve("space", space), model or base_model()
 
+    if strategy not in ("staged", "one-stage"):
+        raise UserError(f"--strategy {strategy!r} is not one of staged, one-stage")
+    staged = _staged_options(strategy, quick, budget_minutes, proposals, candidates, rungs)
+    budget_minutes = 20.0 if budget_minutes is None else budget_minutes
     if budget_minutes <= 0:
         raise UserError(f"--budget-minutes {budget_minutes} must be positive")
     if workers < 1:
@@ -68,7 +82,7 @@ def bench(
                         else budget_minutes, workers=workers, out=out, workdir=workdir / ("quick" if quick else "full"),
                         tracking_uri=resolve_uri(tracking_uri), peers=peers, quick=quick, seeds=seeds,
                         dev_utterances=40 if quick else 100, kd_utterances=300 if quick else 2000,
-                        test_utterances=test_utterances, command=command_line())
+                        test_utterances=test_utterances, command=command_line(), strategy=strategy, staged=staged)
     doc = run_bench(opts, log=err.print)
 
     def fig(v) -> str:
@@ -87,3 +101,36 @@ def bench(
               f"{r['cpu_minutes']:6.1f} CPU-min" + (f"  error: {r['error']}" if r["error"] else ""))
     print(f"targets (deployed decoder): {json.dumps(doc['targets']['deployed'])}")
     print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.json')}; MLflow run {doc['mlflow_run']}")
+
+
+QUICK_STAGED = {"proposals": 300, "candidates": 4, "rungs": (20, 60)}
+
+
+def _staged_options(strategy: str, quick: bool, budget_minutes: Optional[float], proposals: Optional[int],
+                    candidates: Optional[int], rungs: Optional[str]) -> dict:
+    """The staged arms' options (StagedOptions fields, checked), or {} for one-stage; each flag
+    refused by the strategy it does not apply to."""
+    from ..search import StagedOptions
+
+    named = {"--proposals": proposals, "--candidates": candidates, "--rungs": rungs}
+    if strategy == "one-stage":
+        for flag, value in named.items():
+            if value is not None:
+                raise UserError(f"{flag} applies to --strategy staged only")
+        return {}
+    if budget_minutes is not None:
+        raise UserError("--budget-minutes applies to --strategy one-stage; the staged arms' cost is set by "
+                        "--proposals, --candidates and --rungs (and measured)")
+    opts = dict(QUICK_STAGED) if quick else {}
+    if proposals is not None:
+        opts["proposals"] = proposals
+    if candidates is not None:
+        opts["candidates"] = candidates
+    if rungs is not None:
+        try:
+            opts["rungs"] = tuple(int(r) for r in rungs.split(",") if r.strip())
+        except ValueError:
+            raise UserError(f"--rungs {rungs!r}: not comma-separated integers") from None
+    doc = StagedOptions(**opts).check().to_dict()
+    del doc["sampler"]  # each arm names its own
+    return doc

@@ -45,14 +45,16 @@ def _print_front(rows: list[dict], objectives: list[str]) -> None:
 @app.command()
 def search(
     space: Annotated[Optional[Path], typer.Option(
-        help="Search space YAML, or the name of a shipped one (quick, conformer_small, grouped_ffn_attention); "
+        help="Search space YAML, or the name of a shipped one (quick, levers, conformer_small, grouped_ffn_attention); "
              "a resumed study keeps its own")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Base model folder, the KD teacher (default: the shipped "
                                                        "base model)")] = None,
     corpus: Annotated[Optional[Path], typer.Option(help="Corpus with train/dev/test.jsonl (default: data/default)")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Trial budget of the study (resuming counts finished "
                                                         "trials; default 20)")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="tpe (default), nsga2, gp or random")] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        help="one-stage: tpe (default), nsga2, gp or random; staged: the surrogate study's proposals, nsga2 "
+             "(default, seeded with knapsack picks) or random (for comparison)")] = None,
     storage: Annotated[Optional[str], typer.Option(help="journal:PATH or postgresql://...; default: a journal "
                                                        "file under mlruns/optuna/")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name (default: the space's file name)")] = None,
@@ -93,10 +95,10 @@ def search(
     if strategy not in ("staged", "one-stage"):
         raise UserError(f"--strategy {strategy!r} is not one of staged, one-stage")
     if strategy == "staged":
-        _refuse_one_stage_flags(trials, sampler, workers, backend, address, trial_timeout, heartbeat_grace)
+        _refuse_one_stage_flags(trials, workers, backend, address, trial_timeout, heartbeat_grace)
         cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed, dev_utterances,
                           kd_utterances, profiles)
-        summary = _staged(cfg, proposals, candidates, rungs)
+        summary = _staged(cfg, proposals, candidates, rungs, sampler)
         if as_json:
             print(dumps(summary))
             return
@@ -139,8 +141,8 @@ def search(
     _print_front(summary["front"], load_study(cfg["storage"], cfg["study"]).user_attrs["objectives"])
 
 
-def _refuse_one_stage_flags(trials, sampler, workers, backend, address, trial_timeout, heartbeat_grace) -> None:
-    for flag, value, default in (("--trials", trials, None), ("--sampler", sampler, None), ("--workers", workers, 1),
+def _refuse_one_stage_flags(trials, workers, backend, address, trial_timeout, heartbeat_grace) -> None:
+    for flag, value, default in (("--trials", trials, None), ("--workers", workers, 1),
                                  ("--backend", backend, "optuna"), ("--address", address, None),
                                  ("--trial-timeout", trial_timeout, None), ("--heartbeat-grace", heartbeat_grace, None)):
         if value != default:
@@ -148,20 +150,33 @@ def _refuse_one_stage_flags(trials, sampler, workers, backend, address, trial_ti
                             "--candidates and --rungs")
 
 
-def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rungs: Optional[str]) -> dict:
-    from ..search import StagedOptions, run_staged
-    from ._live import StagedProgress
-
-    given = {}
+def _staged_options(proposals: Optional[int], candidates: Optional[int], rungs: Optional[str],
+                    sampler: Optional[str]) -> dict:
+    """The staged options the user named (the rest keep the defaults, or a resumed study's)."""
+    given: dict = {}
     if proposals is not None:
         given["proposals"] = proposals
     if candidates is not None:
         given["candidates"] = candidates
+    if sampler is not None:
+        if sampler not in ("nsga2", "random"):
+            raise UserError(f"--sampler {sampler!r} is not one of nsga2, random for the staged search's proposals "
+                            "(tpe and gp sample --strategy one-stage's trials)")
+        given["sampler"] = sampler
     if rungs is not None:
         try:
             given["rungs"] = tuple(int(r) for r in rungs.split(",") if r.strip())
         except ValueError:
             raise UserError(f"--rungs {rungs!r}: not comma-separated integers") from None
+    return given
+
+
+def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rungs: Optional[str],
+            sampler: Optional[str]) -> dict:
+    from ..search import StagedOptions, run_staged
+    from ._live import StagedProgress
+
+    given = _staged_options(proposals, candidates, rungs, sampler)
     progress = StagedProgress(cfg["study"], err)
     try:
         return run_staged(cfg, StagedOptions(**given), set(given), progress)

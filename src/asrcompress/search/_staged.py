@@ -29,13 +29,16 @@ from ..errors import UserError
 from ._settings import STAGED, STAGED_RECORD, STRATEGY_ATTR, SETTINGS_ATTR, SearchConfig, settings_for
 
 FOLDER = "candidates"  # under the study's workdir: propose's --out, then finalists'
+SCAN_CACHE = "mlruns/sensitivity"  # the scan's rows, by model and audio hash (cfg["scan_cache"] may move it)
+SCAN_KD_UTTERANCES = 32  # training utterances the scan calibrates on (GPTQ, the taylor criterion)
 
 
 @dataclass(frozen=True)
 class StagedOptions:
     """The staged strategy's own settings, kept with the study (a resume may not change them)."""
 
-    proposals: int = 2000  # surrogate policies the NSGA-II study scores
+    proposals: int = 2000  # surrogate policies the surrogate study scores
+    sampler: str = "nsga2"  # the surrogate study's: NSGA-II seeded with knapsack picks, or random (for comparison)
     candidates: int = 12  # most candidates picked across the size and latency budgets
     rungs: tuple[int, ...] = (100, 300, 900)  # distillation steps done in all by each rung's end
     lr: float = 2e-4
@@ -44,6 +47,11 @@ class StagedOptions:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "rungs": list(self.rungs)}
+
+    def check(self) -> "StagedOptions":
+        """Itself, or a UserError naming the first flag out of range."""
+        _check_options(self)
+        return self
 
     @classmethod
     def from_dict(cls, doc: dict) -> "StagedOptions":
@@ -56,6 +64,8 @@ def _check_options(opts: StagedOptions) -> None:
                                ("--repeats", opts.repeats, 1)):
         if value < least:
             raise UserError(f"{flag} {value} must be at least {least}")
+    if opts.sampler not in ("nsga2", "random"):
+        raise UserError(f"--sampler {opts.sampler!r} is not one of nsga2, random (the staged search's proposals)")
     if not opts.rungs or any(b <= a for a, b in zip((0, *opts.rungs), opts.rungs)):
         raise UserError(f"--rungs {','.join(map(str, opts.rungs)) or '(none)'} must be increasing positive step "
                         "counts")
@@ -163,9 +173,10 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         _drop(surrogate_storage(cfg), f"{cfg['study']}-surrogate", lambda attrs: "seeds" in attrs)
         t = time.perf_counter()
         run_propose(Path(settings.model), Path(settings.corpus), space_file, folder, opts.scan_utterances,
-                    32, Path("mlruns/sensitivity"), opts.proposals, 50, opts.candidates, cfg["seed"],
+                    SCAN_KD_UTTERANCES, Path(cfg.get("scan_cache") or SCAN_CACHE), opts.proposals, 50,
+                    opts.candidates, cfg["seed"],
                     settings.dev_utterances, True, surrogate_storage(cfg), f"{cfg['study']}-surrogate",
-                    Path(cfg["profiles"]), say)
+                    Path(cfg["profiles"]), say, opts.sampler)
         seconds["propose"] = round(time.perf_counter() - t, 1)
     path = folder / "finalists.json"
     if path.is_file():

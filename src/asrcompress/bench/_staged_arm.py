@@ -1,0 +1,80 @@
+"""The bench's search arms on the staged strategy: the same stages (scan, surrogate, candidates
+scored in ONNX, finalists recovered by successive halving) with NSGA-II proposals ("search")
+or uniformly random ones ("random"), so the comparison is the proposal mechanism alone.
+
+The sensitivity scan is run once, first, into the run folder's cache, and its CPU time is
+charged to every arm: each arm's search would have paid it (issue 18 counts the scan inside
+the CPU-hour), and measuring it once keeps the bench from running it six times. The surrogate's
+stacked-option prices are cached beside the scan, so the first arm pays for them and later arms
+reuse what it priced; the arms' CPU figures say so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ._harness import Arm, BenchOptions, Point
+
+
+def _scan_cache(run: Path) -> Path:
+    return run / "sensitivity"
+
+
+def _options(o: BenchOptions, sampler: str):
+    from ..search import StagedOptions
+
+    return StagedOptions.from_dict({**o.staged, "sampler": sampler})
+
+
+def shared_scan(o: BenchOptions, run: Path) -> dict:
+    """Run the scan the staged arms share (cached in the run folder); its CPU seconds."""
+    from ..search._sensitivity import run_sensitivity
+    from ..search._staged import SCAN_KD_UTTERANCES
+
+    opts = _options(o, "nsga2")
+    cpu0 = time.process_time()
+    result = run_sensitivity(o.model, o.corpus, o.space, opts.scan_utterances, SCAN_KD_UTTERANCES, _scan_cache(run),
+                             None, None, None, 0, o.profiles, True)
+    return {"cpu_seconds": round(time.process_time() - cpu0, 1), "options": len(result["rows"])}
+
+
+def _progress(log, name: str, seed: int):
+    """One log line per stage (the bench's log is a file or CI's output, not a terminal)."""
+    last = [None]
+
+    def say(stage: str, done: int, total: int) -> None:
+        if stage != last[0]:
+            last[0] = stage
+            log(f"bench: {name} arm, seed {seed}: {stage}")
+    return say
+
+
+def staged_arm(o: BenchOptions, run: Path, name: str, sampler: str, seed: int, scan_cpu: float, log=print) -> Arm:
+    """One staged search (`sampler` proposals, `seed`) in `run`; its finalists are the arm's points,
+    its CPU seconds its own plus the shared scan's `scan_cpu`."""
+    from ..search import driver_config, run_staged
+
+    study = f"bench-{run.name}-{name}-s{seed}"
+    storage = f"journal:{(run / 'optuna.journal').resolve()}"
+    cfg = driver_config(space=o.space, model=o.model, corpus=o.corpus, storage=storage, study=study,
+                        tracking_uri=o.tracking_uri, seed=seed, dev_utterances=o.dev_utterances,
+                        kd_utterances=o.kd_utterances, profiles=o.profiles)
+    cfg["workdir"] = str((run / f"{name}-s{seed}").resolve())
+    cfg["scan_cache"] = str(_scan_cache(run).resolve())
+    opts = _options(o, sampler)
+    cpu0 = time.process_time()
+    summary = run_staged(cfg, opts, set(), _progress(log, name, seed))
+    cpu = time.process_time() - cpu0
+    folder = Path(summary["folder"])
+    doc = json.loads((folder / "finalists.json").read_text())
+    base = doc["base"]
+    points = [Point(name, f"{r['name']} ({r['best_steps']} KD steps)", r["onnx"], seed=seed,
+                    format_aware_ratio=base["bytes"] / r["bytes"],
+                    extra={"dev": [r["wer"], r["onnx_bytes"] / 1e6], "dev_wer": r["wer"]})
+              for r in doc["finalists"] if r["finalist"] and Path(r["onnx"]).is_file()]
+    note = (f"staged, {sampler} proposals: {opts.proposals} surrogate policies, {opts.candidates} candidates, rungs "
+            f"{','.join(map(str, opts.rungs))}; {len(points)} finalists, study {study}; CPU includes the shared scan's "
+            f"{scan_cpu / 60:.1f} CPU-min")
+    return Arm(name, name, points, cpu + scan_cpu, seed, note)
