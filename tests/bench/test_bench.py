@@ -128,6 +128,15 @@ def test_quick_bench_runs_end_to_end_and_resumes(tmp_path):
             lo, hi = pt["ci_deployed"]
             assert lo <= pt["wer_ratio_deployed"] <= hi
     assert len([pt for pt in doc["all_points"] if pt["arm"] == "uniform"]) == 5
+    # both search arms ran the staged search with the same options; only the proposals differ
+    assert doc["strategy"] == "staged" and doc["staged"]["candidates"] == 4
+    run_folder = Path(doc["run_folder"])
+    for name, sampler in (("search", "nsga2"), ("random", "random")):
+        cands = json.loads((run_folder / f"{name}-s0" / "candidates" / "candidates.json").read_text())
+        assert cands["surrogate"]["sampler"] == sampler and cands["surrogate"]["trials"] == 300
+        assert cands["scan"]["cached"] == cands["scan"]["options"]  # the shared scan, run once beforehand
+        assert doc["arms"][name]["deployed"]["points"] >= 1
+        assert f"{sampler} proposals" in doc["arms"][name]["note"]
     assert 0 < doc["base"]["wer"]["deployed"] < doc["base"]["wer"]["greedy"] < 1
     assert Path(out.with_suffix(".html")).exists() and "| search |" in out.with_suffix(".md").read_text()
     from mlflow.tracking import MlflowClient

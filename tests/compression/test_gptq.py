@@ -66,3 +66,33 @@ def test_gptq_rounding_needs_calibration_audio():
     policy = Policy.from_dict({"version": 1, "rules": [{"global": True, "quant": {"bits": 4, "rounding": "gptq"}}]})
     with pytest.raises(PolicyError, match="quant.rounding gptq needs calibration audio"):
         compress_model(FAMILIES["conformer"](), policy)
+
+
+class TestHessianCache:
+    """A layer's calibration statistics are computed once per (audio, exact model): the scan's
+    options on one base share them, and any change to the model upstream is a new entry."""
+
+    def test_same_model_reads_the_cache_and_a_changed_one_recomputes(self):
+        import numpy as np
+        import torch
+
+        from asrcompress.compression import Calibration, discover_layers
+
+        from .models import conformer
+
+        model = conformer()
+        layers = [l for l in discover_layers(model) if l.kind == "Linear"][:3]
+        waves = [np.random.default_rng(i).standard_normal(8_000).astype(np.float32) * 0.1 for i in range(3)]
+        calib = Calibration(waves)
+        first = calib.hessians(model, layers)
+        again = Calibration(waves).hessians(model, layers)  # a new object, the same audio: cached
+        assert calib.forwards == 1 and first.keys() == again.keys()
+        assert all(torch.equal(first[n], again[n]) for n in first)
+        with torch.no_grad():  # an upstream weight changes: every statistic after it changes too
+            model.get_submodule(layers[0].module_name).weight.mul_(2.0)
+        changed = calib.hessians(model, layers)
+        assert calib.forwards == 2
+        assert not torch.allclose(changed[layers[1].name], first[layers[1].name])
+        other = Calibration([w * 0.5 for w in waves])  # other audio: its own entries
+        assert not torch.allclose(other.hessians(model, layers[:1])[layers[0].name], changed[layers[0].name])
+        assert other.forwards == 1
