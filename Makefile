@@ -61,9 +61,9 @@ test-reliability: setup
 
 # The evidence (docs/benchmarks.md): search vs random vs uniform policies vs peer tools, side by
 # side. Peers (INC, NNCF, AIMET, Olive) live in .venv-peers. The search arms run the staged search
-# (NSGA-II against random proposals, 3 seeds); BENCH_ARGS adds flags, e.g. "--strategy one-stage
-# --budget-minutes 20" for the earlier arms. Re-running resumes the run.
-BENCH_ARGS ?=
+# on the levers space (NSGA-II against random proposals, 3 seeds); BENCH_ARGS replaces the flags,
+# e.g. "--strategy one-stage --budget-minutes 20" for the earlier arms. Re-running resumes the run.
+BENCH_ARGS ?= --space levers
 bench: setup
 	bash scripts/setup_peers.sh
 	$(BIN)/asrcompress bench $(BENCH_ARGS)

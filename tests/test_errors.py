@@ -500,6 +500,10 @@ CASES = [
          lambda w: ["search", "--study", "nope"], ("study 'nope' not found", "--space")),
     Case("staged-bad-rungs", "options", "the staged search's --rungs not increasing",
          lambda w: staged(w, "st2.yaml", "--rungs", "3,1"), ("--rungs 3,1 must be increasing",)),
+    Case("staged-one-stage-sampler", "options", "the staged search given a sampler only the one-stage search has",
+         lambda w: staged(w, "st3.yaml", "--sampler", "tpe"), ("--sampler 'tpe' is not one of nsga2, random",)),
+    Case("bench-budget-staged", "options", "bench --budget-minutes with the staged arms (the default)",
+         lambda w: ["bench", "--budget-minutes", "5"], ("--budget-minutes applies to --strategy one-stage",)),
     # options
     Case("option-trial-timeout", "options", "--trial-timeout 0",
          lambda w: search(w, "o1.yaml", "--trial-timeout", "0"), ("--trial-timeout 0",)),
