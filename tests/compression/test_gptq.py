@@ -96,3 +96,16 @@ class TestHessianCache:
         other = Calibration([w * 0.5 for w in waves])  # other audio: its own entries
         assert not torch.allclose(other.hessians(model, layers[:1])[layers[0].name], changed[layers[0].name])
         assert other.forwards == 1
+
+    def test_fingerprint_reads_every_dtype_and_tells_them_apart(self):
+        import torch
+        from torch import nn
+
+        from asrcompress.compression._calibration import model_fingerprint
+
+        fp32 = nn.Linear(3, 2)
+        half = nn.Linear(3, 2)
+        half.load_state_dict(fp32.state_dict())
+        assert model_fingerprint(half) == model_fingerprint(fp32)
+        half.to(torch.bfloat16)  # numpy has no bfloat16: the bytes are read as they are stored
+        assert model_fingerprint(half) != model_fingerprint(fp32)

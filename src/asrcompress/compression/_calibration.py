@@ -38,7 +38,7 @@ def model_fingerprint(model: nn.Module) -> str:
         h.update(f"{name}:{type(module).__qualname__};".encode())
     for name, t in model.state_dict().items():
         h.update(f"{name}{tuple(t.shape)}{t.dtype};".encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype (bf16)
     return h.hexdigest()
 
 
