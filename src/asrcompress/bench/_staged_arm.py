@@ -30,13 +30,10 @@ def _options(o: BenchOptions, sampler: str):
 
 def shared_scan(o: BenchOptions, run: Path) -> dict:
     """Run the scan the staged arms share (cached in the run folder); its CPU seconds."""
-    from ..search._sensitivity import run_sensitivity
-    from ..search._staged import SCAN_KD_UTTERANCES
+    from ..search import staged_scan
 
-    opts = _options(o, "nsga2")
     cpu0 = time.process_time()
-    result = run_sensitivity(o.model, o.corpus, o.space, opts.scan_utterances, SCAN_KD_UTTERANCES, _scan_cache(run),
-                             None, None, None, 0, o.profiles, True)
+    result = staged_scan(o.model, o.corpus, o.space, _options(o, "nsga2"), _scan_cache(run), o.profiles)
     return {"cpu_seconds": round(time.process_time() - cpu0, 1), "options": len(result["rows"])}
 
 

@@ -22,7 +22,7 @@ from ._candidates import measure_onnx, score_candidates, surrogate_error
 from ._propose import run_propose
 from ._jsonl import JsonlLog, kd_loader
 from ._progress import snapshot
-from ._staged import StagedOptions, run_staged
+from ._staged import StagedOptions, run_staged, staged_scan
 from ._staged_report import log_finalists, staged_rows
 from ._finalists import RUNGS, budgets_met, mark_front, quantization_only, run_finalists, report_on_test, time_finalists, winners
 
@@ -38,7 +38,7 @@ __all__ += ['DevScorer', 'Unit', 'selected_options', 'units_of', 'Option', 'addi
 __all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surrogate', 'budget_picks', 'make_param', 'surrogate_hypervolume', 'surrogate_study',
             'measure_onnx', 'score_candidates', 'surrogate_error', 'run_propose',
             'RUNGS', 'budgets_met', 'quantization_only', 'run_finalists', 'winners', 'JsonlLog', 'kd_loader',
-            'mark_front', 'report_on_test', 'time_finalists', 'snapshot', 'StagedOptions', 'run_staged',
+            'mark_front', 'report_on_test', 'time_finalists', 'snapshot', 'StagedOptions', 'run_staged', 'staged_scan',
             'log_finalists', 'staged_rows']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

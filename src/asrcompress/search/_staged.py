@@ -59,6 +59,16 @@ class StagedOptions:
         return cls(**{k: tuple(v) if k == "rungs" else v for k, v in doc.items() if k in known})
 
 
+def staged_scan(model: Path, corpus: Path, space: Path, opts: StagedOptions, cache_dir: Path,
+                profiles: Path | None = None) -> dict:
+    """The sensitivity scan a staged search with `opts` runs first, with its arguments: run ahead
+    into `cache_dir` (the search's `cfg["scan_cache"]`), every option is then read from the cache."""
+    from ._sensitivity import run_sensitivity
+
+    return run_sensitivity(Path(model), Path(corpus), Path(space), opts.scan_utterances, SCAN_KD_UTTERANCES,
+                           Path(cache_dir), None, None, None, 0, profiles, True)
+
+
 def _check_options(opts: StagedOptions) -> None:
     for flag, value, least in (("--proposals", opts.proposals, 1), ("--candidates", opts.candidates, 1),
                                ("--repeats", opts.repeats, 1)):
