@@ -45,8 +45,9 @@ test-slow: setup
 # and PostgreSQL heartbeats) and of a Ray node, 4 concurrent workers on journal and PostgreSQL
 # storage, kill -9 of the long writers (train, export, corpus, calibrate), the wheel installed
 # outside the repository, the MLflow UI (and the Pareto-front link it prints) and optuna-dashboard
-# in headless Chromium. (The fast suite kills the driver and the short writers, and injects
-# raising, NaN and timed-out trials.) Also the surrogate's .onnx
+# in headless Chromium; the one-stage search's two-worker run (MLflow, front, export, live log)
+# and its resume after kill -9. (The fast suite kills the driver and the short writers, and
+# injects raising, NaN and timed-out trials.) Also the surrogate's .onnx
 # pricing of two cuts on one layer, the finalists command and the staged search from one command
 # (resume from each stage, front, MLflow, export of the knee); a Hugging Face CTC folder through
 # layers, compress, evaluate, export-onnx, latency, finalize --lm-text, a 2-trial search and export.

@@ -67,6 +67,7 @@ def mlflow_runs(env) -> list:
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
+@pytest.mark.slow  # ~55 s: kept out of the 15-minute fast suite; make test-reliability runs it
 @needs_synth
 def test_two_workers_mlflow_front_and_export(env):
     p = cli(env["cwd"], *search_args(env, trials=5, workers=2))
@@ -130,6 +131,7 @@ def test_two_workers_mlflow_front_and_export(env):
         verify_bundle(out)
 
 
+@pytest.mark.slow  # ~35 s: kept out of the 15-minute fast suite; make test-reliability runs it
 @needs_synth
 def test_resume_after_kill_9_keeps_completed_trials(env):
     proc = subprocess.Popen([sys.executable, "-m", "asrcompress.cli", *search_args(env, trials=4)], cwd=env["cwd"],
