@@ -121,16 +121,9 @@ def _staged_options(strategy: str, quick: bool, budget_minutes: Optional[float],
     if budget_minutes is not None:
         raise UserError("--budget-minutes applies to --strategy one-stage; the staged arms' cost is set by "
                         "--proposals, --candidates and --rungs (and measured)")
-    opts = dict(QUICK_STAGED) if quick else {}
-    if proposals is not None:
-        opts["proposals"] = proposals
-    if candidates is not None:
-        opts["candidates"] = candidates
-    if rungs is not None:
-        try:
-            opts["rungs"] = tuple(int(r) for r in rungs.split(",") if r.strip())
-        except ValueError:
-            raise UserError(f"--rungs {rungs!r}: not comma-separated integers") from None
+    from .search import _staged_options as named_options
+
+    opts = (dict(QUICK_STAGED) if quick else {}) | named_options(proposals, candidates, rungs, None)
     doc = StagedOptions(**opts).check().to_dict()
     del doc["sampler"]  # each arm names its own
     return doc
