@@ -30,7 +30,9 @@ from pathlib import Path
 from asrcompress.compression import Policy, PolicyError, compress_model, size_report
 from asrcompress.export import Int8Paths, export_onnx
 from asrcompress.hardware import graph_ops, load_profile, measure_latency, predict_ms
-from asrcompress.hardware._calibrate import fit_factor, host_description, reference_models
+from asrcompress.hardware._predict import factors
+from asrcompress.hardware._calibrate import host_description
+from asrcompress.hardware._reference import fit_factors, reference_models
 from asrcompress.models import load_model
 
 EXAMPLES = {  # name -> policy file; the fp32 base is the reference
@@ -159,7 +161,7 @@ def render(doc_path: Path, result: dict, wer: dict | None) -> None:
         f"({result['n_predictions']} predictions).", "",
         f"* **within +-10%: {100 * result['predictor_within_10pct']:.1f}%** of predictions (target: 90%), with the "
         f"whole-graph factor fitted on the three reference models timed in the same rounds "
-        f"({result['run_factor']:.3f}); with the factor stored at calibration time ({result['stored_factor']:.3f}): "
+        f"({_factors(result, 'run')}); with the factor stored at calibration time ({_factors(result, 'stored')}): "
         f"{100 * result['predictor_within_10pct_stored_factor']:.1f}%",
         f"* mean signed error {result['mean_signed_error_pct']:+.1f}%",
         f"* mean absolute error {result['mean_abs_error_pct']:.1f}%, worst {result['max_abs_error_pct']:.1f}%", "",
@@ -198,6 +200,12 @@ def _between(doc_path: Path, tag: str, lines: list[str]) -> None:
     doc_path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end)[1])
 
 
+def _factors(result: dict, which: str) -> str:
+    """A result's whole-graph factors: one number (before the groups) or one per group."""
+    f = result.get(f"{which}_factors", result.get(f"{which}_factor"))
+    return ", ".join(f"{g} {v:.3f}" for g, v in f.items()) if isinstance(f, dict) else f"{f:.3f}"
+
+
 def render_levers(doc_path: Path, result: dict, wer: dict | None = None) -> None:
     """The --levers section of docs/latency.md: the int8 paths side by side and the predictor
     on random lever policies."""
@@ -229,14 +237,23 @@ def render_levers(doc_path: Path, result: dict, wer: dict | None = None) -> None
         "at block 32/64/128, 3- and 2-bit at block 32 and 8-bit at block 32 on MatMulNBits), and the head's "
         f"bits (`random_lever_policy` in the script). Predictions use `{result['profile']}`; 2 s and 8 s "
         f"inputs both count ({result['n_predictions']} predictions). The whole-graph correction "
-        "(`measured = factor x sum of operators + per-operator cost x operators`) is fitted on the "
-        "reference models only (fp32, int8, int4 of a random-initialised default Conformer), timed in the "
-        "same loop.", "",
+        "(`measured = sum over groups of factor x the group's operators + per-operator cost x operators`, "
+        "groups: MatMuls, the 2-D conv front end, the rest) is fitted on the reference models only (random-"
+        f"initialised default Conformers: {', '.join(r.replace('reference_', '') for r in result.get('references', []))}; "
+        "`hardware/_reference.py`), timed in the same loop.", "",
         f"* **within +-10%: {100 * result['predictor_within_10pct']:.1f}%** of predictions (target: 90%), "
-        f"whole-graph correction fitted in the same loop: factor {result['run_factor']:.3f} and "
-        f"{result.get('run_per_node_us', 0):.2f} us per operator; with the correction stored at calibration time "
-        f"({result['stored_factor']:.3f}, {result.get('stored_per_node_us', 0):.2f} us): "
-        f"{100 * result['predictor_within_10pct_stored_factor']:.1f}%",
+        f"correction fitted in the same loop: factors {_factors(result, 'run')}, "
+        f"{result.get('run_per_node_us', 0):.2f} us per operator",
+        f"* with the correction stored at calibration time ({_factors(result, 'stored')}, "
+        f"{result.get('stored_per_node_us', 0):.2f} us): {100 * result['predictor_within_10pct_stored_factor']:.1f}%",
+    ]
+    if "predictor_within_10pct_one_factor" in result:
+        lines.append(
+            f"* the one-factor correction it replaced, fitted on the same timings: "
+            f"{100 * result['predictor_within_10pct_one_factor']:.1f}% on every reference (factor "
+            f"{result['one_factor'][0]:.3f}), {100 * result['predictor_within_10pct_one_factor_3refs']:.1f}% on "
+            f"fp32/int8/int4 alone (factor {result['one_factor'][1]:.3f})")
+    lines += [
         f"* mean signed error {result['mean_signed_error_pct']:+.1f}%, mean absolute "
         f"{result['mean_abs_error_pct']:.1f}%, worst {result['max_abs_error_pct']:.1f}%", "",
         "| policy | measured 2 s | predicted 2 s | error 2 s | measured 8 s | predicted 8 s | error 8 s |",
@@ -320,7 +337,7 @@ def main() -> None:
         command = old["command"] + "  # predictions redone: python " + " ".join(sys.argv)
         refs = reference_models(args.work)
         ref_ms = [{float(k[:-1]): v for k, v in m.items()} for m in old["reference_measured_ms"]]
-        run_factor, run_node = fit_factor(profile.calibration, profile.threads, refs, ref_ms)
+        run_factor, run_node = fit_factors(profile.calibration, profile.threads, refs, ref_ms)
     else:
         # The reference models that fit the whole-graph factor are timed in the same rounds,
         # so the factor sees the machine as the policies do (a shared VM drifts by ~10%).
@@ -332,13 +349,24 @@ def main() -> None:
         for item, ms in zip(items, measured):
             item["measured_ms"] = {f"{s:g}s": round(ms[s], 3) for s in SECONDS}
         ref_ms = measured[len(items):]
-        run_factor, run_node = fit_factor(profile.calibration, profile.threads, refs, ref_ms)
+        run_factor, run_node = fit_factors(profile.calibration, profile.threads, refs, ref_ms)
         command = "python " + " ".join(sys.argv)
-    node = {"c0_us": run_node, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
-    in_run = dataclasses.replace(profile, calibration_factor=run_factor, calibration={**profile.calibration, "node": node})
+    # Beside the grouped correction, the one-factor one it replaced, fitted on the same timings:
+    # on every reference, and on the three references it used to have (fp32, int8, int4).
+    corrections = {"predicted_ms": (run_factor, run_node),
+                   "predicted_one_factor_ms": fit_factors(profile.calibration, profile.threads, refs, ref_ms, False),
+                   "predicted_one_factor_3refs_ms": fit_factors(profile.calibration, profile.threads, refs[:3],
+                                                                ref_ms[:3], False)}
+
+    def corrected(groups: dict[str, float], per_node: float):
+        node = {"c0_us": per_node, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
+        return dataclasses.replace(profile, calibration_factors=groups, calibration={**profile.calibration, "node": node})
+
     for item in items:
         ops = {s: graph_ops(Path(item["onnx"]), s) for s in SECONDS}
-        item["predicted_ms"] = {f"{s:g}s": round(predict_ms(ops[s], in_run)[0], 3) for s in SECONDS}
+        for key, (groups, per_node) in corrections.items():
+            prof = corrected(groups, per_node)
+            item[key] = {f"{s:g}s": round(predict_ms(ops[s], prof)[0], 3) for s in SECONDS}
         item["predicted_stored_factor_ms"] = {f"{s:g}s": round(predict_ms(ops[s], profile)[0], 3) for s in SECONDS}
     rand = [i for i in items if i["name"].startswith("random")]
 
@@ -348,18 +376,25 @@ def main() -> None:
 
     within, errors = share("predicted_ms")
     within_stored, _ = share("predicted_stored_factor_ms")
+    within_one, _ = share("predicted_one_factor_ms")
+    within_one3, _ = share("predicted_one_factor_3refs_ms")
     ref = items[0]["measured_ms"]["8s"]
     by = {i["name"]: i for i in items}
     result = {
         "n_policies": len(rand),
         "n_predictions": len(errors),
         "predictor_within_10pct": round(within, 4),
-        "run_factor": round(run_factor, 4),
+        "run_factors": {g: round(f, 4) for g, f in run_factor.items()},
         "run_per_node_us": round(run_node, 4),
         "stored_per_node_us": profile.calibration.get("node", {}).get("c0_us", 0.0),
         "reference_measured_ms": [{f"{k:g}s": round(v, 3) for k, v in m.items()} for m in ref_ms],
-        "stored_factor": profile.calibration_factor,
+        "stored_factors": factors(profile),
         "predictor_within_10pct_stored_factor": round(within_stored, 4),
+        "predictor_within_10pct_one_factor": round(within_one, 4),
+        "predictor_within_10pct_one_factor_3refs": round(within_one3, 4),
+        "one_factor": [round(f, 4) for f in (corrections["predicted_one_factor_ms"][0]["matmul"],
+                                              corrections["predicted_one_factor_3refs_ms"][0]["matmul"])],
+        "references": [p.stem for p in refs],
         "mean_signed_error_pct": round(100 * sum(errors) / len(errors), 2),
         "mean_abs_error_pct": round(100 * sum(abs(e) for e in errors) / len(errors), 2),
         "max_abs_error_pct": round(100 * max(abs(e) for e in errors), 2),

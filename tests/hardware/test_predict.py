@@ -3,6 +3,8 @@
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from asrcompress.hardware import Op, Profile, frames_for, graph_ops, op_us, predict_ms
@@ -130,3 +132,67 @@ def test_a_class_a_profile_never_calibrated_is_priced_as_its_kin():
     p = _profile(calibration=cal)
     s8 = Op("a", "DynamicQuantizeMatMul", "matmul_int8_s8", flops=1e6, weight_bytes=0, act_bytes=0)
     assert op_us(s8, p) == pytest.approx(3.0 + 10.0)
+
+
+def _cal(**classes) -> dict:
+    zero = {"c0_us": 0.0, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
+    return {"run": {**zero, "c0_us": 10.0}, **{k: {**zero, "c0_us": v} for k, v in classes.items()}}
+
+
+def test_group_factors_scale_each_group_alone():
+    ops = [Op("m", "MatMul", "matmul_fp32", 0, 0, 0), Op("c", "Conv", "conv_depthwise", 0, 0, 0),
+           Op("l", "ReorderInput", "layout", 0, 0, 0), Op("e", "Add", "elementwise", 0, 0, 0)]
+    cal = _cal(matmul_fp32=100.0, conv_depthwise=40.0, layout=20.0, elementwise=5.0)
+    cal["node"] = {"c0_us": 1.0, "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
+    p = _profile(calibration=cal, calibration_factor=9.0, calibration_factors={"matmul": 2.0, "conv": 0.5, "other": 1.5})
+    total, share = predict_ms(ops, p)
+    # (2 x 100 + 0.5 x (40 + 20) + 1.5 x (5 + one run call of 10) + 1 us x 4 operators) / 1000
+    assert total == pytest.approx((200 + 30 + 22.5 + 4) / 1e3)
+    assert share["conv_depthwise"] == pytest.approx(0.02) and share["matmul_fp32"] == pytest.approx(0.2)
+    # A group the profile does not name takes its one factor.
+    partial = _profile(calibration=cal, calibration_factor=3.0, calibration_factors={"conv": 1.0})
+    assert predict_ms(ops, partial)[0] == pytest.approx((300 + 60 + 45 + 4) / 1e3)
+
+
+@given(st.tuples(*[st.floats(0.4, 3.0)] * 3), st.floats(0.0, 5.0), st.integers(0, 2**31 - 1))
+@settings(max_examples=40, deadline=None)
+def test_solve_factors_recovers_the_factors_that_made_the_timings(true, per_node, seed):
+    from asrcompress.hardware._reference import solve_factors
+
+    rng = np.random.default_rng(seed)
+    a = np.column_stack([rng.uniform(0.5, 20, (16, 3)), rng.uniform(0.2, 1.0, 16)])  # ms per group, ops / 1000
+    y = a @ np.array([*true, per_node])
+    groups, node = solve_factors(a, y)
+    assert [groups[g] for g in ("matmul", "conv", "other")] == pytest.approx(list(true), rel=1e-6)
+    assert node == pytest.approx(per_node, abs=1e-6)
+
+
+def test_solve_factors_takes_one_factor_when_the_references_do_not_separate_the_groups():
+    from asrcompress.hardware._reference import solve_factors
+
+    shares = np.array([[0.5, 0.3, 0.2]])
+    totals = np.array([5.0, 10.0, 20.0, 40.0])
+    a = np.column_stack([totals[:, None] * shares, np.full(4, 0.5)])  # every model the same mix
+    groups, node = solve_factors(a, 1.3 * totals + 0.5)
+    assert list(groups.values()) == pytest.approx([1.3] * 3) and node == pytest.approx(1.0)
+    one, _ = solve_factors(np.column_stack([np.eye(3) * 5 + 1, np.ones(3)]), np.array([9.0, 7.0, 8.0]), grouped=False)
+    assert len(set(one.values())) == 1
+
+
+def test_the_reference_policies_apply_to_the_default_model():
+    import torch
+
+    from asrcompress.compression import Policy, compress_model
+    from asrcompress.hardware._reference import REFERENCE_FAMILY, REFERENCES
+    from asrcompress.models import architecture
+
+    torch.manual_seed(0)
+    base = architecture(REFERENCE_FAMILY).build({}).eval()
+    for name, (rules, drop) in REFERENCES.items():
+        if not rules:  # fp32: the model as built
+            continue
+        doc = {"version": 1, "rules": rules, **({"depth": {"drop": drop}} if drop else {})}
+        model, _, _ = compress_model(base, Policy.from_dict(doc))
+        # A dropped block is bypassed: its module holds no parameters.
+        kept = sum(any(True for _ in b.parameters()) for b in model.encoder.conformer_layers)
+        assert kept == base.cfg.num_layers - len(drop), name

@@ -87,6 +87,9 @@ def _good() -> dict:
     (lambda d: d.update(calibration={"conv": {"c0_us": -1, "c_flop_ns": 0, "c_weight_ns": 0, "c_act_ns": 0}}),
      "calibration.conv.c0_us must be a number >= 0"),
     (lambda d: d.update(calibration_factor=50), "'calibration_factor' must be a number in [0.2, 5]"),
+    (lambda d: d.update(calibration_factors={"gpu": 1.0}), "calibration_factors group 'gpu' is not one of"),
+    (lambda d: d.update(calibration_factors={"conv": 0.0}), "calibration_factors.conv must be a number in [0.2, 5]"),
+    (lambda d: d.update(calibration_factors=[1.0]), "field 'calibration_factors' must map"),
 ])
 def test_schema_errors_name_the_field(change, needle):
     doc = _good()

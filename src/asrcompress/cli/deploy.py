@@ -137,7 +137,9 @@ def calibrate_cmd(
         doc = write_profile(out_file, name, threads, quick, reference,
                             progress=lambda d, t: progress.update(task, completed=d, total=t))
     out.print(f"wrote {out_file}: fp32 {doc['fp32_gflops']} GFLOP/s, int8 {doc['int8_gops']} GOP/s, "
-              f"int4 {doc['int4_gops']} GOP/s, factor {doc['calibration_factor']}")
+              f"int4 {doc['int4_gops']} GOP/s, whole-graph factors "
+              + (", ".join(f"{g} {f}" for g, f in doc["calibration_factors"].items())
+                 if "calibration_factors" in doc else "none (--no-reference)"))
 
 
 # --- search, front, ui, export -------------------------------------------------------------

@@ -291,67 +291,6 @@ def memory_bandwidth_gbs(threads: int) -> float:
     return 3 * 4 * n / (t_us * 1e3)  # bytes / ns = GB/s
 
 
-# The profiles' whole-graph factor is fitted on this family's default model (the shipped one).
-REFERENCE_FAMILY = "conformer_ctc"
-
-
-def reference_models(workdir: Path) -> list[Path]:
-    """ONNX exports of a random-initialised default model of `REFERENCE_FAMILY`: fp32, uniform int8, int4."""
-    import torch
-
-    from ..compression import Policy, compress_model
-    from ..export import export_onnx
-    from ..models import architecture
-
-    torch.manual_seed(0)
-    base = architecture(REFERENCE_FAMILY).build({}).eval()
-    paths = []
-    for name, rules in (("fp32", []), ("int8", [{"global": True, "quant": {"bits": 8}}]),
-                        ("int4", [{"global": True, "quant": {"bits": 4}}])):
-        paths.append(Path(workdir) / f"reference_{name}.onnx")
-        if paths[-1].exists():
-            continue
-        model, states = base, {}
-        if rules:
-            model, states, _ = compress_model(base, Policy.from_dict({"version": 1, "rules": rules}))
-        export_onnx(model, states, paths[-1])
-    return paths
-
-
-def fit_factor(cal: dict, threads: int, paths: list[Path], measured: list[dict[float, float]]
-               ) -> tuple[float, float]:
-    """Whole-graph correction fitted to the measured latencies of `paths`:
-        measured = factor * predicted (without correction) + per_node * operators,
-    by non-negative least squares weighted for relative error. The factor covers what isolated
-    operators miss in a network (colder caches); the per-node term the fixed cost each operator
-    adds in a whole graph, which is why short inputs run slower than the sum of their operators.
-    Returns (factor, per_node_us)."""
-    from ._predict import predict_ms
-    from ._profile import Profile
-
-    plain = {k: v for k, v in cal.items() if k != "node"}
-    flat = Profile(name="fit", description="fit", cores=threads, threads=threads, fp32_gflops=1, int8_gops=1,
-                   int4_gops=1, mem_bandwidth_gbs=1, op_overhead_us=0,
-                   kernels={"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False}, calibration=plain)
-    a, y = [], []
-    for p, m in zip(paths, measured):
-        for s in m:
-            ops = graph_ops(p, s, threads=threads)
-            a.append([predict_ms(ops, flat)[0], len(ops) / 1e3])
-            y.append(m[s])
-    w = 1.0 / np.asarray(y)
-    (factor, per_node), _ = nnls(np.asarray(a) * w[:, None], np.asarray(y) * w)
-    return float(np.clip(factor, 0.2, 5.0)), float(per_node)
-
-
-def reference_factor(cal: dict, threads: int, workdir: Path) -> tuple[float, float]:
-    """(factor, per-node microseconds) from the reference models at 2 s and 8 s (`fit_factor`)."""
-    from ._measure import measure_latency
-
-    paths = reference_models(workdir)
-    return fit_factor(cal, threads, paths, measure_latency(paths, threads, [2.0, 8.0], repeats=15))
-
-
 def host_description() -> str:
     cpu = platform.processor() or platform.machine()
     try:

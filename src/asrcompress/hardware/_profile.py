@@ -23,6 +23,11 @@ KERNELS = ("int8_matmul", "int4_matmul", "sparse_matmul")
 CLASSES = ("run", "matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8",
            "conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "conv_grouped_1d", "layout", "elementwise", "transcendental", "shape",
            "node")
+FACTOR_GROUPS = {
+    "matmul": ("matmul_fp32", "matmul_int8", "matmul_int8_s8", "matmul_int4", "matmul_nbits2", "matmul_nbits8"),
+    "conv": ("conv", "conv_pointwise", "conv_depthwise", "conv_grouped", "layout"),
+    "other": ("conv_grouped_1d", "elementwise", "transcendental", "shape"),
+}
 COEFFS = ("c0_us", "c_flop_ns", "c_weight_ns", "c_act_ns")  # t = c0 + a*flops + b*weight bytes + c*act bytes
 
 
@@ -41,6 +46,7 @@ class Profile:
     measure: bool = False
     calibration: dict[str, dict[str, float]] | None = None
     calibration_factor: float = 1.0
+    calibration_factors: dict[str, float] | None = None  # per group of classes (FACTOR_GROUPS)
     int8_paths: Int8Paths | None = None
     path: str = field(default="", compare=False)
 
@@ -79,6 +85,15 @@ def parse_profile(doc: object, path: Path) -> Profile:
     factor = doc.get("calibration_factor", 1.0)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.2 <= factor <= 5:
         raise _fail(path, f"field 'calibration_factor' must be a number in [0.2, 5], got {factor!r}")
+    groups = doc.get("calibration_factors")
+    if groups is not None:
+        if not isinstance(groups, dict):
+            raise _fail(path, f"field 'calibration_factors' must map {', '.join(FACTOR_GROUPS)} to numbers")
+        for g, v in groups.items():
+            if g not in FACTOR_GROUPS:
+                raise _fail(path, f"calibration_factors group {g!r} is not one of {', '.join(FACTOR_GROUPS)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.2 <= v <= 5:
+                raise _fail(path, f"calibration_factors.{g} must be a number in [0.2, 5], got {v!r}")
     if not isinstance(doc.get("measure", False), bool):
         raise _fail(path, "field 'measure' must be true or false")
     cal = doc.get("calibration")

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from .._outputs import write_text
-from ._calibrate import calibrate, host_description, memory_bandwidth_gbs, reference_factor
+from ._calibrate import calibrate, host_description, memory_bandwidth_gbs
+from ._reference import reference_factors
 from ._profile import parse_profile
 
 
@@ -24,11 +25,11 @@ def _rate(cal: dict, cls: str) -> float:
 def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bool,
                   progress: Callable[[int, int], None] | None = None) -> dict:
     cal, int8_paths = calibrate(threads, quick, progress)
-    factor = 1.0
+    groups: dict[str, float] = {}
     if reference:
         with tempfile.TemporaryDirectory() as tmp:
-            factor, per_node = reference_factor(cal, threads, Path(tmp))
-            factor = round(factor, 4)
+            groups, per_node = reference_factors(cal, threads, Path(tmp))
+            groups = {g: round(f, 4) for g, f in groups.items()}
             cal["node"] = {"c0_us": round(per_node, 6), "c_flop_ns": 0.0, "c_weight_ns": 0.0, "c_act_ns": 0.0}
     bandwidth = memory_bandwidth_gbs(threads)
     doc = {
@@ -43,7 +44,7 @@ def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bo
         "op_overhead_us": round(cal.get("elementwise", {}).get("c0_us", 0.0), 3),
         "kernels": {"int8_matmul": True, "int4_matmul": True, "sparse_matmul": False},
         "measure": True,
-        "calibration_factor": factor,
+        **({"calibration_factors": groups} if groups else {}),
         "calibration": cal,
         "int8_paths": int8_paths.to_dict(),
     }
@@ -54,7 +55,9 @@ def write_profile(out: Path, name: str, threads: int, quick: bool, reference: bo
               "# source: every figure below is measured on this machine by those micro-benchmarks\n"
               "# (ONNX Runtime sessions, median of repeated runs); throughputs are 1 / the fitted\n"
               "# per-operation cost of the MatMul classes, bandwidth is a 3 x 32 MB element-wise Add,\n"
-              "# overhead the fitted fixed cost of element-wise operators. `measure: true`: latency\n"
+              "# overhead the fitted fixed cost of element-wise operators. calibration_factors: the\n"
+              "# whole-graph correction per group of classes, fitted on reference models timed here\n"
+              "# (hardware/_reference.py). `measure: true`: latency\n"
               "# on this profile is measured, not predicted. int8_paths: per-copy microseconds of\n"
               "# DynamicQuantizeMatMul with u8 and s8 weights per [K, N, T, u8_us, s8_us], and whether\n"
               "# full-range s8 weights computed exactly (a saturating input, see hardware/_calibrate).\n")
