@@ -89,6 +89,33 @@ def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
     assert out.read_text().startswith("# Produced by `asrcompress calibrate")
 
 
+@pytest.mark.slow
+def test_calibration_with_references_fits_a_factor_per_group_that_predicts_them(tmp_path):
+    """The default calibrate: the eight reference models timed, one factor per group fitted.
+    The references must move the groups' shares apart, or the groups could not be fitted (no
+    timing is asserted: tests never time)."""
+    from asrcompress.hardware import graph_ops
+    from asrcompress.hardware._predict import group_sums
+    from asrcompress.hardware._reference import REFERENCES, reference_models
+
+    out = tmp_path / "mine.yaml"
+    p = run("calibrate", "--out", str(out), "--name", "mine", "--quick")
+    assert p.returncode == 0, p.stderr
+    assert "whole-graph factors matmul" in " ".join(p.stdout.split())  # rich wraps the line
+    prof = load_profile(out)
+    assert set(prof.calibration_factors) == {"matmul", "conv", "other"}
+    assert all(0.2 <= f <= 5 for f in prof.calibration_factors.values()) and "node" in prof.calibration
+    paths = reference_models(tmp_path / "refs")
+    assert [p.stem for p in paths] == [f"reference_{n}" for n in REFERENCES]
+    shares = {}
+    for path in paths:
+        sums = group_sums(graph_ops(path, 8.0), prof)
+        shares[path.stem] = {g: v / sum(sums.values()) for g, v in sums.items()}
+    conv = {n: s["conv"] for n, s in shares.items()}
+    assert conv["reference_separable_int7"] < 0.6 * conv["reference_fp32"]  # the front end's share falls
+    assert shares["reference_depth4_ffn50_int4"]["matmul"] < shares["reference_int4"]["matmul"]
+
+
 def test_calibrate_refuses_more_threads_than_cpus(tmp_path):
     assert_one_line_error(run("calibrate", "--out", str(tmp_path / "x.yaml"), "--threads", "999"), "--threads 999")
 
@@ -106,22 +133,26 @@ def test_export_onnx_takes_the_int8_path_of_the_profile_s_table(tmp_path):
     model, states, _ = compress_model(conformer(), policy)
     save_model(model, tmp_path / "m")
     write_compression(tmp_path / "m", tmp_path / "m", policy, states, {})
-    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "d.onnx"))
-    assert p.returncode == 0, p.stderr
-    labels = json.loads(p.stdout)["layers"]
+    from ..test_errors import one_error_line, run_cli  # in this process: no interpreter start per call
+
+    code, out, err = run_cli(["export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "d.onnx")], tmp_path)
+    assert code == 0, err
+    labels = json.loads(out)["layers"]
     assert all("u8 x u8" in k for k in labels.values() if "Dynamic" in k)
     host = REPO / "hardware_profiles" / "host.yaml"
-    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "h.onnx"), "--profile", str(host))
-    assert p.returncode == 0, p.stderr
+    code, out, err = run_cli(["export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "h.onnx"),
+                              "--profile", str(host)], tmp_path)
+    assert code == 0, err
     paths = load_profile(host).int8_paths
     shapes = {layer.name: layer.shape for layer in discover_layers(model)}
-    for name, label in json.loads(p.stdout)["layers"].items():
+    for name, label in json.loads(out)["layers"].items():
         if "Dynamic" in label:
             n, k = shapes[name][:2]
             want = "u8 x s8" if paths.signed(k, n, 8) else "u8 x u8"
             assert want in label, (name, label)
-    assert_one_line_error(run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "x.onnx"),
-                              "--profile", "rpi4"), "rpi4.yaml")
+    line = one_error_line(*run_cli(["export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "x.onnx"),
+                                    "--profile", "rpi4"], tmp_path))
+    assert "rpi4.yaml" in line
 
 
 def test_the_s8_probe_tells_a_saturating_kernel_from_an_exact_one():
