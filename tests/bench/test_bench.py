@@ -15,7 +15,6 @@ from asrcompress.bench._stats import normalised_hypervolume, wer_ratio_ci
 from asrcompress.compression import uniform_policies
 
 from ..conftest import REPO
-from ..test_cli import assert_one_line_error, run
 
 
 def _point(arm: str, wer: float, speedup: float, size: float, runtime: str = "onnx", seed=None) -> Point:
@@ -94,13 +93,17 @@ def test_uniform_policies_are_the_five_the_issue_names():
 
 
 def test_bad_budget_and_missing_corpus_are_one_line_errors(tmp_path):
-    assert_one_line_error(run("bench", "--strategy", "one-stage", "--budget-minutes", "0"), "--budget-minutes")
-    assert_one_line_error(run("bench", "--budget-minutes", "5"), "--budget-minutes applies to --strategy one-stage")
-    assert_one_line_error(run("bench", "--strategy", "one-stage", "--rungs", "5"), "--rungs applies to --strategy staged")
-    assert_one_line_error(run("bench", "--rungs", "9,3"), "--rungs 9,3 must be increasing")
-    assert_one_line_error(run("bench", "--strategy", "both"), "--strategy 'both'")
-    assert_one_line_error(run("bench", "--seeds", "0"), "--seeds")
-    assert_one_line_error(run("bench", "--corpus", str(tmp_path)), "train.jsonl")
+    from ..test_errors import one_error_line, run_cli  # in this process: no interpreter start per case
+
+    for args, needle in ((["--strategy", "one-stage", "--budget-minutes", "0"], "--budget-minutes"),
+                         (["--budget-minutes", "5"], "--budget-minutes applies to --strategy one-stage"),
+                         (["--strategy", "one-stage", "--rungs", "5"], "--rungs applies to --strategy staged"),
+                         (["--rungs", "9,3"], "--rungs 9,3 must be increasing"),
+                         (["--strategy", "both"], "--strategy 'both'"),
+                         (["--seeds", "0"], "--seeds"),
+                         (["--corpus", str(tmp_path)], "train.jsonl")):
+        line = one_error_line(*run_cli(["bench", *args], REPO))
+        assert needle in line, (args, line)
 
 
 @pytest.mark.slow

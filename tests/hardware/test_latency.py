@@ -58,18 +58,20 @@ def test_latency_of_a_model_folder_exports_it_first(tmp_path):
 def test_export_onnx_cli(tmp_path):
     from asrcompress.models import save_model
 
+    from ..test_errors import one_error_line, run_cli  # in this process: no interpreter start per call
+
     save_model(conformer(), tmp_path / "m")
-    p = run("export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx"))
-    assert p.returncode == 0, p.stderr
-    report = json.loads(p.stdout)
+    code, out, err = run_cli(["export-onnx", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")], tmp_path)
+    assert code == 0, err
+    report = json.loads(out)
     assert (tmp_path / "m.onnx").stat().st_size == report["bytes"] > 0
-    assert_one_line_error(run("export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")),
-                          "nope")
-    assert_one_line_error(run("latency", "--model", str(tmp_path / "missing.onnx"), "--profile",
-                              str(REPO / "hardware_profiles" / "rpi4.yaml")), "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    assert_one_line_error(run("latency", "--model", str(tmp_path / "junk.onnx"), "--profile",
-                              str(REPO / "hardware_profiles" / "host.yaml")), "junk.onnx")
+    for args, needle in ((["export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")], "nope"),
+                         (["latency", "--model", str(tmp_path / "missing.onnx"), "--profile",
+                           str(REPO / "hardware_profiles" / "rpi4.yaml")], "missing.onnx"),
+                         (["latency", "--model", str(tmp_path / "junk.onnx"), "--profile",
+                           str(REPO / "hardware_profiles" / "host.yaml")], "junk.onnx")):
+        assert needle in one_error_line(*run_cli(args, tmp_path)), args
 
 
 def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
