@@ -160,7 +160,7 @@ def render(doc_path: Path, result: dict, wer: dict | None) -> None:
         f"the script). Predictions use `{result['profile']}`; both 2 s and 8 s inputs count "
         f"({result['n_predictions']} predictions).", "",
         f"* **within +-10%: {100 * result['predictor_within_10pct']:.1f}%** of predictions (target: 90%), with the "
-        f"whole-graph factor fitted on the three reference models timed in the same rounds "
+        f"whole-graph correction fitted on the reference models timed in the same rounds "
         f"({_factors(result, 'run')}); with the factor stored at calibration time ({_factors(result, 'stored')}): "
         f"{100 * result['predictor_within_10pct_stored_factor']:.1f}%",
         f"* mean signed error {result['mean_signed_error_pct']:+.1f}%",

@@ -37,10 +37,13 @@ def test_latency_json(tiny_onnx, profile, source):
 
 
 def test_slower_device_is_predicted_slower(tiny_onnx):
+    from ..test_errors import run_cli  # in this process: no interpreter start per call
+
     def ms(name):
-        p = run("latency", "--model", str(tiny_onnx), "--profile", str(REPO / "hardware_profiles" / f"{name}.yaml"),
-                "--json")
-        return json.loads(p.stdout)["latency_ms"]
+        code, out, err = run_cli(["latency", "--model", str(tiny_onnx), "--profile",
+                                  str(REPO / "hardware_profiles" / f"{name}.yaml"), "--json"], tiny_onnx.parent)
+        assert code == 0, err
+        return json.loads(out)["latency_ms"]
 
     assert ms("rpi4") > ms("rpi5") > ms("laptop_avx512_vnni")
 
@@ -48,11 +51,13 @@ def test_slower_device_is_predicted_slower(tiny_onnx):
 def test_latency_of_a_model_folder_exports_it_first(tmp_path):
     from asrcompress.models import save_model
 
+    from ..test_errors import run_cli
+
     save_model(conformer(), tmp_path / "m")
-    p = run("latency", "--model", str(tmp_path / "m"), "--profile", str(REPO / "hardware_profiles" / "rpi5.yaml"),
-            "--json")
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["source"] == "predicted"
+    code, out, err = run_cli(["latency", "--model", str(tmp_path / "m"), "--profile",
+                              str(REPO / "hardware_profiles" / "rpi5.yaml"), "--json"], tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["source"] == "predicted"
 
 
 def test_export_onnx_cli(tmp_path):

@@ -49,11 +49,11 @@ def op_us(op: Op, p: Profile) -> float:
             + c["c_act_ns"] * op.act_bytes * 1e-3)
 
 
-# Why groups: isolated micro-benchmarks miss by different amounts per kind of kernel. The full
-# 3x3 front-end conv is predicted within a few percent of its in-model time, the depthwise conv
-# and layout copies of a separable front end ~2x low, element-wise ops (a strided transpose)
-# more. One factor fitted on models that all keep the full conv over-prices that conv and
-# under-prices the rest, so every policy that shrinks the front end was predicted 8-13% low.
+# Why groups: isolated micro-benchmarks can miss by different amounts per kind of kernel. On one
+# host (docs/latency.md) the full 3x3 front-end conv was predicted within a few percent of its
+# in-model time, the depthwise conv and layout copies of a separable front end ~2x low, a strided
+# transpose more. One factor fitted on models that all keep the full conv then over-prices that
+# conv and under-prices the rest: policies that shrank the front end were predicted 8-13% low.
 GROUP_OF = {cls: g for g, classes in FACTOR_GROUPS.items() for cls in classes}
 
 
