@@ -97,7 +97,7 @@ def test_quick_calibration_writes_a_valid_measured_profile(tmp_path):
 
 
 @pytest.mark.slow
-def test_calibration_with_references_fits_a_factor_per_group_that_predicts_them(tmp_path):
+def test_calibration_with_references_fits_a_factor_per_group(tmp_path):
     """The default calibrate: the eight reference models timed, one factor per group fitted.
     The references must move the groups' shares apart, or the groups could not be fitted (no
     timing is asserted: tests never time)."""
