@@ -196,3 +196,11 @@ def test_the_reference_policies_apply_to_the_default_model():
         # A dropped block is bypassed: its module holds no parameters.
         kept = sum(any(True for _ in b.parameters()) for b in model.encoder.conformer_layers)
         assert kept == base.cfg.num_layers - len(drop), name
+
+
+def test_every_calibrated_class_has_exactly_one_factor_group():
+    from asrcompress.hardware import CLASSES
+    from asrcompress.hardware._profile import FACTOR_GROUPS
+
+    grouped = [c for classes in FACTOR_GROUPS.values() for c in classes]
+    assert sorted(grouped) == sorted(set(CLASSES) - {"run", "node"})  # run: `other`; node: per operator
