@@ -37,6 +37,14 @@ REFERENCES: dict[str, tuple[list[dict], list[int]]] = {
 }
 
 
+def reference_policy(name: str) -> dict | None:
+    """The policy document of reference `name` (None for fp32: the model as built)."""
+    rules, drop = REFERENCES[name]
+    if not rules and not drop:
+        return None
+    return {"version": 1, "rules": rules, **({"depth": {"drop": drop}} if drop else {})}
+
+
 def reference_models(workdir: Path) -> list[Path]:
     """ONNX exports of a random-initialised default model of `REFERENCE_FAMILY` under each of
     `REFERENCES`' policies (kept in `workdir`, so a rerun reuses them)."""
@@ -49,13 +57,13 @@ def reference_models(workdir: Path) -> list[Path]:
     torch.manual_seed(0)
     base = architecture(REFERENCE_FAMILY).build({}).eval()
     paths = []
-    for name, (rules, drop) in REFERENCES.items():
+    for name in REFERENCES:
         paths.append(Path(workdir) / f"reference_{name}.onnx")
         if paths[-1].exists():
             continue
         model, states = base, {}
-        if rules or drop:
-            doc: dict = {"version": 1, "rules": rules, **({"depth": {"drop": drop}} if drop else {})}
+        doc = reference_policy(name)
+        if doc is not None:
             model, states, _ = compress_model(base, Policy.from_dict(doc))
         export_onnx(model, states, paths[-1])
     return paths
