@@ -192,7 +192,7 @@ def render(doc_path: Path, result: dict, wer: dict | None) -> None:
 
 def _between(doc_path: Path, tag: str, lines: list[str]) -> None:
     """Replace what lies between <!-- tag:start --> and <!-- tag:end --> (appended if absent)."""
-    text = doc_path.read_text()
+    text = doc_path.read_text() if doc_path.exists() else ""
     start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
     if start not in text:
         text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
@@ -290,8 +290,11 @@ def main() -> None:
     wer = json.loads(wer_path.read_text()) if wer_path.exists() else None
     if args.levers and args.out == Path("docs/latency.json"):
         args.out = Path("docs/latency_levers.json")
+    # The docs' page is rewritten only for the docs' own JSON; an --out elsewhere gets its own
+    # page beside it (a side run must not replace the documented tables).
+    page = Path("docs/latency.md") if args.out.parent == Path("docs") else args.out.with_suffix(".md")
     if args.only_render:
-        (render_levers if args.levers else render)(Path("docs/latency.md"), json.loads(args.out.read_text()), wer)
+        (render_levers if args.levers else render)(page, json.loads(args.out.read_text()), wer)
         return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.calibrate:
@@ -413,7 +416,7 @@ def main() -> None:
         "models": items,
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    (render_levers if args.levers else render)(Path("docs/latency.md"), result, wer)
+    (render_levers if args.levers else render)(page, result, wer)
     print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=1))
 
 
