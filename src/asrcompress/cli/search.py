@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ._app import app, command_line, err, out
+from ._app import app, command_line, err, out, torch_device
 
 
 def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[Path], trials: Optional[int],
@@ -85,6 +85,9 @@ def search(
                           ] = None,
     rungs: Annotated[Optional[str], typer.Option(help="staged: distillation steps done in all by each rung's end, "
                                                       "comma-separated (default 100,300,900)")] = None,
+    device: Annotated[str, typer.Option(
+        help="Where distillation runs: cpu, cuda or auto (a GPU when there is one); scoring, export and "
+             "timing stay on the CPU. Not kept with the study: each run and worker names its own")] = "cpu",
 ) -> None:
     """Search per-layer policies; re-running the same command resumes the study.
 
@@ -94,10 +97,13 @@ def search(
 
     if strategy not in ("staged", "one-stage"):
         raise UserError(f"--strategy {strategy!r} is not one of staged, one-stage")
+    # On Ray the trials run on the cluster's nodes: a GPU there is Ray's to find, not this machine's.
+    device = device if backend == "ray" and device == "cuda" else torch_device("--device", device)
     if strategy == "staged":
         _refuse_one_stage_flags(trials, workers, backend, address, trial_timeout, heartbeat_grace)
         cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed, dev_utterances,
                           kd_utterances, profiles)
+        cfg["device"] = device
         summary = _staged(cfg, proposals, candidates, rungs, sampler)
         if as_json:
             print(dumps(summary))
@@ -116,6 +122,7 @@ def search(
     cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
                       dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
                       heartbeat_grace)
+    cfg["device"] = device
     from ._live import LiveSearch
 
     # Stage, trials done, trial-minutes, the front and its hypervolume while the workers run (stderr).
@@ -231,6 +238,7 @@ def worker(
     storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: the one the study was "
                                                             "started with)")] = None,
+    device: Annotated[str, typer.Option(help="Where this worker's distillation runs: cpu, cuda or auto")] = "cpu",
 ) -> None:
     """Join a running study (from this or another machine) and run trials until its budget is used.
 
@@ -238,9 +246,10 @@ def worker(
     the study itself."""
     from ..search import load_study, work
 
+    device = torch_device("--device", device)
     load_study(storage, study)  # one line for a study that is not there
     cfg = {"study": study, "storage": storage, "tracking_uri": tracking_uri, "workers": 2, "threads": 1,
-           "seed": None}  # a joining worker must not replay another worker's seeded draws
+           "seed": None, "device": device}  # a joining worker must not replay another worker's seeded draws
     print(json.dumps(work(cfg)))
 
 

@@ -202,7 +202,7 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         t = time.perf_counter()
         doc = run_finalists(folder, opts.rungs, settings.kd_utterances, opts.lr, 0.05, 16.0, cfg["seed"],
                             cfg["storage"], cfg["study"], Path(cfg["profiles"]), say, True, opts.repeats,
-                            min_kl=_finalists.MIN_KL, constraints=constraints)
+                            min_kl=_finalists.MIN_KL, constraints=constraints, device=cfg.get("device", "cpu"))
         seconds["finalists"] = round(time.perf_counter() - t, 1)
     say("summary", 0, 1)
     study = _mark(cfg, settings, doc)
