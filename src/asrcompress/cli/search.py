@@ -61,7 +61,8 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine")] = 1,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: $MLFLOW_TRACKING_URI or "
                                                             "sqlite:///mlruns/mlflow.db)")] = None,
-    seed: Annotated[int, typer.Option(help="Sampler seed")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Sampler seed (default 0; a resumed staged study keeps "
+                                                     "its own)")] = None,
     dev_utterances: Annotated[Optional[int], typer.Option(help="Dev utterances each trial is scored on "
                                                                "(default 100)")] = None,
     kd_utterances: Annotated[Optional[int], typer.Option(help="Training utterances distillation draws from "
@@ -101,10 +102,10 @@ def search(
     device = device if backend == "ray" and device == "cuda" else torch_device("--device", device)
     if strategy == "staged":
         _refuse_one_stage_flags(trials, workers, backend, address, trial_timeout, heartbeat_grace)
-        cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed, dev_utterances,
-                          kd_utterances, profiles)
+        cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed or 0,
+                          dev_utterances, kd_utterances, profiles)
         cfg["device"] = device
-        summary = _staged(cfg, proposals, candidates, rungs, sampler)
+        summary = _staged(cfg, proposals, candidates, rungs, sampler, seed is not None)
         if as_json:
             print(dumps(summary))
             return
@@ -119,7 +120,7 @@ def search(
         raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
     if heartbeat_grace is not None and not heartbeat_grace >= 2:
         raise UserError(f"--heartbeat-grace {heartbeat_grace} must be at least 2 seconds")
-    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
+    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed or 0,
                       dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
                       heartbeat_grace)
     cfg["device"] = device
@@ -179,14 +180,14 @@ def _staged_options(proposals: Optional[int], candidates: Optional[int], rungs: 
 
 
 def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rungs: Optional[str],
-            sampler: Optional[str]) -> dict:
+            sampler: Optional[str], seed_given: bool = False) -> dict:
     from ..search import StagedOptions, run_staged
     from ._live import StagedProgress
 
     given = _staged_options(proposals, candidates, rungs, sampler)
     progress = StagedProgress(cfg["study"], err)
     try:
-        return run_staged(cfg, StagedOptions(**given), set(given), progress)
+        return run_staged(cfg, StagedOptions(**given), set(given) | ({"seed"} if seed_given else set()), progress)
     finally:
         progress.stop()
 
