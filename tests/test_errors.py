@@ -502,6 +502,11 @@ CASES = [
          lambda w: staged(w, "st2.yaml", "--rungs", "3,1"), ("--rungs 3,1 must be increasing",)),
     Case("staged-one-stage-sampler", "options", "the staged search given a sampler only the one-stage search has",
          lambda w: staged(w, "st3.yaml", "--sampler", "tpe"), ("--sampler 'tpe' is not one of nsga2, random",)),
+    Case("staged-bad-device", "options", "the search's --device not cpu, cuda or auto",
+         lambda w: staged(w, "st4.yaml", "--device", "tpu"), ("--device 'tpu' is not one of auto, cpu, cuda",)),
+    Case("compress-bad-device", "options", "compress --device not cpu, cuda or auto",
+         lambda w: ["compress", "--model", str(BASE_MODEL), "--policy", "int8", "--out", str(w / "dev-out"),
+                    "--device", "gpu0"], ("--device 'gpu0' is not one of auto, cpu, cuda",)),
     Case("bench-budget-staged", "options", "bench --budget-minutes with the staged arms (the default)",
          lambda w: ["bench", "--budget-minutes", "5"], ("--budget-minutes applies to --strategy one-stage",)),
     # options

@@ -78,18 +78,19 @@ def search(space: PathLike, model: PathLike | None = None, data: PathLike | None
            storage: str | None = None, study: str | None = None, workers: int = 1, sampler: str | None = None,
            seed: int = 0, dev_utterances: int | None = None, kd_utterances: int | None = None,
            profiles: PathLike | None = None, tracking_uri: str | None = None, baselines: bool = True,
-           trial_timeout_s: float | None = None) -> Any:
+           trial_timeout_s: float | None = None, device: str = "cpu") -> Any:
     """Run (or resume) a multi-objective search of per-layer policies; returns the optuna.Study.
 
     `space`: a space YAML or a shipped name ("quick", "robust", ...); `model`: a model folder
-    (default: the shipped base model); `data`: a corpus folder with train/dev/test.jsonl."""
+    (default: the shipped base model); `data`: a corpus folder with train/dev/test.jsonl;
+    `device`: where the trials' distillation runs ("cuda": a GPU)."""
     from .search import driver_config, load_study, run_search
 
     cfg = driver_config(space=space, model=model, corpus=data, trials=trials, sampler=sampler, storage=storage,
                         study=study, workers=workers, tracking_uri=tracking_uri, seed=seed,
                         dev_utterances=dev_utterances, kd_utterances=kd_utterances, profiles=profiles,
                         trial_timeout_s=trial_timeout_s)
-    cfg["baselines"] = baselines
+    cfg["baselines"], cfg["device"] = baselines, device
     run_search(cfg)
     return load_study(cfg["storage"], cfg["study"])
 
@@ -131,18 +132,18 @@ def finalists(candidates: PathLike, *, rungs: tuple[int, ...] = (100, 300, 900),
               lr: float = 2e-4, warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0,
               storage: str | None = None, study: str | None = None, profiles: PathLike | None = None,
               time: bool = True, repeats: int = 20, test_manifest: PathLike | None = None, test_utterances: int = 0,
-              min_kl: float = 0.05) -> dict:
+              min_kl: float = 0.05, device: str = "cpu") -> dict:
     """The search's fourth and fifth stages on the folder `propose` wrote: quantization-only
     candidates and those within `min_kl` of the base keep 0 distillation steps, the others are
     distilled by successive halving over `rungs` (only each budget's least-KL candidate goes
     on); the last rung's are measured in ONNX, timed with the base interleaved (`time`), and
     reported on test with both decoders; written to `candidates`/finalists.json and
-    `candidates`/finalists/NAME/."""
+    `candidates`/finalists/NAME/. `device`: where distillation runs ("cuda": a GPU)."""
     from .search import run_finalists
 
     return run_finalists(Path(candidates), tuple(rungs), kd_utterances, lr, warmup, batch_seconds, seed, storage,
                          study, Path(profiles) if profiles else None, None, time, repeats,
-                         Path(test_manifest) if test_manifest else None, test_utterances, min_kl)
+                         Path(test_manifest) if test_manifest else None, test_utterances, min_kl, device=device)
 
 
 def front(study: Any) -> list[dict]:

@@ -143,3 +143,51 @@ def test_a_second_slice_continues_the_schedule_and_the_optimizer():
     steps = {float(s["step"]) for s in second["opt_state"]["state"].values()}
     assert steps == {8.0}  # AdamW's step counts (and moments) went on from the first slice
     assert second["opt_state"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr_at(7, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a lent device machine)")
+def test_distillation_on_a_gpu_keeps_the_grid_and_returns_both_models_to_the_cpu():
+    from asrcompress.compression import TeacherCache
+
+    waves, targets = _data()
+    runs = {}
+    for device in ("cpu", "cuda"):
+        teacher, student, states = _student()
+        cache = TeacherCache(teacher, waves, 2.0)
+        cfg = DistillConfig(steps=2, lr=1e-2)
+        first = distill(student, teacher, states, waves, targets, cfg, batch_seconds=2.0, total=4, device=device,
+                        teacher_cache=cache)
+        distill(student, teacher, states, waves, targets, cfg, batch_seconds=2.0, offset=2, total=4, device=device,
+                opt_state=first["opt_state"], teacher_cache=cache)
+        assert {p.device.type for p in (*student.parameters(), *teacher.parameters())} == {"cpu"}
+        for name, st in states.items():
+            w = student.get_submodule(name).weight
+            assert max(torch.unique(r).numel() for r in w.reshape(w.shape[0], -1)) <= 2**st.bits
+        runs[device] = student.state_dict()
+    # the same steps on the same batches: equal up to float reassociation on the GPU
+    diffs = [float((runs["cpu"][k] - runs["cuda"][k]).abs().max()) for k in runs["cpu"]
+             if runs["cpu"][k].is_floating_point()]
+    assert max(diffs) < 0.05
+
+
+def test_the_cpu_device_is_the_default_path():
+    waves, targets = _data()
+    results = []
+    for kwargs in ({}, {"device": "cpu"}, {"device": torch.device("cpu")}):
+        teacher, student, states = _student()
+        distill(student, teacher, states, waves, targets, DistillConfig(steps=3, lr=1e-2), batch_seconds=2.0, **kwargs)
+        results.append(student.state_dict())
+    assert all(torch.equal(results[0][k], r[k]) for r in results[1:] for k in results[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_one_error_line(tmp_path):
+    from ..conftest import BASE_MODEL
+    from ..test_errors import one_error_line, run_cli
+
+    for args in (["compress", "--model", str(BASE_MODEL), "--policy", "int8", "--out", str(tmp_path / "o")],
+                 ["finalists", "--candidates", str(tmp_path / "c")],
+                 ["worker", "--study", "s", "--storage", f"journal:{tmp_path / 'j.journal'}"]):
+        line = one_error_line(*run_cli([*args, "--device", "cuda"], tmp_path.parent))
+        assert "--device cuda: no CUDA device is available" in line, args
+    assert not (tmp_path / "o").exists()

@@ -165,6 +165,21 @@ def test_low_bit_graphs_store_fewer_bytes(exported):
     assert q4 < 0.65 * q8
 
 
+def test_exports_carry_no_exporter_trace_or_local_paths(exported):
+    """torch's exporter writes each node's stack trace (with this machine's source paths), FX
+    node and scopes into the graph: about 0.8 MB a model, stripped before the file is written."""
+    import asrcompress
+
+    here = str(Path(asrcompress.__file__).resolve().parents[1]).encode()
+    for name, (_, _, report) in exported.items():
+        proto = onnx.load(report["path"])
+        assert not any(n.metadata_props or n.doc_string for n in proto.graph.node), name
+        data = Path(report["path"]).read_bytes()
+        assert here not in data and b"stack_trace" not in data, name
+        # what is left beside the tensors is the graph itself: names, attributes, shapes
+        assert len(data) - _tensor_bytes(report["path"]) < 50_000 + 400 * len(proto.graph.node), name
+
+
 def test_deploy_model_matches_the_batched_model():
     model = conformer()
     feats = torch.randn(1, 150, 80)

@@ -120,6 +120,8 @@ def test_staged_search_from_one_command_resumes_and_exports_its_knee(tiny_corpus
     assert "--rungs 2,8 differs from the study's 2,4" in line
     line = one_error_line(*run_cli(["search", "--study", "st", "--sampler", "random"], tmp_path))
     assert "--sampler random differs from the study's nsga2" in line
+    line = one_error_line(*run_cli(["search", "--study", "st", "--seed", "3"], tmp_path))
+    assert "--seed 3 differs from the study's 0" in line
     line = one_error_line(*run_cli(["search", "--study", "st", "--strategy", "one-stage"], tmp_path))
     assert "is a staged search" in line
 

@@ -28,5 +28,19 @@ def _global_options(
         os.environ[TRUST_PICKLE_ENV] = "1"
 
 
+def torch_device(flag: str, name: str) -> str:
+    """`--device` auto | cpu | cuda as a torch device name; a UserError naming the flag when the
+    value is unknown or no GPU is there. auto: a GPU when torch sees one."""
+    import torch
+
+    from ..errors import UserError
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"{flag} {name!r} is not one of auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{flag} cuda: no CUDA device is available on this machine")
+    return "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+
+
 def command_line() -> str:
     return "asrcompress " + " ".join(sys.argv[1:])

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._app import app, command_line, err, out
+from ._app import app, command_line, err, out, torch_device
 
 
 @app.command()
@@ -76,6 +76,9 @@ def compress(
              "before distillation is kept, as in a search trial; 0: keep the distilled one")] = 100,
     kd_utterances: Annotated[int, typer.Option(help="Training utterances held in memory for distillation")] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of the distillation batch order (a trial's is its number)")] = 0,
+    device: Annotated[str, typer.Option(
+        help="Where distillation runs: auto (a GPU when there is one), cpu or cuda; the model is "
+             "written from the CPU either way")] = "cpu",
     threads: Annotated[Optional[int], typer.Option(
         help="Torch threads (default: every core, as a one-worker search uses; results depend on it)")] = None,
     overwrite: Annotated[bool, typer.Option(
@@ -93,6 +96,7 @@ def compress(
     import torch
 
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    device = torch_device("--device", device)
     policy_path = resolve("policy", policy_path)
     policy = Policy.load(policy_path)
     kd = distill_config(policy, finetune_steps, kd_temperature, kd_alpha)
@@ -103,7 +107,7 @@ def compress(
         score = dev_scorer(model_dir, corpus_dir, dev_utterances) if kd.steps and corpus_dir else None
         watch = Watch(lambda done, total: progress.update(task, completed=done, total=total), score)
         summary = compress_folder(model_dir, policy, stage, kd, corpus_dir, command_line(), kd_utterances,
-                                  log=progress.console.print, monitor=watch, recovery=Recovery(seed=seed))
+                                  log=progress.console.print, monitor=watch, recovery=Recovery(seed=seed, device=device))
     out.print(f"wrote {out_dir}: deployed {summary['total_bytes']:,} bytes, {summary['ratio']:.2f}x smaller than fp32"
               + (f"; {summary['distill']['steps']} KD steps in {summary['distill']['seconds']} s"
                  if summary["distill"]["steps"] else "")

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UserError
-from ._app import app, command_line, err, out
+from ._app import app, command_line, err, out, torch_device
 
 
 @app.command()
@@ -77,15 +77,10 @@ def train(
     from .._outputs import is_ours, output_folder, real
     from ..models import TrainConfig
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available on this machine")
+    dev = torch.device(torch_device("--device", device))
     for name in ("train", "dev"):
         if not (corpus_dir / f"{name}.jsonl").is_file():
             raise UserError(f"{corpus_dir / (name + '.jsonl')}: not found; build one with `asrcompress corpus`")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
     if not 0.0 <= warp < 0.5:
         raise UserError(f"--warp {warp} is outside [0, 0.5)")
     if masks < 0:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ._app import app, err, out
+from ._app import app, err, out, torch_device
 
 
 @app.command()
@@ -132,6 +132,8 @@ def finalists(
     test_manifest: Annotated[Optional[Path], typer.Option(help="Test manifest the finalists are reported on "
                                                                "(default: the corpus's test.jsonl)")] = None,
     test_utterances: Annotated[int, typer.Option(help="Test utterances to report on (0: all)")] = 0,
+    device: Annotated[str, typer.Option(help="Where distillation runs: cpu, cuda or auto (a GPU when there is "
+                                              "one); scoring and timing stay on the CPU")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print finalists.json")] = False,
 ) -> None:
     """Recover propose's candidates by successive halving: quantization-only ones keep 0 steps,
@@ -147,7 +149,8 @@ def finalists(
     progress, bar = _bar()
     try:
         doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
-                            profiles, progress, timing, repeats, test_manifest, test_utterances, min_kl)
+                            profiles, progress, timing, repeats, test_manifest, test_utterances, min_kl,
+                            device=torch_device("--device", device))
     finally:
         bar.stop()
     if as_json:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ._app import app, command_line, err, out
+from ._app import app, command_line, err, out, torch_device
 
 
 def _search_cfg(space: Optional[Path], model: Optional[Path], corpus: Optional[Path], trials: Optional[int],
@@ -61,7 +61,8 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine")] = 1,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: $MLFLOW_TRACKING_URI or "
                                                             "sqlite:///mlruns/mlflow.db)")] = None,
-    seed: Annotated[int, typer.Option(help="Sampler seed")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Sampler seed (default 0; a resumed staged study keeps "
+                                                     "its own)")] = None,
     dev_utterances: Annotated[Optional[int], typer.Option(help="Dev utterances each trial is scored on "
                                                                "(default 100)")] = None,
     kd_utterances: Annotated[Optional[int], typer.Option(help="Training utterances distillation draws from "
@@ -85,6 +86,9 @@ def search(
                           ] = None,
     rungs: Annotated[Optional[str], typer.Option(help="staged: distillation steps done in all by each rung's end, "
                                                       "comma-separated (default 100,300,900)")] = None,
+    device: Annotated[str, typer.Option(
+        help="Where distillation runs: cpu, cuda or auto (a GPU when there is one); scoring, export and "
+             "timing stay on the CPU. Not kept with the study: each run and worker names its own")] = "cpu",
 ) -> None:
     """Search per-layer policies; re-running the same command resumes the study.
 
@@ -94,11 +98,14 @@ def search(
 
     if strategy not in ("staged", "one-stage"):
         raise UserError(f"--strategy {strategy!r} is not one of staged, one-stage")
+    # On Ray the trials run on the cluster's nodes: a GPU there is Ray's to find, not this machine's.
+    device = device if backend == "ray" and device == "cuda" else torch_device("--device", device)
     if strategy == "staged":
         _refuse_one_stage_flags(trials, workers, backend, address, trial_timeout, heartbeat_grace)
-        cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed, dev_utterances,
-                          kd_utterances, profiles)
-        summary = _staged(cfg, proposals, candidates, rungs, sampler)
+        cfg = _search_cfg(space, model, corpus, None, None, storage, study, 1, tracking_uri, seed or 0,
+                          dev_utterances, kd_utterances, profiles)
+        cfg["device"] = device
+        summary = _staged(cfg, proposals, candidates, rungs, sampler, seed is not None)
         if as_json:
             print(dumps(summary))
             return
@@ -113,9 +120,10 @@ def search(
         raise UserError(f"--trial-timeout {trial_timeout} must be a positive number of minutes")
     if heartbeat_grace is not None and not heartbeat_grace >= 2:
         raise UserError(f"--heartbeat-grace {heartbeat_grace} must be at least 2 seconds")
-    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed,
+    cfg = _search_cfg(space, model, corpus, trials, sampler, storage, study, workers, tracking_uri, seed or 0,
                       dev_utterances, kd_utterances, profiles, trial_timeout * 60 if trial_timeout else None,
                       heartbeat_grace)
+    cfg["device"] = device
     from ._live import LiveSearch
 
     # Stage, trials done, trial-minutes, the front and its hypervolume while the workers run (stderr).
@@ -172,14 +180,14 @@ def _staged_options(proposals: Optional[int], candidates: Optional[int], rungs: 
 
 
 def _staged(cfg: dict, proposals: Optional[int], candidates: Optional[int], rungs: Optional[str],
-            sampler: Optional[str]) -> dict:
+            sampler: Optional[str], seed_given: bool = False) -> dict:
     from ..search import StagedOptions, run_staged
     from ._live import StagedProgress
 
     given = _staged_options(proposals, candidates, rungs, sampler)
     progress = StagedProgress(cfg["study"], err)
     try:
-        return run_staged(cfg, StagedOptions(**given), set(given), progress)
+        return run_staged(cfg, StagedOptions(**given), set(given) | ({"seed"} if seed_given else set()), progress)
     finally:
         progress.stop()
 
@@ -231,6 +239,7 @@ def worker(
     storage: Annotated[str, typer.Option(help="The study's storage URL (journal:PATH on a shared disk, or PostgreSQL)")],
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default: the one the study was "
                                                             "started with)")] = None,
+    device: Annotated[str, typer.Option(help="Where this worker's distillation runs: cpu, cuda or auto")] = "cpu",
 ) -> None:
     """Join a running study (from this or another machine) and run trials until its budget is used.
 
@@ -238,9 +247,10 @@ def worker(
     the study itself."""
     from ..search import load_study, work
 
+    device = torch_device("--device", device)
     load_study(storage, study)  # one line for a study that is not there
     cfg = {"study": study, "storage": storage, "tracking_uri": tracking_uri, "workers": 2, "threads": 1,
-           "seed": None}  # a joining worker must not replay another worker's seeded draws
+           "seed": None, "device": device}  # a joining worker must not replay another worker's seeded draws
     print(json.dumps(work(cfg)))
 
 

@@ -123,7 +123,7 @@ class TeacherCache:
         else:
             with torch.no_grad():
                 self._lps[key] = log_probs(teacher, wave, lens)[0]
-        return self._lps[key]
+        return self._lps[key].to(wave.device)  # a no-op unless an earlier student ran elsewhere
 
 
 def distill(
@@ -142,6 +142,7 @@ def distill(
     total: int | None = None,
     opt_state: dict | None = None,
     teacher_cache: TeacherCache | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Fine-tune `student` in place for cfg.steps; returns loss history, wall time and the
     optimizer's state.
@@ -149,12 +150,33 @@ def distill(
     A run may be one slice of a longer one: its steps are `offset`.. of `total` on the learning
     rate schedule, and `opt_state` (the previous slice's) carries AdamW's moments over.
     `penalties` adds each listed weight's sparsity penalty to the loss.
+    `device` is where the steps run (a GPU: "cuda"); student and teacher come back to the CPU
+    either way, so what is exported and scored is the same.
     """
-    from ..data import collate as _collate, make_batches
-
     if cfg.steps == 0:
         return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None, "opt_state": opt_state}
-    device = torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cpu":
+        return _distill(student, teacher, states, waves, targets, cfg, batch_seconds, seed, on_step, penalties,
+                        offset, total, opt_state, teacher_cache, device)
+    # Moved before the parametrizations are registered, so masks and codebooks live there too.
+    student.to(device)
+    teacher.to(device)
+    try:
+        return _distill(student, teacher, states, waves, targets, cfg, batch_seconds, seed, on_step, penalties,
+                        offset, total, opt_state, teacher_cache, device)
+    finally:
+        student.to("cpu")
+        teacher.to("cpu")
+
+
+def _distill(student: nn.Module, teacher: nn.Module, states: dict[str, LayerState], waves: list,
+             targets: list[torch.Tensor], cfg: DistillConfig, batch_seconds: float, seed: int,
+             on_step: Callable[[int, int], None] | None,
+             penalties: list[tuple[nn.Module, str, MethodConfig]] | None, offset: int, total: int | None,
+             opt_state: dict | None, teacher_cache: TeacherCache | None, device: torch.device) -> dict:
+    from ..data import collate as _collate, make_batches
+
     owners = _owners(student, states)
     for module, pname, projections in owners:
         parametrize.register_parametrization(module, pname, _Keep(projections))
@@ -188,8 +210,8 @@ def distill(
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(offset + step, total)
         s_lp, out_lens = log_probs(student, wave, lens)
-        loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt), torch.tensor([t.numel() for t in tgt]),
-                       cfg.temperature, cfg.alpha, blank)
+        loss = kd_loss(s_lp, t_lp, out_lens, torch.cat(tgt).to(device),
+                       torch.tensor([t.numel() for t in tgt], device=device), cfg.temperature, cfg.alpha, blank)
         for module, pname, reg in penalties or ():
             loss = loss + handler_for(reg).penalty(getattr(module, pname), reg)
         if not torch.isfinite(loss):
@@ -210,6 +232,7 @@ def distill(
             exact = param[0].project(param.original)
             parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
             getattr(module, pname).copy_(exact)
+    student.to("cpu")  # stored and rounded where it is exported; a no-op on the CPU
     if any(st.bits for st in states.values()):
         round_small_tensors(student)  # biases and norms trained off the fp16 numbers they are stored as
     student.eval()
@@ -218,14 +241,14 @@ def distill(
 
 
 def regularizer(teacher: nn.Module, waves: list, targets: list[torch.Tensor], kd: DistillConfig,
-                batch_seconds: float = 40.0):
+                batch_seconds: float = 40.0, device: str = "cpu"):
     """The `regularize` step for compress_model: KD plus sparsity penalties, for the longest
     `steps` among the layers' sparsity_reg configs."""
 
     def run(model: nn.Module, penalties: list[tuple[nn.Module, str, MethodConfig]]) -> None:
         steps = max(reg.steps for _, _, reg in penalties)
         distill(model, teacher, {}, waves, targets, replace(kd, steps=steps), batch_seconds=batch_seconds,
-                penalties=penalties)
+                penalties=penalties, device=device)
 
     return run
 

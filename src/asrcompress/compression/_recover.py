@@ -33,6 +33,7 @@ class Recovery:
     batch_seconds: float = 16.0  # audio per distillation batch
     check_fraction: float = 1 / 3  # the monitor's check runs after this share of the steps
     seed: int = 0  # batch order of distillation and of the taylor gradients
+    device: str = "cpu"  # where distillation steps run ("cuda": a GPU); the result is on the CPU either way
 
 
 class Monitor:
@@ -109,7 +110,8 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     if why and not (data and data[0]):
         raise PolicyError(f"{policy.source}: {why} needs training data (give a corpus)")
     t0 = time.perf_counter()
-    reg = regularizer(base, *data, kd, batch_seconds=recovery.batch_seconds) if data and data[0] else None
+    reg = regularizer(base, *data, kd, batch_seconds=recovery.batch_seconds, device=recovery.device) \
+        if data and data[0] else None
     grads = taylor_gradients(*data, seed=recovery.seed) if data and data[0] else None
     calib = Calibration(data[0]) if data and data[0] else None
     student, states, skipped = compress_model(base, policy, reg, grads, calib)
@@ -125,14 +127,14 @@ def compress_and_recover(base: nn.Module, policy: Policy, data: tuple[list, list
     cache = TeacherCache(base, data[0], recovery.batch_seconds)
     s1 = distill(student, base, states, *data, replace(kd, steps=first), batch_seconds=recovery.batch_seconds,
                  seed=recovery.seed, on_step=lambda d, _t: monitor.on_step(d, kd.steps), total=kd.steps,
-                 teacher_cache=cache)
+                 teacher_cache=cache, device=recovery.device)
     monitor.check(student, first, kd.steps)
     s2 = None
     if kd.steps > first:
         s2 = distill(student, base, states, *data, replace(kd, steps=kd.steps - first),
                      batch_seconds=recovery.batch_seconds, seed=recovery.seed + 10_000,
                      on_step=lambda d, _t: monitor.on_step(first + d, kd.steps), offset=first, total=kd.steps,
-                     opt_state=s1.get("opt_state"), teacher_cache=cache)
+                     opt_state=s1.get("opt_state"), teacher_cache=cache, device=recovery.device)
     out.distill = {"steps": kd.steps, "seconds": round(time.perf_counter() - t1, 1), "loss_first": s1["loss_first"],
                    "loss_last": (s2 or s1)["loss_last"]}
     out.score = monitor.score(student) if score_before is not None else None

@@ -62,7 +62,8 @@ def compress_folder(model_dir: Path, policy: Policy, out: Path, kd: DistillConfi
     save_model(result.model, out, decoder=read_config(model_dir).get("decoder"))
     report = size_report(result.model, result.states, fp32_bytes=size_report(teacher)["total_bytes"])
     write_compression(out, model_dir, policy, result.states, {
-        "distill": {**kd.__dict__, **result.distill, "reverted": result.reverted} if kd.steps else None,
+        "distill": {**kd.__dict__, **result.distill, "reverted": result.reverted, "device": recovery.device}
+        if kd.steps else None,
         "compress_seconds": round(result.compress_seconds, 2), "skipped": result.skipped, "command": command,
         "total_bytes": report["total_bytes"], "fp32_bytes": report["fp32_bytes"], "ratio": report["ratio"],
     })

@@ -187,7 +187,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                   study: str | None = None, profiles: Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None, time: bool = True,
                   repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0,
-                  min_kl: float = MIN_KL, constraints: tuple = ()) -> dict:
+                  min_kl: float = MIN_KL, constraints: tuple = (), device: str = "cpu") -> dict:
     """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`
     (those that only quantize, or are within `min_kl` of the base, keep 0 steps),
     distilling on `kd_utterances` training utterances (0: all); writes `folder`/finalists.json and
@@ -197,6 +197,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     `repeats` runs each) and the front is marked on measured ms, else on predicted ms.
     The finalists are then scored on the test split (`test_manifest`, default the corpus's
     test.jsonl; `test_utterances`, 0: all) with both decoders (`report_on_test`).
+    Distillation steps run on `device` ("cuda": a GPU); scoring, timing and export on the CPU.
     Returns what finalists.json holds."""
     import optuna
     from optuna.trial import TrialState
@@ -231,7 +232,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     dev = corpus_split(corpus, "dev", "dev utterances to score finalists on")
     scorer = DevScorer(base, model_dir, dev[:doc["dev_utterances"]] if doc["dev_utterances"] else dev)
     waves, targets = load_kd_data(corpus, kd_utterances or 10**9, seed)
-    recovery = Recovery(batch_seconds=batch_seconds, seed=seed)
+    recovery = Recovery(batch_seconds=batch_seconds, seed=seed, device=device)
     kd = DistillConfig(steps=rungs[-1], lr=lr, warmup=warmup, schedule="cosine")
     cache = TeacherCache(base, waves, batch_seconds)
     st = optuna.create_study(storage=open_storage(storage_url), study_name=name, direction="minimize")
@@ -273,7 +274,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             say(f"rung {r + 1}/{len(rungs)} ({rung} steps)", j, len(alive))
             res = distill(run.model, base, run.states, waves, targets, replace(kd, steps=rung - run.steps),
                           batch_seconds=batch_seconds, seed=seed + 1000 * (r + 1), offset=run.steps, total=rungs[-1],
-                          opt_state=run.opt_state, teacher_cache=cache)
+                          opt_state=run.opt_state, teacher_cache=cache, device=device)
             run.steps, run.opt_state = rung, res["opt_state"]
             lps, w = scorer.score(run.model)
             kl = frame_kl(scorer.teacher, lps)
@@ -317,7 +318,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         out_rows.append(row)
     result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
               "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
-              "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "profile": prof, "base": base_row,
+              "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "device": device, "profile": prof,
+              "base": base_row,
               "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
               "finalists": out_rows, "seconds": round(clock() - t0, 1)}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))  # the training is kept whatever follows

@@ -46,6 +46,7 @@ def _trainable(config: dict) -> None:
     if _CTX.get("key") != key:  # one context per Ray worker process
         _CTX["key"], (_CTX["space"], _CTX["ctx"]) = key, _context(settings)
     space, ctx = _CTX["space"], _CTX["ctx"]
+    ctx.device = cfg.get("device", "cpu")
     trial = optuna.trial.Trial(study, config["optuna_trial_id"])
     number = config["optuna_trial_number"]
     params = {k: v for k, v in config.items() if k not in ("asrcompress", "optuna_trial_id", "optuna_trial_number")}
@@ -131,7 +132,8 @@ def run_ray(cfg: dict, address: str | None, stage: Callable[[str], None] | None 
                             sampler=make_sampler(study_settings(study).sampler, cfg["seed"]), study_name=cfg["study"],
                             storage=storage)
     path = Path(cfg["workdir"]).resolve() / "ray"
-    trainable = tune.with_resources(_trainable, {"cpu": 1})
+    # --device cuda: each trial asks Ray for a GPU (its node must have one); scoring stays on the CPU
+    trainable = tune.with_resources(_trainable, {"cpu": 1, **({"gpu": 1} if cfg.get("device") == "cuda" else {})})
     run_config = tune.RunConfig(name="tune", storage_path=str(path), verbose=0,
                                 failure_config=tune.FailureConfig(max_failures=1))
     if tune.Tuner.can_restore(str(path / "tune")):

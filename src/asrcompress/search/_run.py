@@ -102,6 +102,7 @@ def work(cfg: dict, loaded: tuple | None = None) -> dict:
     torch.set_num_threads(cfg["threads"])
     study, settings = _open(cfg)
     space, ctx = loaded or _context(settings)
+    ctx.device = cfg.get("device", "cpu")  # this worker's own: not a study setting (workers may differ)
     # Each worker its own seed: equal seeds make every worker draw the same random/startup trials.
     seed = None if cfg.get("seed") is None else cfg["seed"] + 1000 * cfg.get("worker_index", 0)
     study = open_study(study._storage, cfg["study"], space, make_sampler(settings.sampler, seed))

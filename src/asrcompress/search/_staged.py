@@ -137,7 +137,12 @@ def _open_record(cfg: dict, opts: StagedOptions, given: set[str]) -> tuple[Searc
     else:
         settings = settings_for(cfg, SearchConfig.from_dict(stored["settings"]))
         kept = StagedOptions.from_dict(stored["options"])
-        for name in given:
+        if stored.get("seed") is not None:  # the candidates and the finalists' batches came from it
+            if "seed" in given and cfg["seed"] != stored["seed"]:
+                raise UserError(f"study {cfg['study']!r}: --seed {cfg['seed']} differs from the study's "
+                                f"{stored['seed']}; resume without it, or pick another --study")
+            cfg["seed"] = stored["seed"]
+        for name in given - {"seed"}:
             if getattr(opts, name) != getattr(kept, name):
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"study {cfg['study']!r}: {flag} {_show(getattr(opts, name))} differs from the "
@@ -149,8 +154,8 @@ def _open_record(cfg: dict, opts: StagedOptions, given: set[str]) -> tuple[Searc
     preflight(cfg | {"budget": 2 * opts.candidates})  # each candidate keeps an .onnx and a model folder
     if stored is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"strategy": STAGED, "settings": settings.to_dict(), "options": opts.to_dict()},
-                                   indent=1))
+        path.write_text(json.dumps({"strategy": STAGED, "settings": settings.to_dict(), "options": opts.to_dict(),
+                                    "seed": cfg["seed"]}, indent=1))
     return settings, opts
 
 
@@ -161,8 +166,8 @@ def _show(v: object) -> str:
 def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str] = frozenset(),
                progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Run (or resume) the staged search `cfg` names (`driver_config`'s settings; `given`: the
-    staged options the user named). Returns the summary: the stages' seconds, the finalists on
-    the front with their test figures, and the knee."""
+    staged options the user named, and "seed" if --seed was). Returns the summary: the stages'
+    seconds, the finalists on the front with their test figures, and the knee."""
     from . import _finalists
     from ._finalists import finish_finalists, finished, run_finalists
     from ._propose import run_propose
@@ -202,7 +207,7 @@ def run_staged(cfg: dict, opts: StagedOptions = StagedOptions(), given: set[str]
         t = time.perf_counter()
         doc = run_finalists(folder, opts.rungs, settings.kd_utterances, opts.lr, 0.05, 16.0, cfg["seed"],
                             cfg["storage"], cfg["study"], Path(cfg["profiles"]), say, True, opts.repeats,
-                            min_kl=_finalists.MIN_KL, constraints=constraints)
+                            min_kl=_finalists.MIN_KL, constraints=constraints, device=cfg.get("device", "cpu"))
         seconds["finalists"] = round(time.perf_counter() - t, 1)
     say("summary", 0, 1)
     study = _mark(cfg, settings, doc)

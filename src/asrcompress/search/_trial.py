@@ -80,6 +80,7 @@ class Context:
     fp32_bytes: int
     workdir: Path
     trial_timeout_s: float | None = None  # the study's per-trial wall-clock budget
+    device: str = "cpu"  # where this worker's distillation runs (its --device)
     slices: dict = field(default_factory=dict)  # slice name -> dev utterances, for wer@SLICE
 
     @classmethod
@@ -229,7 +230,7 @@ def run_trial(ctx: Context, policy_doc: dict, number: int, worst_front_wer: floa
     kd: DistillConfig = policy.distill or DistillConfig(steps=0)
     try:
         built = compress_and_recover(ctx.base, policy, ctx.kd_data if ctx.kd_data[0] else None,
-                                     Recovery(seed=number), TrialMonitor(ctx, worst_front_wer, in_time))
+                                     Recovery(seed=number, device=ctx.device), TrialMonitor(ctx, worst_front_wer, in_time))
     except FloatingPointError as e:
         raise TrialStopped(f"diverged: {e}", pruned=False) from None
     student, states = built.model, built.states
