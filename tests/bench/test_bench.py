@@ -151,3 +151,16 @@ def test_quick_bench_runs_end_to_end_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "arm, seed" not in again.stderr and "uniform hand policies" not in again.stderr  # nothing re-run
     assert "scored " not in again.stderr  # every point's errors came from the cache
+
+
+def test_a_run_records_the_code_it_was_made_by_and_a_change_on_resume(tmp_path):
+    from asrcompress.bench._state import State, source_fingerprint
+
+    fp = source_fingerprint()
+    assert fp == source_fingerprint() and len(fp) == 12
+    state = State(tmp_path / "run", {"model": "m"})
+    assert state.code(fp) == [fp]
+    assert State(tmp_path / "run", {"model": "m"}).code(fp) == [fp]  # resumed on the same code: one entry
+    assert State(tmp_path / "run", {"model": "m"}).code("0123456789ab") == [fp, "0123456789ab"]
+    doc = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert doc["code"] == [fp, "0123456789ab"] and doc["key"] == {"model": "m"}

@@ -63,6 +63,8 @@ def write_markdown(path: Path, doc: dict) -> None:
         f"    {doc['command']}", "",
         f"Machine: {doc['machine']}; commit {doc['commit']}. Space `{doc['space']}`, corpus `{doc['corpus']}`; "
         + _arms_line(doc), "",
+        *([f"**Mixed run: the code changed while it was under way** (sources {' -> '.join(doc['code'])}); steps "
+           "finished before a change were made by the older code.", ""] if len(doc.get("code", [])) > 1 else []),
         f"**Test set**: the bench's own, {b['utterances']} utterances ({b['words']} words) from a seed used nowhere "
         f"else, voices never in training (`{b['manifest']}`). **WER** of every point with the deployed decoder "
         f"({b['decoders']['deployed']['kind']}, the base model folder's) and greedy, one utterance at a time; each "

@@ -20,7 +20,7 @@ from ..compression import DistillConfig, uniform_policies
 from ..export import export_onnx
 from ..models import features_of, load_model
 from ..search import load_space
-from ._state import State, file_sha256, run_key
+from ._state import State, file_sha256, run_key, source_fingerprint
 
 TEST_SEED = 90_417  # the bench's test set: a seed no doc, demo or test uses
 TRIALS_PER_CPU_MINUTE = 6  # a budget's trial cap: no trial here is faster than 10 CPU-seconds
@@ -175,6 +175,10 @@ def run_bench(o: BenchOptions, log=print) -> dict:
     run = o.workdir / run_key(key)
     state = State(run, key)
     log(f"bench: run folder {run} (re-running this command resumes it)")
+    codes = state.code(source_fingerprint())
+    if len(codes) > 1:  # the key holds the inputs, not the code: say what a mixed run is
+        log(f"bench: warning: the code changed while this run was under way (sources {' -> '.join(codes)}); "
+            "steps finished earlier were made by older code. Delete the run folder to start over.")
     base = load_model(o.model)
     base_onnx = run / "base.onnx"
     if not base_onnx.is_file():

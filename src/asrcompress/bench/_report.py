@@ -196,6 +196,7 @@ def report(o, arms, base_model, base_onnx: Path, test_manifest: Path, state, log
     o.out.parent.mkdir(parents=True, exist_ok=True)
     figures = figure(arms, base, o.out)
     doc = {"command": o.command, "machine": machine(), "commit": _commit(), "run_folder": str(state.folder),
+           "code": state.doc.get("code", []),
            "base": base, "strategy": o.strategy, "staged": o.staged,
            "budget_cpu_minutes_per_search_arm_and_seed": o.budget_minutes if o.strategy == "one-stage" else None,
            "workers": o.workers,

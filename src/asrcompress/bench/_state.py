@@ -25,6 +25,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def source_fingerprint() -> str:
+    """The package's Python sources, hashed: a bench run resumed on other code says so."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def run_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -38,6 +47,14 @@ class State:
         self.path = self.folder / "state.json"
         self.doc: dict = json.loads(self.path.read_text()) if self.path.is_file() else {"key": key_parts, "steps": {}}
         (self.folder / "scores").mkdir(exist_ok=True)
+
+    def code(self, fingerprint: str) -> list[str]:
+        """The source fingerprints this run was made by, oldest first (`fingerprint` added when new)."""
+        seen = self.doc.setdefault("code", [])
+        if not seen or seen[-1] != fingerprint:
+            seen.append(fingerprint)
+            write_text(self.path, json.dumps(self.doc, indent=1, default=str) + "\n")
+        return list(seen)
 
     def done(self, step: str) -> Any | None:
         return self.doc["steps"].get(step)
