@@ -507,6 +507,12 @@ CASES = [
     Case("compress-bad-device", "options", "compress --device not cpu, cuda or auto",
          lambda w: ["compress", "--model", str(BASE_MODEL), "--policy", "int8", "--out", str(w / "dev-out"),
                     "--device", "gpu0"], ("--device 'gpu0' is not one of auto, cpu, cuda",)),
+    Case("compress-no-policy", "options", "compress with neither --policy nor --recipe",
+         lambda w: ["compress", "--out", str(w / "np-out")], ("--policy", "--recipe")),
+    Case("recipe-not-a-recipe", "policies", "compress --recipe on a YAML file that is not a recipe",
+         lambda w: (w / "notrecipe.yaml").write_text("version: 1\nrules: []\n") and
+         ["compress", "--recipe", str(w / "notrecipe.yaml"), "--out", str(w / "nr-out")],
+         ("notrecipe.yaml", "not an asrcompress recipe")),
     Case("bench-budget-staged", "options", "bench --budget-minutes with the staged arms (the default)",
          lambda w: ["bench", "--budget-minutes", "5"], ("--budget-minutes applies to --strategy one-stage",)),
     # options

@@ -147,6 +147,7 @@ def test_quick_bench_runs_end_to_end_and_resumes(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("asrcompress/bench").experiment_id])
     assert {r.info.run_name for r in runs} >= {"search", "random", "uniform"}
+    _points_rebuild_within_their_interval(doc, tmp_path)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "arm, seed" not in again.stderr and "uniform hand policies" not in again.stderr  # nothing re-run
@@ -164,3 +165,28 @@ def test_a_run_records_the_code_it_was_made_by_and_a_change_on_resume(tmp_path):
     assert State(tmp_path / "run", {"model": "m"}).code("0123456789ab") == [fp, "0123456789ab"]
     doc = json.loads((tmp_path / "run" / "state.json").read_text())
     assert doc["code"] == [fp, "0123456789ab"] and doc["key"] == {"model": "m"}
+
+
+def _points_rebuild_within_their_interval(doc: dict, tmp_path: Path) -> None:
+    """Issue 18's reproducible points: a recipe per search arm's best-size and best-speed point
+    within 5%, and `compress --recipe` rebuilds one whose test WER lies in the point's interval."""
+    import yaml
+
+    expected = {(pt["arm"], pt["seed"]) for pt in doc["all_points"]
+                if pt["arm"] in ("search", "random") and pt["wer_ratio_deployed"] <= WER_TOLERANCE}
+    files = doc["points_files"]
+    assert {(Path(f).name.split("-s")[0], int(Path(f).name.split("-s")[1].split("-")[0])) for f in files} == expected
+    assert len(files) == 2 * len(expected)  # best size and best speed, the same point or not
+    if not files:
+        return
+    recipe = yaml.safe_load(Path(files[0]).read_text())
+    p = subprocess.run([sys.executable, "-m", "asrcompress.cli", "compress", "--recipe", files[0], "--out",
+                        str(tmp_path / "rebuilt")], capture_output=True, text=True, timeout=1800, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = subprocess.run([sys.executable, "-m", "asrcompress.cli", "evaluate", "--model", str(tmp_path / "rebuilt"),
+                        "--manifest", doc["base"]["manifest"], "--json"], capture_output=True, text=True, timeout=1800,
+                       cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ratio = json.loads(p.stdout)["wer"] / doc["base"]["wer"]["deployed"]
+    lo, hi = recipe["measured"]["ci_deployed"]
+    assert lo <= ratio <= hi, (ratio, recipe["measured"])

@@ -101,7 +101,9 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "f.journal")))).trials
     by_name = {t.user_attrs["candidate"]: t for t in trials}
     assert set(by_name) == set(rows) and all(0 in t.intermediate_values for t in trials)
-    assert by_name["q4"].state == optuna.trial.TrialState.COMPLETE and by_name["q4"].value == 0.5  # as scored
+    # measured on the model this stage built (and keeps), not on propose's export
+    assert by_name["q4"].state == optuna.trial.TrialState.COMPLETE and by_name["q4"].value == rows["q4"]["kl"] != 0.5
+    assert rows["q4"]["onnx"] == str(out / "finalists" / "q4" / "model.onnx")
     first = doc["rung_log"][0]
     kept = min(("lr-a", "lr-b"), key=lambda n: by_name[n].intermediate_values[2])  # the better after rung 1
     gone = ({"lr-a", "lr-b"} - {kept}).pop()
@@ -128,6 +130,44 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     assert doc["teacher_cache_hits"] > 0  # the pruned and the kept candidate shared the teacher's batches
     with pytest.raises(UserError, match="holds finalists already"):
         run_finalists(out, rungs=(2,), kd_utterances=8, storage=storage, study="g")
+    _rebuilt_from_its_recipe_equals_the_finalist(tmp_path, tiny_corpus, out, doc, kept)
+
+
+def _rebuilt_from_its_recipe_equals_the_finalist(tmp_path, corpus, out, doc, name):
+    """`compress --recipe` replays the finalist's compression and rungs from the base and the
+    corpus alone: on the same machine and threads, the same weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from asrcompress.search import recipe_of, write_recipe
+
+    from ..test_errors import one_error_line, run_cli
+
+    recipe = recipe_of(doc, name, {"test_wer_ratio_deployed": 1.0})
+    assert recipe["recovery"]["best_steps"] == next(r for r in doc["finalists"] if r["name"] == name)["best_steps"]
+    write_recipe(tmp_path / "r.yaml", recipe)
+    args = ["compress", "--recipe", str(tmp_path / "r.yaml"), "--model", str(tmp_path / "tiny"), "--corpus", str(corpus),
+            "--threads", str(torch.get_num_threads())]
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "rebuilt")], tmp_path)
+    assert code == 0, err[-3000:]
+    want = load_file(str(out / "finalists" / name / "model" / "model.safetensors"))
+    got = load_file(str(tmp_path / "rebuilt" / "model.safetensors"))
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    record = json.loads((tmp_path / "rebuilt" / "compression.json").read_text())
+    assert record["recipe"]["measured"] == {"test_wer_ratio_deployed": 1.0}
+    # another base model, or both --policy and --recipe: one line each, nothing written
+    from ..compression.models import conformer
+    from asrcompress.models import save_model
+
+    other = conformer()
+    with torch.no_grad():
+        other.head.weight.mul_(1.01)
+    save_model(other, tmp_path / "other")
+    line = one_error_line(*run_cli([*args[:4], str(tmp_path / "other"), *args[5:], "--out", str(tmp_path / "x")],
+                                   tmp_path))
+    assert "is not the recipe's" in line and not (tmp_path / "x").exists()
+    line = one_error_line(*run_cli([*args, "--policy", "int8", "--out", str(tmp_path / "y")], tmp_path))
+    assert "--policy" in line and "--recipe" in line
 
 
 @pytest.mark.slow  # 30 s (make test-reliability runs it)

@@ -97,7 +97,13 @@ def write_markdown(path: Path, doc: dict) -> None:
     lines += [f"- {k}: **{v}**" for k, v in t.items()]
     lines += ["", "Not dominated by the search's points: " + (", ".join(doc["not_dominated_by_search_deployed"]) or
                                                               "none"), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in doc["figures"]), "", "## Peers", ""]
+              "Figures: " + ", ".join(f"`{f}`" for f in doc["figures"]), "",
+              "## Reproducible points", "",
+              "Each search arm's best-size and best-speed points within 5% (deployed decoder), per seed, as recipes: "
+              "`asrcompress compress --recipe FILE --out DIR` rebuilds the model from the base model and the "
+              "built-in corpus; the recipe keeps what the bench measured.", ""]
+    lines += [f"- `{f}`" for f in doc.get("points_files", [])] or ["- none: no search point within 5%"]
+    lines += ["", "## Peers", ""]
     lines += [f"- **{n}**: {t}" for n, t in PEER_NOTES.items()]
     lines += ["", "## Every point", "",
               "| arm | point | runtime | WER / base, deployed [95% CI] | WER / base, greedy [95% CI] | speed-up 8 s | "

@@ -188,6 +188,7 @@ def report(o, arms, base_model, base_onnx: Path, test_manifest: Path, state, log
     import time
 
     from ._doc import figure, log_mlflow, write_markdown
+    from ._points import write_points
 
     base = score_all(o, arms, base_model, base_onnx, test_manifest, state, log)
     summary = summarize(arms)
@@ -206,6 +207,7 @@ def report(o, arms, base_model, base_onnx: Path, test_manifest: Path, state, log
     ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     doc["run_cpu_minutes_this_session"] = round(sum(r.ru_utime + r.ru_stime for r in ru) / 60, 1)
     doc["wall_minutes_this_session"] = round((time.perf_counter() - t0) / 60, 1)
+    doc["points_files"] = write_points(arms, o.out.parent / o.out.name / "points", state.folder.name, log)
     write_markdown(o.out.with_suffix(".md"), doc)
     doc["mlflow_run"] = log_mlflow(o.tracking_uri, doc, figures, state.folder.name)
     return doc

@@ -25,6 +25,7 @@ from ._progress import snapshot
 from ._staged import StagedOptions, run_staged, staged_scan
 from ._staged_report import log_finalists, staged_rows
 from ._finalists import RUNGS, budgets_met, mark_front, quantization_only, run_finalists, report_on_test, time_finalists, winners
+from ._recipe import check_inputs as check_recipe_inputs, load_recipe, rebuild as rebuild_recipe, recipe_of, write_recipe
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
@@ -39,6 +40,7 @@ __all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surro
             'measure_onnx', 'score_candidates', 'surrogate_error', 'run_propose',
             'RUNGS', 'budgets_met', 'quantization_only', 'run_finalists', 'winners', 'JsonlLog', 'kd_loader',
             'mark_front', 'report_on_test', 'time_finalists', 'snapshot', 'StagedOptions', 'run_staged', 'staged_scan',
-            'log_finalists', 'staged_rows']
+            'log_finalists', 'staged_rows', 'check_recipe_inputs', 'load_recipe', 'rebuild_recipe', 'recipe_of',
+            'write_recipe']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

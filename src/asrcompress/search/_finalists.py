@@ -29,6 +29,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import UserError
+from ._recipe import finalist_kd, rung_seed
 from ._surrogate import SIZE_RATIOS, SPEEDUPS
 
 RUNGS = (100, 300, 900)  # distillation steps done in all by the end of each rung
@@ -202,7 +203,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     import optuna
     from optuna.trial import TrialState
 
-    from ..compression import DistillConfig, Policy, Recovery, TeacherCache, compress_and_recover, distill, load_kd_data
+    from ..compression import Policy, Recovery, TeacherCache, compress_and_recover, distill, load_kd_data
     from ..data import corpus_split
     from ..hardware import load_profiles
     from ..models import load_model
@@ -233,7 +234,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     scorer = DevScorer(base, model_dir, dev[:doc["dev_utterances"]] if doc["dev_utterances"] else dev)
     waves, targets = load_kd_data(corpus, kd_utterances or 10**9, seed)
     recovery = Recovery(batch_seconds=batch_seconds, seed=seed, device=device)
-    kd = DistillConfig(steps=rungs[-1], lr=lr, warmup=warmup, schedule="cosine")
+    kd = finalist_kd(rungs, lr, warmup)
     cache = TeacherCache(base, waves, batch_seconds)
     st = optuna.create_study(storage=open_storage(storage_url), study_name=name, direction="minimize")
     st.set_user_attr("candidates", str(folder.resolve()))
@@ -243,6 +244,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     base_onnx, base_ms = base_row["onnx_bytes"], base_row[f"ms@{prof}"]
 
     fixed: list[dict] = []  # 0 steps (quantization only, or within min_kl): scored as built
+    built_fixed: dict = {}  # their models, built here (on this stage's calibration data) and measured at the end
     runs: list[_Run] = []
     for i, (cname, row) in enumerate(rows.items()):
         say("build", i, len(rows))
@@ -260,8 +262,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             trial.set_user_attr("steps", 0)
             trial.set_user_attr("why_no_steps", "quantization only" if quantization_only(policy) else
                                 f"dev KL {kl0:.3g} <= {min_kl}")
-            st.tell(trial, row["kl"])
             fixed.append({"name": cname, "kl": kl0, "wer": w, **figures})
+            built_fixed[cname] = (built, trial)  # told its measured KL at the end
             _save_model(built.model, built.states, folder / "finalists" / cname / "model", model_dir, policy,
                         {"trial": trial.number, "distill": {"steps": 0}, "fp32_bytes": base_row["bytes"]})
         else:
@@ -273,7 +275,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         for j, run in enumerate(alive):
             say(f"rung {r + 1}/{len(rungs)} ({rung} steps)", j, len(alive))
             res = distill(run.model, base, run.states, waves, targets, replace(kd, steps=rung - run.steps),
-                          batch_seconds=batch_seconds, seed=seed + 1000 * (r + 1), offset=run.steps, total=rungs[-1],
+                          batch_seconds=batch_seconds, seed=rung_seed(seed, r), offset=run.steps, total=rungs[-1],
                           opt_state=run.opt_state, teacher_cache=cache, device=device)
             run.steps, run.opt_state = rung, res["opt_state"]
             lps, w = scorer.score(run.model)
@@ -312,9 +314,14 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             st.tell(run.trial, row["kl"])
         out_rows.append(row)
     for f in fixed:
-        row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"],
-                   onnx=str(folder / f["name"] / "model.onnx"))
-        (folder / "finalists" / f["name"] / "policy.yaml").write_text((folder / f["name"] / "policy.yaml").read_text())
+        # Measured on the model built here, the one its folder keeps and `export` and a recipe
+        # rebuild, not on propose's export (calibrated on fewer utterances).
+        sub, (built, trial) = folder / "finalists" / f["name"], built_fixed[f["name"]]
+        (sub / "policy.yaml").write_text((folder / f["name"] / "policy.yaml").read_text())
+        row = dict(rows[f["name"]], name=f["name"], steps=0, best_steps=0, finalist=True, torch_kl=f["kl"])
+        row |= measure_onnx(built.model, built.states, sub, scorer, profs, int(base_row["bytes"]))
+        row["onnx"] = str(sub / "model.onnx")
+        st.tell(trial, row["kl"])
         out_rows.append(row)
     result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
               "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
