@@ -155,6 +155,9 @@ def _rebuilt_from_its_recipe_equals_the_finalist(tmp_path, corpus, out, doc, nam
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
     record = json.loads((tmp_path / "rebuilt" / "compression.json").read_text())
     assert record["recipe"]["measured"] == {"test_wer_ratio_deployed": 1.0}
+    from asrcompress.models import load_model
+
+    load_model(tmp_path / "rebuilt")  # the folder loads like any compressed model (its record's keys known)
     # another base model, or both --policy and --recipe: one line each, nothing written
     from ..compression.models import conformer
     from asrcompress.models import save_model

@@ -21,7 +21,7 @@ from ._policy import Policy
 COMPRESSION = "compression.json"
 COMPRESSION_VERSION = 1
 COMPRESSION_KEYS = frozenset({"version", "base_model", "policy", "layers", "trial", "distill", "fp32_bytes",
-                              "compress_seconds", "skipped", "command", "total_bytes", "ratio"})
+                              "compress_seconds", "skipped", "command", "total_bytes", "ratio", "recipe"})
 # Decoder assets travel with the model so `evaluate` decodes a compressed model the same way.
 CARRIED = DECODER_FILES
 
