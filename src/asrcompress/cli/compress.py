@@ -163,9 +163,10 @@ def _compress_recipe(source: Path, model_dir: Optional[Path], corpus_dir: Option
     check_recipe_inputs(recipe, source, model_dir, corpus_dir)
     with output_folder(out_dir, {"model": model_dir, "recipe": source, "corpus": corpus_dir}, overwrite=overwrite,
                        command=command_line(), kind="model") as stage:
-        model, states, policy = rebuild_recipe(recipe, model_dir, corpus_dir, log=err.print)
+        base = load_model(model_dir)
+        model, states, policy = rebuild_recipe(recipe, base, corpus_dir, log=err.print)
         save_model(model, stage, decoder=read_config(model_dir).get("decoder"))
-        report = size_report(model, states, fp32_bytes=size_report(load_model(model_dir))["total_bytes"])
+        report = size_report(model, states, fp32_bytes=size_report(base)["total_bytes"])
         write_compression(stage, model_dir, policy, states, {
             "recipe": {"file": str(source), "name": recipe.get("name"), "measured": recipe.get("measured", {})},
             "distill": {"steps": recipe["recovery"]["best_steps"], "lr": recipe["recovery"]["lr"],

@@ -156,10 +156,8 @@ def distill(
     if cfg.steps == 0:
         return {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None, "opt_state": opt_state}
     device = torch.device(device)
-    if device.type == "cpu":
-        return _distill(student, teacher, states, waves, targets, cfg, batch_seconds, seed, on_step, penalties,
-                        offset, total, opt_state, teacher_cache, device)
-    # Moved before the parametrizations are registered, so masks and codebooks live there too.
+    # Moved before the parametrizations are registered, so masks and codebooks live there too
+    # (on the CPU every move is a no-op).
     student.to(device)
     teacher.to(device)
     try:

@@ -11,6 +11,7 @@ model's sha256 and the corpus's manifests, so a rebuild from other inputs is ref
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -38,8 +39,6 @@ def finalist_kd(rungs: tuple[int, ...], lr: float, warmup: float):
 
 def _corpus_recipe(corpus: Path) -> dict:
     """How the corpus was synthesised (its corpus.json), or {} for a corpus brought by the user."""
-    import json
-
     meta = corpus / "corpus.json"
     if not meta.is_file():
         return {}
@@ -122,14 +121,13 @@ def check_inputs(recipe: dict, source: Path, model: Path, corpus: Path) -> None:
                         "give the recipe's corpus with --corpus")
 
 
-def rebuild(recipe: dict, model: Path, corpus: Path, log: Callable[[str], None] = print):
-    """Replay the recipe's compression and recovery; returns (model, states, policy with its steps)."""
+def rebuild(recipe: dict, base, corpus: Path, log: Callable[[str], None] = print):
+    """Replay the recipe's compression and recovery from the loaded base model (left untouched);
+    returns (model, states, policy with its steps)."""
     from ..compression import Policy, Recovery, compress_and_recover, distill, load_kd_data
-    from ..models import load_model
 
     rec = recipe["recovery"]
     rungs = tuple(rec["rungs"])
-    base = load_model(model)
     waves, targets = load_kd_data(corpus, rec["kd_utterances"], rec["seed"])
     policy = Policy.from_dict(recipe["policy"], source="recipe")
     built = compress_and_recover(base, replace(policy, distill=None), (waves, targets),
