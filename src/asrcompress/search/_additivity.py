@@ -56,15 +56,16 @@ class UnitCache(dict):
 
 
 def unit_bytes(base: nn.Module, costs: OptionCost, opts: list[Option], cache: dict[tuple, dict],
-               kd_data: KdData | None = None) -> dict:
+               kd_data: KdData | None = None, onnx: bool = False) -> dict:
     """The byte change of one unit's options applied together (methods on one tensor do not
-    add: 4-bit and 50% sparsity do not save 7/8 + 1/2 of it), priced alone and cached."""
+    add: 4-bit and 50% sparsity do not save 7/8 + 1/2 of it), priced alone and cached. With
+    `onnx` (and `costs` with profiles), also the .onnx file's change (`donnx`: one export)."""
     key = tuple(sorted(o.key for o in opts))
     if key not in cache:
         policy = Policy.from_dict(combine(opts), source="unit " + opts[0].unit)
         built = compress_and_recover(base, policy, kd_data() if kd_data and needs_data(policy) else None,
                                      Recovery(seed=0))
-        cache[key] = costs.of(built.model, built.states, opts[0].layers, "+".join(o.label for o in opts), latency=False)
+        cache[key] = costs.of(built.model, built.states, opts[0].layers, "+".join(o.label for o in opts), latency=onnx)
     return cache[key]
 
 

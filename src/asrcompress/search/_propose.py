@@ -87,12 +87,14 @@ def run_propose(model: Path, corpus: Path, space: Path, out: Path, utterances: i
     from ._sensitivity import scan_options
 
     profs = load_profiles(Path(profiles or profiles_dir()), sp.profiles)
-    rest = onnx_rest(base, OptionCost(base, profs), scan_options(sp, names), {r["key"]: r for r in result["rows"]},
-                     kd)
+    priced = OptionCost(base, profs)
+    rest = onnx_rest(base, priced, scan_options(sp, names), {r["key"]: r for r in result["rows"]}, kd)
     sizes, unit_cache = OptionCost(base, {}), UnitCache(Path(result["cache"]).with_suffix(".units.jsonl"))
+    onnx_cache = UnitCache(Path(result["cache"]).with_suffix(".units-onnx.jsonl"))  # stacked cuts only
     sur = Surrogate(sp, names, result["rows"], result["base_bytes"], result["base_ms"],
                     lambda opts: unit_bytes(base, sizes, opts, unit_cache, kd),
-                    lambda opt: kept_fractions(base, opt, kd), result["base_onnx_bytes"], rest, layer_weights(base))
+                    lambda opt: kept_fractions(base, opt, kd), result["base_onnx_bytes"], rest, layer_weights(base),
+                    lambda opts: unit_bytes(base, priced, opts, onnx_cache, kd, onnx=True))
     st = surrogate_study(sur, trials, population, seed, name, lambda done, total: say("surrogate", done, total),
                          sampler)
     surrogate_s = time.perf_counter() - t1

@@ -38,8 +38,9 @@ from ._sample import parameters
 from ._settings import model_sha256
 from ._space import Space
 
-SCAN_VERSION = 2  # bump when a row's meaning changes: older cache lines are then ignored
+SCAN_VERSION = 3  # bump when a row's meaning changes: older cache lines are then ignored
 # 2: posteriors of one utterance at a time, as deployed (1 padded batches, which shift the last frames)
+# 3: `donnx` of files without torch's per-node debugging metadata (export._strip_trace)
 
 
 @dataclass(frozen=True)

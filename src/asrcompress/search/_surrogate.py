@@ -2,13 +2,11 @@
 scan, with no model trained, run or timed.
 
 A policy's predicted figures:
-  kl     the sum of its options' scanned KLs (the additive damage model, which the scan's
-         `additivity` check tests on held-out combinations)
+  kl     the sum of its options' scanned KLs (additive: tested by the scan's `additivity`)
   bytes  the base's stored bytes plus each unit's change: one option's from its scan row, and
          several options on one unit priced together (4-bit and 50% sparsity on one tensor do
          not save 7/8 + 1/2 of it), once per combination and cached
-  ms@P   the base's predicted ms plus the options' changes, per hardware profile (the
-         calibrated predictor is a sum over operators)
+  ms@P   the base's predicted ms plus the options' changes, per profile (the predictor sums operators)
 
 Policies are proposed by an Optuna study: NSGA-II on (kl, size, ms on the space's first
 profile), seeded with the space's uniform baselines and with Lagrangian knapsack solutions
@@ -115,13 +113,14 @@ class Surrogate:
     def __init__(self, space: Space, layer_names: list[str], rows: list[dict], base_bytes: float,
                  base_ms: dict[str, float], price_unit: PriceUnit, resized: Resized | None = None,
                  base_onnx_bytes: float | None = None, onnx_rest: float = 0.0,
-                 layer_weights: dict[str, float] | None = None) -> None:
+                 layer_weights: dict[str, float] | None = None, price_unit_onnx: PriceUnit | None = None) -> None:
         if not base_ms:
             raise UserError(f"space {space.name!r}: the surrogate needs a latency@PROFILE objective to predict")
         self.space, self.layer_names = space, list(layer_names)
         self.base_bytes, self.base_ms = float(base_bytes), dict(base_ms)
         self.base_onnx = None if base_onnx_bytes is None else float(base_onnx_bytes)
         self.onnx_rest = float(onnx_rest)  # in every kernel option's donnx, once per model (`onnx_rest`)
+        self._price_unit, self._price_onnx = price_unit, price_unit_onnx  # -> {dbytes, ...}, {donnx}
         self.profile = next(iter(base_ms))  # the one the study optimises; every profile is predicted
         self.units: list[Unit] = units_of(space, layer_names)
         self.params = [make_param(name, key, values) for u in self.units for key, (name, values) in u.choices.items()]
@@ -134,12 +133,11 @@ class Surrogate:
                 if row is None or (row["kl"] is not None and any(f not in row for f in fields)):
                     raise UserError(f"option {opt.key}: not in the sensitivity scan, or not priced on "
                                     f"{', '.join(base_ms)} (run asrcompress sensitivity with latency on)")
-        self._price_unit = price_unit
         # A unit's option saves bytes (and ms) in proportion to each layer's size, so what the
         # policy's cuts leave of a unit is the size-weighted mean of its layers' kept fractions
-        # (`run_propose` passes the base's parameter counts). Unweighted, a group spanning small
-        # and large layers (all of an encoder's layers, for bits) was credited as if its cut
-        # large layers were average ones: 4-bit on halved FFNs predicted at -0.04 MB, measured 1.62.
+        # (`run_propose` passes the base's parameter counts). Unweighted, a group spanning small and
+        # large layers (all of an encoder's, for bits) was credited as if its cut large layers were
+        # average ones: 4-bit on halved FFNs predicted at -0.04 MB, measured 1.62.
         self.layer_weights = dict(layer_weights or {})
         self._resized = resized
         self._stacked_kept: dict[tuple[str, ...], dict[str, float]] = {}  # a unit's cuts together
@@ -228,10 +226,10 @@ class Surrogate:
                     others: dict[str, float]) -> float:
         """The .onnx file's bytes: each option's scanned change on what the policy's cuts leave of
         its layers (`shares`), the fp16 rest once. A unit stacking two cuts (structured pruning
-        and low rank on one layer) is priced as they act together: their exact stacked change
-        (fp32 either way, so stored and .onnx bytes change alike), and its value options
-        (bits) on the layer both cuts leave (`others`: what other units' cuts leave). Summing
-        the cuts would count a low-rank cut of a pruned layer as if it cut the whole layer."""
+        and low rank on one layer) is exported with its options together (`price_unit_onnx`:
+        its new nodes and their padded 4-bit factors are graph bytes no stored count sees);
+        without it, approximately: the cuts' exact stacked stored change and the value options
+        on what both cuts leave (`others`: what other units' cuts leave)."""
         own, any_kernel = 0.0, False
         for us in by_unit.values():
             kernel = {o.key: bool(self.rows[o.key]["donnx"] and self.rows[o.key]["quantized_rest"]) for o in us}
@@ -240,6 +238,10 @@ class Surrogate:
             cuts = [o for o in us if o.key in self.resize]
             if len(cuts) < 2 or self._resized is None:
                 own += sum(shares[o.key] * alone[o.key] for o in us)
+                continue
+            if self._price_onnx is not None:  # exact: the new nodes' names, MatMulNBits' padded factors
+                rest = self.onnx_rest if any(kernel.values()) else 0.0
+                own += others[cuts[0].key] * (self._price_onnx(us)["donnx"] - rest)
                 continue
             kept = self._kept_together(cuts)
             own += others[cuts[0].key] * self._unit_row(cuts)["dbytes"]
