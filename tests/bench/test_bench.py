@@ -69,6 +69,7 @@ def test_best_figures_count_only_points_within_the_tolerance_and_seeds_give_a_sp
             for s in range(3)]
     row = summarize(arms)["arms"]["search"]["deployed"]
     assert row["best_size_ratio"] == {"median": 8.0, "min": 8.0, "max": 8.0}
+    assert row["best_file_size_ratio"] is None  # only the scoring step measures files
     assert row["best_speedup"] == {"median": 3.0, "min": 2.0, "max": 4.0}
 
 
@@ -123,11 +124,12 @@ def test_quick_bench_runs_end_to_end_and_resumes(tmp_path):
         row = doc["arms"][name]
         assert row["error"] == "", (name, row["error"])
         for d in ("deployed", "greedy"):
-            assert {"hypervolume", "best_size_ratio", "best_speedup", "points"} <= set(row[d])
+            assert {"hypervolume", "best_size_ratio", "best_file_size_ratio", "best_speedup", "points"} <= set(row[d])
     base_onnx = Path(doc["run_folder"]) / "base.onnx"
     for pt in doc["all_points"]:
         if pt["runtime"] == "onnx":
             assert pt["onnx_size_ratio"] == pytest.approx(onnx_stored_bytes(base_onnx) / onnx_stored_bytes(Path(pt["file"])))
+            assert pt["file_size_ratio"] == pytest.approx(base_onnx.stat().st_size / Path(pt["file"]).stat().st_size)
             lo, hi = pt["ci_deployed"]
             assert lo <= pt["wer_ratio_deployed"] <= hi
     assert len([pt for pt in doc["all_points"] if pt["arm"] == "uniform"]) == 5

@@ -40,6 +40,7 @@ def _point_line(p: dict, base: dict) -> str:
     seed = "" if p["seed"] is None else f" s{p['seed']}"
     return (f"| {p['arm']}{seed} | {p['label']} | {p['runtime']} | {cells[0]} | {cells[1]} | "
             f"{_f(p.get('speedup'))} | {_f(p.get('speedup_2s'))} | {_f(p.get('onnx_size_ratio'))} | "
+            f"{_f(p.get('file_size_ratio'))} | "
             f"{_f(p.get('format_aware_ratio'))} |")
 
 
@@ -70,7 +71,7 @@ def write_markdown(path: Path, doc: dict) -> None:
         f"({b['decoders']['deployed']['kind']}, the base model folder's) and greedy, one utterance at a time; each "
         "point's WER ratio to the base comes with a paired bootstrap 95% interval over utterances (1,000 resamples); "
         "\"within 5%\" is judged on the point estimate. **Size** is what the `.onnx` file stores (initializers), "
-        "the same count for every ONNX point; the format-aware figure (`asrcompress inspect`, which credits sparse "
+        "the same count for every ONNX point, and beside it the whole file's bytes; the format-aware figure (`asrcompress inspect`, which credits sparse "
         "and codebook formats no kernel runs) is a second column, **not deployed**. **Latency**: every ONNX point "
         f"and the fp32 base in one interleaved loop, 1 thread, 8 s and 2 s inputs, median of 20 rounds (load "
         f"average {b['load_average_when_timed']:.2f} when timed). PyTorch-runtime peers are scored against PyTorch "
@@ -80,15 +81,15 @@ def write_markdown(path: Path, doc: dict) -> None:
         f"Base (fp32 ONNX): test WER {100 * b['wer']['deployed']:.2f}% deployed decoder, {100 * b['wer']['greedy']:.2f}% "
         f"greedy; {b['latency_ms']['8s']:.1f} ms for 8 s, {b['latency_ms']['2s']:.1f} ms for 2 s; "
         f"{b['stored_bytes'] / 1e6:.2f} MB stored.", "",
-        "| arm | decoder | hypervolume | best .onnx size ratio | best speed-up (8 s) | points (within 5%) | "
-        "CPU-min | note |", "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| arm | decoder | hypervolume | best .onnx size ratio | best file ratio | best speed-up (8 s) | "
+        "points (within 5%) | CPU-min | note |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in doc["arms"].items():
         note = (r["note"] + (f" **error:** {r['error']}" if r["error"] else "")).replace("|", "/")
         for d in ("deployed", "greedy"):
             x = r[d]
             lines.append(f"| {name} | {d} | {_f(x['hypervolume'], '{:.4f}')} | {_f(x['best_size_ratio'])} | "
-                         f"{_f(x['best_speedup'])} | {_f(x['points'], '{:.0f}')} ({_f(x['points_within_5pct'], '{:.0f}')}) | "
+                         f"{_f(x.get('best_file_size_ratio'))} | {_f(x['best_speedup'])} | {_f(x['points'], '{:.0f}')} ({_f(x['points_within_5pct'], '{:.0f}')}) | "
                          f"{r['cpu_minutes']:.1f} | {note if d == 'deployed' else ''} |")
     lines += ["", "Search arms: median [min, max] over seeds. HV(search) / HV(random), the median of the paired "
               "seeds' ratios: " + ", ".join(f"{d} {_f(doc.get(f'hv_vs_random_{d}') and doc[f'hv_vs_random_{d}']['median'], '{:.3f}x', 'random has no volume')}"
@@ -107,8 +108,8 @@ def write_markdown(path: Path, doc: dict) -> None:
     lines += [f"- **{n}**: {t}" for n, t in PEER_NOTES.items()]
     lines += ["", "## Every point", "",
               "| arm | point | runtime | WER / base, deployed [95% CI] | WER / base, greedy [95% CI] | speed-up 8 s | "
-              "speed-up 2 s | .onnx size ratio | format-aware ratio (not deployed) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "speed-up 2 s | .onnx size ratio | file ratio | format-aware ratio (not deployed) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [_point_line(p, b) for p in doc["all_points"]]
     write_text(path, "\n".join(lines) + "\n")
 
