@@ -19,7 +19,8 @@ def _figures(arm, p, run: str) -> dict:
             "ci_deployed": [round(x, 4) for x in e["ci_deployed"]],
             "test_wer_ratio_greedy": round(e["wer_ratio_greedy"], 4),
             "ci_greedy": [round(x, 4) for x in e["ci_greedy"]],
-            "onnx_size_ratio": round(e["onnx_size_ratio"], 3), "speedup_8s": round(e["speedup"], 3),
+            "onnx_size_ratio": round(e["onnx_size_ratio"], 3), "file_size_ratio": round(e["file_size_ratio"], 3),
+            "speedup_8s": round(e["speedup"], 3),
             "speedup_2s": round(e["speedup_2s"], 3)}
 
 
