@@ -71,8 +71,9 @@ def write_markdown(path: Path, doc: dict) -> None:
         f"({b['decoders']['deployed']['kind']}, the base model folder's) and greedy, one utterance at a time; each "
         "point's WER ratio to the base comes with a paired bootstrap 95% interval over utterances (1,000 resamples); "
         "\"within 5%\" is judged on the point estimate. **Size** is what the `.onnx` file stores (initializers), "
-        "the same count for every ONNX point, and beside it the whole file's bytes; the format-aware figure (`asrcompress inspect`, which credits sparse "
-        "and codebook formats no kernel runs) is a second column, **not deployed**. **Latency**: every ONNX point "
+        "the same count for every ONNX point, and beside it the whole file's bytes; the format-aware figure "
+        "(`asrcompress inspect`, which credits sparse and codebook formats no kernel runs) is another column, "
+        "**not deployed**. **Latency**: every ONNX point "
         f"and the fp32 base in one interleaved loop, 1 thread, 8 s and 2 s inputs, median of 20 rounds (load "
         f"average {b['load_average_when_timed']:.2f} when timed). PyTorch-runtime peers are scored against PyTorch "
         "fp32 in their own columns and kept out of every hypervolume. **Hypervolume**: normalised objectives "
@@ -89,7 +90,8 @@ def write_markdown(path: Path, doc: dict) -> None:
         for d in ("deployed", "greedy"):
             x = r[d]
             lines.append(f"| {name} | {d} | {_f(x['hypervolume'], '{:.4f}')} | {_f(x['best_size_ratio'])} | "
-                         f"{_f(x.get('best_file_size_ratio'))} | {_f(x['best_speedup'])} | {_f(x['points'], '{:.0f}')} ({_f(x['points_within_5pct'], '{:.0f}')}) | "
+                         f"{_f(x.get('best_file_size_ratio'))} | {_f(x['best_speedup'])} | "
+                         f"{_f(x['points'], '{:.0f}')} ({_f(x['points_within_5pct'], '{:.0f}')}) | "
                          f"{r['cpu_minutes']:.1f} | {note if d == 'deployed' else ''} |")
     lines += ["", "Search arms: median [min, max] over seeds. HV(search) / HV(random), the median of the paired "
               "seeds' ratios: " + ", ".join(f"{d} {_f(doc.get(f'hv_vs_random_{d}') and doc[f'hv_vs_random_{d}']['median'], '{:.3f}x', 'random has no volume')}"

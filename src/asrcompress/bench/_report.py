@@ -159,7 +159,8 @@ def targets(summary: dict, d: str = "deployed") -> dict:
 
 
 def point_rows(arms) -> list[dict]:
-    keep = ("onnx_size_ratio", "file_size_ratio", "speedup", "speedup_2s", "latency_ms", "base_latency_ms", "dev", "dev_wer", "baseline",
+    keep = ("onnx_size_ratio", "file_size_ratio", "speedup", "speedup_2s", "latency_ms", "base_latency_ms", "dev",
+            "dev_wer", "baseline",
             *[f"{k}_{d}" for d in DECODERS for k in ("wer_ratio", "ci")])
     return [{"arm": p.arm, "label": p.label, "seed": p.seed, "runtime": p.runtime, "file": p.file,
              "format_aware_ratio": p.format_aware_ratio, **{k: v for k, v in p.extra.items() if k in keep}}

@@ -97,7 +97,8 @@ def bench(
                       f"{fig(q['speedup'])}")
             continue
         hv = d["hypervolume"]["median"] if isinstance(d["hypervolume"], dict) else d["hypervolume"]
-        print(f"{name:24s} HV {hv:.4f}  size {fig(d['best_size_ratio']):>7s} (file {fig(d.get('best_file_size_ratio'))})  speed-up {fig(d['best_speedup']):>6s}  "
+        print(f"{name:24s} HV {hv:.4f}  size {fig(d['best_size_ratio']):>7s} (file {fig(d.get('best_file_size_ratio'))})"
+              f"  speed-up {fig(d['best_speedup']):>6s}  "
               f"{r['cpu_minutes']:6.1f} CPU-min" + (f"  error: {r['error']}" if r["error"] else ""))
     print(f"targets (deployed decoder): {json.dumps(doc['targets']['deployed'])}")
     print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.json')}; MLflow run {doc['mlflow_run']}")
