@@ -9,7 +9,8 @@ import pytest
 
 from asrcompress.compression import Policy
 from asrcompress.errors import UserError
-from asrcompress.search import budgets_met, quantization_only, run_finalists, run_propose, winners
+from asrcompress.search import (ETA, WER_SLACK, Constraint, budgets_met, quantization_only, run_finalists, run_propose,
+                                survivors, winners)
 
 from ..conftest import needs_synth
 
@@ -44,6 +45,28 @@ def test_each_budget_goes_to_its_least_kl_candidate():
     assert set(won) == {"mild", "strong", "tiny"} and "size>=4x,speed>=1x" in won["strong"]
     assert all(b in {"size>=2x,speed>=1x", "size>=2x,speed>=1.25x"} or not b.startswith("size>=2x")
                for b in won["mild"])
+
+
+def test_only_candidates_within_the_wer_limit_win_budgets():
+    base = {"base_onnx": 1000, "base_ms": 30.0}
+    entries = [{"name": "ok", "kl": 0.1, "wer": 0.13, "onnx_bytes": 450, "ms": 20.0},
+               {"name": "tiny", "kl": 0.9, "wer": 0.40, "onnx_bytes": 80, "ms": 10.0}]  # smallest, fastest, far over
+    assert set(winners(entries, **base)) == {"ok", "tiny"}  # no limit: tiny wins its own budgets
+    won = winners(entries, **base, wer_limit=0.15)
+    assert set(won) == {"ok"} and {"smallest", "fastest"} <= set(won["ok"])
+    # none within: the one of least WER alone goes on, so a run keeps its best try
+    assert winners(entries, **base, wer_limit=0.1) == {"ok": ["least wer"]}
+
+
+def test_each_rung_keeps_at_most_a_1_over_eta_share_of_the_trained_candidates():
+    won = {"a": ["b1", "b2", "b3"], "b": ["b4"], "c": ["b5"], "q": ["b6", "b7"]}  # q: 0 steps, not trained
+    alive = [{"name": n, "kl": kl} for n, kl in (("a", 0.3), ("b", 0.2), ("c", 0.1), ("d", 0.05), ("e", 0.01))]
+    kept = survivors(won, alive)
+    assert len(kept) == -(-len(alive) // ETA) == 3  # ceil(5 / 2)
+    assert kept == ["a", "c", "b"]  # most budgets first, then least KL; d and e won nothing
+    assert survivors(won, alive, eta=5) == ["a"]
+    assert survivors({}, alive) == []
+    assert 0 < WER_SLACK < 1
 
 
 def test_a_folder_without_candidates_is_refused(tmp_path):
@@ -93,8 +116,10 @@ def _folder(tmp_path, corpus):
 def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     out = _folder(tmp_path, tiny_corpus)
     storage = f"journal:{tmp_path / 'f.journal'}"
+    wer = Constraint("wer", 100.0, "*")  # 100x the base's dev WER: every candidate within (1.0 here)
     doc = run_finalists(out, rungs=(2, 4), kd_utterances=8, batch_seconds=2.0, storage=storage, study="f", repeats=2,
-                        min_kl=0.0)
+                        min_kl=0.0, constraints=(wer,))
+    assert doc["wer_limit_to_go_on"] == pytest.approx(100 * (1 + WER_SLACK))  # the space's limit, loosened
     rows = {r["name"]: r for r in doc["finalists"]}
     assert set(rows) == {"q4", "lr-a", "lr-b"} and rows["q4"]["steps"] == 0 and rows["q4"]["finalist"]
     trials = optuna.load_study(study_name="f", storage=optuna.storages.JournalStorage(

@@ -81,6 +81,17 @@ def _doc() -> dict:
     return yaml.safe_load((REPO / "spaces" / "quick.yaml").read_text())
 
 
+def test_constraints_bound_the_objective_alone_or_relative_to_the_base():
+    doc = _doc()
+    doc["constraints"] = ["wer <= 0.2", "wer <= base + 0.02", "wer<=base*1.05"]
+    plain, plus, times = parse_space(doc, Path("ok.yaml")).constraints
+    base = {"wer": 0.12}
+    assert plain.limit(base) == 0.2
+    assert plus.limit(base) == pytest.approx(0.14)
+    assert times.limit(base) == pytest.approx(0.126)  # 5% relative, not 5 points
+    assert str(times) == "wer <= base * 1.05" and str(plain) == "wer <= 0.2"
+
+
 @pytest.mark.parametrize("change, needle", [
     (lambda d: d.update(colour="red"), "unknown key 'colour'"),
     (lambda d: d["groups"][0].update(bogus=1), "groups[0]: unknown key 'bogus'"),
@@ -96,6 +107,9 @@ def _doc() -> dict:
     (lambda d: d.update(objectives=["wer", "speed"]), "'speed' is not one of wer, cer, memory, size, latency@PROFILE, wer@SLICE"),
     (lambda d: d.update(constraints=["latency@rpi4 <= 40"]), "which is not an objective"),
     (lambda d: d.update(constraints=["wer < 0.1"]), "is not 'OBJECTIVE <= NUMBER'"),
+    (lambda d: d.update(constraints=["wer <= base / 2"]), "or 'OBJECTIVE <= base * NUMBER'"),
+    (lambda d: d.update(constraints=["wer <= 0.1.2"]), "'0.1.2' is not a number"),
+    (lambda d: d.update(constraints=["wer <= base * 0"]), "a factor of the base must be above 0"),
     (lambda d: d.update(methods=["quant"]), "needs method 'structured'"),
     (lambda d: d.update(version=2), "version: must be 1"),
     (lambda d: (d["groups"][2].update(bits=[3], clusters=[16]), d.pop("methods")),

@@ -24,7 +24,8 @@ from ._jsonl import JsonlLog, kd_loader
 from ._progress import snapshot
 from ._staged import StagedOptions, run_staged, staged_scan
 from ._staged_report import log_finalists, staged_rows
-from ._finalists import RUNGS, budgets_met, mark_front, quantization_only, run_finalists, report_on_test, time_finalists, winners
+from ._finalists import mark_front, run_finalists, report_on_test, time_finalists
+from ._halving import ETA, RUNGS, WER_SLACK, budgets_met, quantization_only, survivors, winners
 from ._recipe import check_inputs as check_recipe_inputs, load_recipe, rebuild as rebuild_recipe, recipe_of, write_recipe
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
@@ -38,7 +39,7 @@ __all__ += ['corpus_fingerprint', 'model_sha256', 'Context', 'TRIAL_ATTRS', 'Tri
 __all__ += ['DevScorer', 'Unit', 'selected_options', 'units_of', 'Option', 'additivity', 'combine', 'frame_kl', 'random_combinations', 'heatmap', 'log_scan', 'run_sensitivity', 'scan', 'scan_options', 'OptionCost', 'unit_bytes']
 __all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surrogate', 'budget_picks', 'make_param', 'surrogate_hypervolume', 'surrogate_study',
             'measure_onnx', 'score_candidates', 'surrogate_error', 'run_propose',
-            'RUNGS', 'budgets_met', 'quantization_only', 'run_finalists', 'winners', 'JsonlLog', 'kd_loader',
+            'ETA', 'RUNGS', 'WER_SLACK', 'budgets_met', 'quantization_only', 'run_finalists', 'survivors', 'winners', 'JsonlLog', 'kd_loader',
             'mark_front', 'report_on_test', 'time_finalists', 'snapshot', 'StagedOptions', 'run_staged', 'staged_scan',
             'log_finalists', 'staged_rows', 'check_recipe_inputs', 'load_recipe', 'rebuild_recipe', 'recipe_of',
             'write_recipe']

@@ -12,9 +12,12 @@ forward per step).
 After each rung every candidate reports its dev KL (`trial.report`, so a stopped one ranks by
 how far it got), and only the budget winners go on: for every size and latency budget of the
 propose stage (and the smallest and fastest), the candidate within it with the least KL so
-far, quantization-only candidates included. A candidate that wins no budget is pruned; the
-halving comes from stronger candidates winning several budgets. The better of before and after
-distillation is kept. The winners of the last rung are exported and measured in ONNX.
+far, quantization-only candidates included. Only candidates whose dev WER is within the
+space's WER constraint, loosened by `WER_SLACK`, compete: one far over it cannot reach the
+front, and training it is what made the finalists overrun the CPU-hour. Of the trained winners
+at most 1/`ETA` go on (those winning the most budgets first), so each rung at least halves.
+The better of before and after distillation is kept. The candidates left after the last rung
+are exported and measured in ONNX.
 """
 
 from __future__ import annotations
@@ -30,41 +33,7 @@ from torch import nn
 
 from ..errors import UserError
 from ._recipe import finalist_kd, rung_seed
-from ._surrogate import SIZE_RATIOS, SPEEDUPS
-
-RUNGS = (100, 300, 900)  # distillation steps done in all by the end of each rung
-# A candidate this close to the base (dev KL per frame before recovery) keeps 0 steps, like a
-# quantization-only one: on the shipped model, distillation at 2e-4 raised such candidates' KL
-# (0.002 to 0.058 mid-run) and gained no dev WER after 450 steps (docs/search.md, Finalists).
-MIN_KL = 0.05
-
-
-def quantization_only(policy) -> bool:
-    """Only the quant method, on any layer: its rounding is its recovery, so 0 distillation steps."""
-    keys = {key for rule in policy.rules for key, cfg in rule.methods if cfg is not None}
-    return not policy.model_methods and keys <= {"quant"}
-
-
-def budgets_met(onnx_bytes: int, ms: float, base_onnx: int, base_ms: float) -> set[str]:
-    """The propose stage's size x latency budgets a model of these figures is within."""
-    return {f"size>={r:g}x,speed>={s:g}x" for r in SIZE_RATIOS for s in SPEEDUPS
-            if onnx_bytes * r <= base_onnx and ms * s <= base_ms}
-
-
-def winners(entries: list[dict], base_onnx: int, base_ms: float) -> dict[str, list[str]]:
-    """name -> the budgets it wins: each budget's least-KL entry among those within it, and the
-    smallest and fastest entries (ties broken by KL). Entries: name, kl, onnx_bytes, ms."""
-    won: dict[str, list[str]] = {}
-    labels: dict[str, set[str]] = {e["name"]: budgets_met(e["onnx_bytes"], e["ms"], base_onnx, base_ms)
-                                   for e in entries}
-    for budget in sorted(set().union(*labels.values()) if labels else ()):
-        best = min((e for e in entries if budget in labels[e["name"]]), key=lambda e: (e["kl"], e["onnx_bytes"]))
-        won.setdefault(best["name"], []).append(budget)
-    for label, axis in (("smallest", "onnx_bytes"), ("fastest", "ms")):
-        if entries:
-            won.setdefault(min(entries, key=lambda e: (e[axis], e["kl"]))["name"], []).append(label)
-    return won
-
+from ._halving import ETA, MIN_KL, RUNGS, WER_SLACK, quantization_only, survivors, winners
 
 @dataclass
 class _Run:
@@ -242,6 +211,9 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     rows = {r["name"]: r for r in doc["candidates"]}
     base_row = rows.pop("base")
     base_onnx, base_ms = base_row["onnx_bytes"], base_row[f"ms@{prof}"]
+    # the space's WER limit on dev, loosened by WER_SLACK: who may go on after a rung
+    limits = [c.limit({"wer": base_row["wer"]}) for c in constraints if c.objective == "wer"]
+    prune_limit = min(limits) * (1 + WER_SLACK) if limits else None
 
     fixed: list[dict] = []  # 0 steps (quantization only, or within min_kl): scored as built
     built_fixed: dict = {}  # their models, built here (on this stage's calibration data) and measured at the end
@@ -284,14 +256,17 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
             run.trial.report(kl, rung)
             if kl < run.kl:  # keep the better: recovery must never cost accuracy
                 run.kl, run.wer, run.best, run.best_steps = kl, w, copy.deepcopy(run.model.state_dict()), rung
-        won = winners([{"name": x.name, "kl": x.kl, **x.figures} for x in alive] + fixed, base_onnx, base_ms)
-        rung_log.append({"steps": rung, "alive": [x.name for x in alive], "won": won})
+        entries = [{"name": x.name, "kl": x.kl, "wer": x.wer, **x.figures} for x in alive]
+        won = winners(entries + fixed, base_onnx, base_ms, prune_limit)
+        going = survivors(won, entries) if rung != rungs[-1] else [x.name for x in alive]
+        rung_log.append({"steps": rung, "alive": [x.name for x in alive], "won": won, "go_on": going,
+                         "over_wer_limit": [e["name"] for e in entries + fixed
+                                            if prune_limit is not None and e["wer"] > prune_limit]})
         for run in alive:
-            if run.name not in won and rung != rungs[-1]:
+            if run.name not in going:
                 run.trial.set_user_attr("steps", run.steps)
                 st.tell(run.trial, state=TrialState.PRUNED)
-        if rung != rungs[-1]:
-            alive = [x for x in alive if x.name in won]
+        alive = [x for x in alive if x.name in going]
     out_rows = []
     finals = {x.name for x in alive}
     for run in runs:
@@ -328,6 +303,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
               "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "device": device, "profile": prof,
               "base": base_row,
               "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
+              "wer_limit_to_go_on": prune_limit, "eta": ETA,
               "finalists": out_rows, "seconds": round(clock() - t0, 1)}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))  # the training is kept whatever follows
     return finish_finalists(result, folder, say, time, repeats, test_path, test_utterances, constraints)

@@ -38,7 +38,9 @@ def _methods() -> tuple[str, ...]:
     """The methods a space can choose: every registered one with search choices."""
     return tuple(m for m in dict.fromkeys(choice_keys().values()))
 
-CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_]+(?:@[A-Za-z0-9_\-.=]+)?)\s*<=\s*(base\s*\+\s*)?([0-9.eE+-]+)\s*$")
+# OBJECTIVE <= NUMBER | OBJECTIVE <= base + NUMBER | OBJECTIVE <= base * NUMBER
+CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_]+(?:@[A-Za-z0-9_\-.=]+)?)\s*<=\s*(?:base\s*([+*])\s*)?([0-9.eE+-]+)\s*$")
+CONSTRAINT_FORMS = "'OBJECTIVE <= NUMBER', 'OBJECTIVE <= base + NUMBER' or 'OBJECTIVE <= base * NUMBER'"
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,22 @@ class Group:
 
 @dataclass(frozen=True)
 class Constraint:
+    """`objective <= bound`, or `<= base + bound` (op "+"), or `<= base * bound` (op "*"): a
+    relative limit, as the bench's "WER within 5% of the base" is `wer <= base * 1.05`."""
+
     objective: str
     bound: float
-    relative_to_base: bool
+    op: str = ""  # "", "+" or "*": how the bound combines with the base's value
 
     def limit(self, base: dict[str, float]) -> float:
-        return self.bound + (base[self.objective] if self.relative_to_base else 0.0)
+        if self.op == "+":
+            return base[self.objective] + self.bound
+        if self.op == "*":
+            return base[self.objective] * self.bound
+        return self.bound
+
+    def __str__(self) -> str:
+        return f"{self.objective} <= " + (f"base {self.op} {self.bound:g}" if self.op else f"{self.bound:g}")
 
 
 @dataclass(frozen=True)
@@ -202,10 +214,16 @@ def parse_space(doc: object, path: Path) -> Space:
     for c in doc.get("constraints", []) or []:
         m = CONSTRAINT_RE.match(c) if isinstance(c, str) else None
         if not m:
-            raise _fail(path, "constraints", f"{c!r} is not 'OBJECTIVE <= NUMBER' or 'OBJECTIVE <= base + NUMBER'")
+            raise _fail(path, "constraints", f"{c!r} is not {CONSTRAINT_FORMS}")
         if m.group(1) not in objectives:
             raise _fail(path, "constraints", f"{c!r} constrains {m.group(1)!r}, which is not an objective")
-        constraints.append(Constraint(m.group(1), float(m.group(3)), bool(m.group(2))))
+        try:
+            bound = float(m.group(3))
+        except ValueError:
+            raise _fail(path, "constraints", f"{c!r}: {m.group(3)!r} is not a number") from None
+        if m.group(2) == "*" and not bound > 0:
+            raise _fail(path, "constraints", f"{c!r}: a factor of the base must be above 0")
+        constraints.append(Constraint(m.group(1), bound, m.group(2) or ""))
     return Space(name=str(doc.get("name", path.stem)), groups=tuple(groups), methods=tuple(methods),
                  distill_steps=steps, temperature=_range(path, "temperature", d.get("temperature", [2.0, 2.0]), 0.5, 20),
                  alpha=_range(path, "alpha", d.get("alpha", [0.5, 0.5]), 0.0, 1.0), lr=float(lr),
