@@ -40,11 +40,12 @@ def shared_scan(o: BenchOptions, run: Path) -> dict:
 def _progress(log, name: str, seed: int):
     """One log line per stage (the bench's log is a file or CI's output, not a terminal)."""
     last = [None]
+    t0 = time.perf_counter()
 
     def say(stage: str, done: int, total: int) -> None:
-        if stage != last[0]:
+        if stage != last[0]:  # with the arm's wall minutes so far: where a long run spends its time
             last[0] = stage
-            log(f"bench: {name} arm, seed {seed}: {stage}")
+            log(f"bench: {name} arm, seed {seed}: {stage} (at {(time.perf_counter() - t0) / 60:.1f} min)")
     return say
 
 
