@@ -192,3 +192,28 @@ def _points_rebuild_within_their_interval(doc: dict, tmp_path: Path) -> None:
     ratio = json.loads(p.stdout)["wer"] / doc["base"]["wer"]["deployed"]
     lo, hi = recipe["measured"]["ci_deployed"]
     assert lo <= ratio <= hi, (ratio, recipe["measured"])
+
+
+def test_more_seeds_extend_a_run_and_other_inputs_start_their_own(tmp_path):
+    """The run folder's key leaves the seed count out (each seed's arms are steps of their own),
+    so `--seeds 3` resumes a finished `--seeds 1` run; a changed input still starts its own."""
+    from dataclasses import replace
+
+    from asrcompress.bench import BenchOptions
+    from asrcompress.bench._harness import key_parts
+    from asrcompress.bench._state import run_key
+
+    space = tmp_path / "space.yaml"
+    space.write_text("version: 1\n")
+    o = BenchOptions(model=tmp_path, corpus=tmp_path, space=space, budget_minutes=20.0, workers=2,
+                     out=tmp_path / "b", workdir=tmp_path / "w", tracking_uri="", seeds=1)
+
+    def key(opts: BenchOptions) -> str:
+        return run_key(key_parts(opts, "m", "t", "c"))
+
+    assert key(replace(o, seeds=3)) == key(o)
+    assert key(replace(o, kd_utterances=300)) != key(o)
+    assert key(replace(o, staged={"proposals": 300})) != key(o)
+    before = key(o)
+    space.write_text("version: 1\n# changed\n")
+    assert key(o) != before

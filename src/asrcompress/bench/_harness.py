@@ -154,6 +154,19 @@ def _test_set(o: BenchOptions, log) -> Path:
     return folder / "test.jsonl"
 
 
+def key_parts(o: BenchOptions, model_sha: str, test_sha: str, corpus_fp: str) -> dict:
+    """What a run's results depend on, hashed into its folder's name. Not the number of seeds:
+    each seed's arms are steps of their own (`search-s0`, ...), so a finished run of 1 seed
+    grows into 3 with `--seeds 3`, the scan, seed 0, the uniform policies, the peers and every
+    scored point kept, and the report covers the first `--seeds` seeds."""
+    key = {"model": model_sha, "test": test_sha, "corpus": corpus_fp, "space": file_sha256(o.space),
+           "budget": o.budget_minutes, "workers": o.workers, "dev": o.dev_utterances, "kd": o.kd_utterances,
+           "peers": o.peers}
+    if o.strategy != "one-stage":  # a one-stage run's folder keeps its earlier key
+        key |= {"strategy": o.strategy, "staged": o.staged}
+    return key
+
+
 def run_bench(o: BenchOptions, log=print) -> dict:
     from ..search import corpus_fingerprint, model_sha256
     from ._peers import peer_arms
@@ -166,12 +179,7 @@ def run_bench(o: BenchOptions, log=print) -> dict:
     o.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     test_manifest = o.test_manifest = _test_set(o, log)
-    key = {"model": model_sha256(o.model), "test": file_sha256(test_manifest),
-           "corpus": corpus_fingerprint(o.corpus), "space": file_sha256(o.space), "budget": o.budget_minutes,
-           "workers": o.workers, "seeds": o.seeds, "dev": o.dev_utterances, "kd": o.kd_utterances,
-           "peers": o.peers}
-    if o.strategy != "one-stage":  # a one-stage run's folder keeps its earlier key
-        key |= {"strategy": o.strategy, "staged": o.staged}
+    key = key_parts(o, model_sha256(o.model), file_sha256(test_manifest), corpus_fingerprint(o.corpus))
     run = o.workdir / run_key(key)
     state = State(run, key)
     log(f"bench: run folder {run} (re-running this command resumes it)")

@@ -1,8 +1,9 @@
 """The benchmark's resumable state: what a stopped run already finished is kept and reused.
 
 A run's folder is `WORKDIR/<key>`, the key a hash of what its results depend on (the base
-model's sha256, the test set's fingerprint, the space, the budget, the seeds, the scoring
-sizes), so the same command continues its own run and a changed one starts its own. Inside,
+model's sha256, the test set's fingerprint, the space, the budget, the scoring sizes), so the
+same command continues its own run and a changed one starts its own; more `--seeds` extend it.
+Inside,
 `state.json` holds each finished step (an arm and seed, a peer, the uniform policies) and
 `scores/` each scored point's per-utterance errors, keyed by the point file's sha256.
 """

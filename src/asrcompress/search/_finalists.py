@@ -35,6 +35,7 @@ from ..errors import UserError
 from ._recipe import finalist_kd, rung_seed
 from ._halving import ETA, MIN_KL, RUNGS, WER_SLACK, quantization_only, survivors, winners
 
+
 @dataclass
 class _Run:
     """One candidate's recovery in progress."""
