@@ -149,6 +149,7 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     assert doc["knee"] in {n for n, r in rows.items() if r.get("front")} <= timed
     # reported on test with both decoders, the base's ratio 1 with itself
     assert doc["test"]["utterances"] == 8 and doc["base"]["test"]["greedy"]["ratio"] == 1.0
+    assert doc["test"]["cpu_seconds"] > 0  # what the bench leaves out of an arm's CPU-hour
     for name in timed:
         g = rows[name]["test"]["greedy"]
         assert g["wer"] >= 0 and (g["ci95"][0] <= g["ratio"] <= g["ci95"][1] or g["ratio"] == float("inf"))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .._cpu import cpu_seconds
 from ..errors import UserError
 from ._recipe import finalist_kd, rung_seed
 from ._halving import ETA, MIN_KL, RUNGS, WER_SLACK, quantization_only, survivors, winners
@@ -326,7 +327,10 @@ def finish_finalists(result: dict, folder: Path, say: Callable[[str, int, int], 
     test_path = Path(test_path or Path(result["corpus"]) / "test.jsonl")
     if test_path.is_file():
         say("test", 0, 1)
+        cpu0 = cpu_seconds()
         report_on_test(result, folder, test_path, test_utterances)
+        # the report's cost, not the search's: the bench leaves it out of an arm's CPU-hour
+        result["test"]["cpu_seconds"] = round(cpu_seconds() - cpu0, 1)
     else:
         result["test"] = {"skipped": f"{test_path}: not found"}
     (folder / "finalists.json").write_text(json.dumps(result, indent=1))
