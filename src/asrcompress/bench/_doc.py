@@ -10,7 +10,8 @@ from .._outputs import output_file, write_text
 
 PEER_NOTES = {
     "ort_dynamic_default": "ONNX Runtime's quantize_dynamic with its defaults: Conv is quantized too (ConvInteger), "
-                           "which this AVX2 host without VNNI runs slower than fp32.",
+                           "which ONNX Runtime ran slower than fp32 on both hosts measured (an AVX2 AMD EPYC "
+                           "without VNNI, and an Intel Xeon with AVX-512 VNNI and AMX).",
     "ort_dynamic_matmul": "quantize_dynamic on MatMuls only, per-channel: the best dynamic setting measured here.",
     "torch_ao_dynamic": "torch.ao dynamic int8 on every nn.Linear (torch skips attention's out_proj); PyTorch "
                         "runtime, so its WER ratio and speed-up are against PyTorch fp32, measured in the same loop, "
