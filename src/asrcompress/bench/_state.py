@@ -3,9 +3,8 @@
 A run's folder is `WORKDIR/<key>`, the key a hash of what its results depend on (the base
 model's sha256, the test set's fingerprint, the space, the budget, the scoring sizes), so the
 same command continues its own run and a changed one starts its own; more `--seeds` extend it.
-Inside,
-`state.json` holds each finished step (an arm and seed, a peer, the uniform policies) and
-`scores/` each scored point's per-utterance errors, keyed by the point file's sha256.
+Inside, `state.json` holds each finished step (an arm and seed, a peer, the uniform policies)
+and `scores/` each scored point's per-utterance errors, keyed by the point file's sha256.
 """
 
 from __future__ import annotations
