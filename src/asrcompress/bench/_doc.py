@@ -130,7 +130,7 @@ def figure(arms, base: dict, stem: Path) -> list[str]:
                and "wer_ratio_deployed" in p.extra]
         if not pts:
             continue
-        color = qualitative.Plotly[k % len(qualitative.Plotly)]
+        color = qualitative.Dark24[k % len(qualitative.Dark24)]  # 24 colours: the bench has about 16 arms
         ys = [p.extra["wer_ratio_deployed"] for p in pts]
         err = dict(type="data", symmetric=False, array=[p.extra["ci_deployed"][1] - y for p, y in zip(pts, ys)],
                    arrayminus=[y - p.extra["ci_deployed"][0] for p, y in zip(pts, ys)], thickness=1)
