@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._cpu import cpu_seconds
 from .._outputs import refuse_overlap, write_text
 from .._shipped import profiles_dir
 from ..compression import DistillConfig, uniform_policies
@@ -90,6 +91,8 @@ def _search_arm(o: BenchOptions, run: Path, name: str, sampler: str, seed: int) 
         "dev_utterances": o.dev_utterances, "kd_utterances": o.kd_utterances, "threads": 1,
         "baselines": True, "rescore_test": False,  # both arms start from the same queued hand policies
     }
+    # The driver's own CPU plus what each worker reports of itself: the workers are its children,
+    # so `cpu_seconds` here would count them twice.
     cpu0 = time.process_time()
     summary = run_search(cfg)
     cpu = time.process_time() - cpu0 + sum(w.get("cpu_seconds", 0.0) for w in summary["workers"])
@@ -127,7 +130,7 @@ def _uniform_arm(o: BenchOptions, run: Path) -> Arm:
                        o.dev_utterances, o.kd_utterances)
     kd = DistillConfig(steps=space.distill_steps, temperature=2.0, alpha=0.5, lr=space.lr)
     points, errors = [], []
-    cpu0 = time.process_time()
+    cpu0 = cpu_seconds()  # as the staged arms count: this process and its children
     for i, (label, rules) in enumerate(uniform_policies().items()):  # every method's hand policies
         doc = {"version": 1, "rules": rules, "distill": kd.__dict__}
         try:
@@ -138,7 +141,7 @@ def _uniform_arm(o: BenchOptions, run: Path) -> Arm:
         points.append(Point("uniform", label, str(Path(v.model_dir) / "model.onnx"),
                             format_aware_ratio=v.size_ratio, extra={"dev_wer": v.objectives["wer"]}))
     note = f"each with {kd.steps} KD steps (T={kd.temperature}, alpha={kd.alpha}, lr={kd.lr})"
-    return Arm("uniform", "uniform", points, time.process_time() - cpu0, None, note, "; ".join(errors))
+    return Arm("uniform", "uniform", points, cpu_seconds() - cpu0, None, note, "; ".join(errors))
 
 
 def _test_set(o: BenchOptions, log) -> Path:
