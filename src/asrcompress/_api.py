@@ -132,18 +132,20 @@ def finalists(candidates: PathLike, *, rungs: tuple[int, ...] = (100, 300, 900),
               lr: float = 2e-4, warmup: float = 0.05, batch_seconds: float = 16.0, seed: int = 0,
               storage: str | None = None, study: str | None = None, profiles: PathLike | None = None,
               time: bool = True, repeats: int = 20, test_manifest: PathLike | None = None, test_utterances: int = 0,
-              min_kl: float = 0.05, device: str = "cpu") -> dict:
+              min_kl: float = 0.05, device: str = "cpu", schedule: str = "per-rung") -> dict:
     """The search's fourth and fifth stages on the folder `propose` wrote: quantization-only
     candidates and those within `min_kl` of the base keep 0 distillation steps, the others are
     distilled by successive halving over `rungs` (only each budget's least-KL candidate goes
     on); the last rung's are measured in ONNX, timed with the base interleaved (`time`), and
     reported on test with both decoders; written to `candidates`/finalists.json and
-    `candidates`/finalists/NAME/. `device`: where distillation runs ("cuda": a GPU)."""
+    `candidates`/finalists/NAME/. `device`: where distillation runs ("cuda": a GPU); `schedule`:
+    "per-rung" (each rung its own warm-up + cosine to 0) or "single" (one over the last rung)."""
     from .search import run_finalists
 
     return run_finalists(Path(candidates), tuple(rungs), kd_utterances, lr, warmup, batch_seconds, seed, storage,
                          study, Path(profiles) if profiles else None, None, time, repeats,
-                         Path(test_manifest) if test_manifest else None, test_utterances, min_kl, device=device)
+                         Path(test_manifest) if test_manifest else None, test_utterances, min_kl, device=device,
+                         schedule=schedule)
 
 
 def front(study: Any) -> list[dict]:

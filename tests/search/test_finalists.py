@@ -9,8 +9,8 @@ import pytest
 
 from asrcompress.compression import Policy
 from asrcompress.errors import UserError
-from asrcompress.search import (ETA, WER_SLACK, Constraint, budgets_met, quantization_only, run_finalists, run_propose,
-                                survivors, winners)
+from asrcompress.search import (ETA, WER_SLACK, Constraint, budgets_met, load_recipe, quantization_only, rung_slice,
+                                run_finalists, run_propose, survivors, winners)
 
 from ..conftest import needs_synth
 
@@ -67,6 +67,49 @@ def test_each_rung_keeps_at_most_a_1_over_eta_share_of_the_trained_candidates():
     assert survivors(won, alive, eta=5) == ["a"]
     assert survivors({}, alive) == []
     assert 0 < WER_SLACK < 1
+
+
+def _rates(rungs, schedule, lr=2e-4):
+    """Each rung's learning rates, step by step, as `distill` would set them."""
+    done, out = 0, []
+    for r, rung in enumerate(rungs):
+        cfg, offset, total = rung_slice(rungs, r, done, lr, 0.05, schedule)
+        assert cfg.steps == rung - done and cfg.schedule == "cosine"
+        out.append([cfg.lr_at(offset + i, total) for i in range(cfg.steps)])
+        done = rung
+    return out
+
+
+def test_a_per_rung_schedule_ends_every_rung_near_zero_a_single_one_only_the_last():
+    lr = 2e-4
+    per = _rates((100, 300, 900), "per-rung")
+    # every rung warms up to the peak and is judged at its end at a learning rate near 0
+    assert [len(r) for r in per] == [100, 200, 600]
+    assert all(max(r) == pytest.approx(lr) and r[-1] < 1e-3 * lr for r in per)
+    assert per[0][:5] == pytest.approx([lr * k / 5 for k in range(1, 6)])  # warm-up: 5% of the rung's own steps
+    single = _rates((100, 300, 900), "single")
+    # one cosine over 900 steps, sliced: the first rung ends near the peak, only the last near 0
+    assert single[0][-1] > 0.9 * lr and single[1][-1] > 0.5 * lr and single[2][-1] < 1e-3 * lr
+    flat = [x for r in single for x in r]
+    assert all(a >= b for a, b in zip(flat[45:], flat[46:]))  # after the 45-step warm-up it only decays
+    with pytest.raises(UserError, match="schedule 'step' is not one of per-rung, single"):
+        rung_slice((10,), 0, 0, lr, 0.05, "step")
+
+
+def test_a_recipe_without_a_schedule_replays_the_single_one_and_an_unknown_one_is_refused(tmp_path):
+    import yaml
+
+    rec = {"rungs": [100, 300], "best_steps": 300, "lr": 2e-4, "warmup": 0.05, "batch_seconds": 16.0, "seed": 0,
+           "kd_utterances": 2000}
+    doc = {"kind": "asrcompress-recipe", "version": 1, "base_model": {}, "corpus": {}, "policy": {}, "recovery": rec}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert load_recipe(path)["recovery"]["schedule"] == "single"  # what recipes were made with before it was kept
+    path.write_text(yaml.safe_dump(doc | {"recovery": rec | {"schedule": "per-rung"}}))
+    assert load_recipe(path)["recovery"]["schedule"] == "per-rung"
+    path.write_text(yaml.safe_dump(doc | {"recovery": rec | {"schedule": "cyclic"}}))
+    with pytest.raises(UserError, match=r"r.yaml: field 'recovery.schedule' \('cyclic'\) is not one of"):
+        load_recipe(path)
 
 
 def test_a_folder_without_candidates_is_refused(tmp_path):
@@ -141,6 +184,7 @@ def test_successive_halving_on_a_tiny_model(tmp_path, tiny_corpus):
     assert row["steps"] == 4 and (out / "finalists" / kept / "model.onnx").is_file() and row["onnx_bytes"] > 0
     pol = Policy.load(out / "finalists" / kept / "policy.yaml")
     assert pol.distill.steps == row["best_steps"] and pol.distill.schedule == "cosine"
+    assert doc["schedule"] == "per-rung"  # recorded, and replayed by the recipe below
     # keep the better: the kept point is the least-KL one seen, before recovery included
     assert row["torch_kl"] == pytest.approx(min([t.intermediate_values[0], *(h["kl"] for h in row["history"])]))
     # timed after training, interleaved with the base: every finalist and the base, never the pruned

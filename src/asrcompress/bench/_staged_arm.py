@@ -79,6 +79,7 @@ def staged_arm(o: BenchOptions, run: Path, name: str, sampler: str, seed: int, s
                     extra={"dev": [r["wer"], r["onnx_bytes"] / 1e6], "dev_wer": r["wer"]})
               for r in doc["finalists"] if r["finalist"] and Path(r["onnx"]).is_file()]
     note = (f"staged, {sampler} proposals: {opts.proposals} surrogate policies, {opts.candidates} candidates, rungs "
-            f"{','.join(map(str, opts.rungs))}; {len(points)} finalists, study {study}; CPU includes the shared scan's "
-            f"{scan_cpu / 60:.1f} CPU-min, not the finalists' own test scoring ({test_cpu / 60:.1f} CPU-min)")
+            f"{','.join(map(str, opts.rungs))} ({doc.get('schedule', 'single')} schedule); {len(points)} finalists, "
+            f"study {study}; CPU includes the shared scan's {scan_cpu / 60:.1f} CPU-min, not the finalists' own test "
+            f"scoring ({test_cpu / 60:.1f} CPU-min)")
     return Arm(name, name, points, cpu + scan_cpu, seed, note)

@@ -111,10 +111,12 @@ def finalists(
     rungs: Annotated[str, typer.Option(help="Distillation steps done in all at the end of each rung, "
                                             "comma-separated and increasing")] = "100,300,900",
     kd_utterances: Annotated[int, typer.Option(help="Training utterances to distil on (0: the whole train split)")] = 2000,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine to 0 at the last rung)")
-                  ] = 2e-4,
-    warmup: Annotated[float, typer.Option(help="Share of the last rung's steps the learning rate ramps up over")
-                      ] = 0.05,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine to 0)")] = 2e-4,
+    warmup: Annotated[float, typer.Option(help="Share of the steps the learning rate ramps up over (of each "
+                                               "rung's, or with --schedule single of the last rung's)")] = 0.05,
+    schedule: Annotated[str, typer.Option(help="per-rung: each rung its own warm-up + cosine to 0, so a rung "
+                                               "is judged at a learning rate near 0; single: one warm-up + "
+                                               "cosine over the last rung")] = "per-rung",
     batch_seconds: Annotated[float, typer.Option(help="Audio per distillation batch")] = 16.0,
     seed: Annotated[int, typer.Option(help="Seed of the training subset and batch order")] = 0,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage of the finalist study "
@@ -137,9 +139,9 @@ def finalists(
     as_json: Annotated[bool, typer.Option("--json", help="Print finalists.json")] = False,
 ) -> None:
     """Recover propose's candidates by successive halving: quantization-only ones keep 0 steps,
-    the others are distilled rung by rung (one warm-up + cosine run, teacher outputs cached) and
-    only each size and latency budget's least-KL candidate goes on; the last rung's are measured
-    in ONNX."""
+    the others are distilled rung by rung (one run, each rung its own warm-up + cosine, teacher
+    outputs cached) and only each size and latency budget's least-KL candidate goes on; the last
+    rung's are measured in ONNX."""
     from ..search import run_finalists
 
     try:
@@ -150,7 +152,7 @@ def finalists(
     try:
         doc = run_finalists(candidates, steps, kd_utterances, lr, warmup, batch_seconds, seed, storage, study,
                             profiles, progress, timing, repeats, test_manifest, test_utterances, min_kl,
-                            device=torch_device("--device", device))
+                            device=torch_device("--device", device), schedule=schedule)
     finally:
         bar.stop()
     if as_json:

@@ -26,7 +26,8 @@ from ._staged import StagedOptions, run_staged, staged_scan
 from ._staged_report import log_finalists, staged_rows
 from ._finalists import mark_front, run_finalists, report_on_test, time_finalists
 from ._halving import ETA, RUNGS, WER_SLACK, budgets_met, quantization_only, survivors, winners
-from ._recipe import check_inputs as check_recipe_inputs, load_recipe, rebuild as rebuild_recipe, recipe_of, write_recipe
+from ._recipe import (SCHEDULES, check_inputs as check_recipe_inputs, load_recipe, rebuild as rebuild_recipe,
+                      recipe_of, rung_slice, write_recipe)
 
 __all__ = ["Constraint", "Group", "Space", "baseline_params", "check_against_model", "default_storage", "driver_config", "front_rows",
            "hypervolume", "knee", "load_space", "load_study", "open_storage", "open_study", "parameters",
@@ -42,6 +43,6 @@ __all__ += ['UnitCache', 'kept_fractions', 'Param', 'Pick', 'Prediction', 'Surro
             'ETA', 'RUNGS', 'WER_SLACK', 'budgets_met', 'quantization_only', 'run_finalists', 'survivors', 'winners', 'JsonlLog', 'kd_loader',
             'mark_front', 'report_on_test', 'time_finalists', 'snapshot', 'StagedOptions', 'run_staged', 'staged_scan',
             'log_finalists', 'staged_rows', 'check_recipe_inputs', 'load_recipe', 'rebuild_recipe', 'recipe_of',
-            'write_recipe']
+            'write_recipe', 'SCHEDULES', 'rung_slice']
 
 _make_callable(__name__, "search")  # asrcompress.search(...) is the API function (docs/api.md)

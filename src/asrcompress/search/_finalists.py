@@ -5,9 +5,11 @@ then the finalists timed quietly and reported on test.
 budget follows the damage: a policy that only quantizes (with its rounding), or one within
 `MIN_KL` of the base before recovery, is kept as scored, with 0 steps; every other candidate
 is distilled rung by rung (by default 100, then 300, then 900 steps in all). Each rung
-continues the same run: one warm-up + cosine schedule over the last rung's steps, AdamW's
-moments carried over, the teacher's outputs cached once for all candidates (no teacher
-forward per step).
+continues the same run with its own warm-up + cosine decay to 0 (`schedule="per-rung"`), so a
+candidate is judged after each rung at a learning rate near 0, not in the middle of one long
+schedule; AdamW's moments are carried over and the teacher's outputs cached once for all
+candidates (no teacher forward per step). `schedule="single"` is the earlier one: one warm-up
++ cosine over the last rung's steps.
 
 After each rung every candidate reports its dev KL (`trial.report`, so a stopped one ranks by
 how far it got), and only the budget winners go on: for every size and latency budget of the
@@ -33,7 +35,7 @@ from torch import nn
 
 from .._cpu import cpu_seconds
 from ..errors import UserError
-from ._recipe import finalist_kd, rung_seed
+from ._recipe import SCHEDULES, finalist_kd, rung_seed, rung_slice
 from ._halving import ETA, MIN_KL, RUNGS, WER_SLACK, quantization_only, survivors, winners
 
 
@@ -159,7 +161,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
                   study: str | None = None, profiles: Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None, time: bool = True,
                   repeats: int = 20, test_manifest: Path | None = None, test_utterances: int = 0,
-                  min_kl: float = MIN_KL, constraints: tuple = (), device: str = "cpu") -> dict:
+                  min_kl: float = MIN_KL, constraints: tuple = (), device: str = "cpu",
+                  schedule: str = "per-rung") -> dict:
     """Recover the candidates in `folder` (propose's --out) by successive halving over `rungs`
     (those that only quantize, or are within `min_kl` of the base, keep 0 steps),
     distilling on `kd_utterances` training utterances (0: all); writes `folder`/finalists.json and
@@ -170,6 +173,7 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     The finalists are then scored on the test split (`test_manifest`, default the corpus's
     test.jsonl; `test_utterances`, 0: all) with both decoders (`report_on_test`).
     Distillation steps run on `device` ("cuda": a GPU); scoring, timing and export on the CPU.
+    `schedule`: the learning rate's course over the rungs ("per-rung" or "single", `SCHEDULES`).
     Returns what finalists.json holds."""
     import optuna
     from optuna.trial import TrialState
@@ -187,6 +191,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
 
     folder = Path(folder)
     rungs = tuple(int(r) for r in rungs)
+    if schedule not in SCHEDULES:  # refused before anything is read or trained
+        raise UserError(f"--schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
     doc = _check(folder, rungs, kd_utterances)
     name = study or f"{doc['surrogate']['study']}-finalists"
     storage_url = storage or default_storage(name)
@@ -248,9 +254,10 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
     for r, rung in enumerate(rungs):
         for j, run in enumerate(alive):
             say(f"rung {r + 1}/{len(rungs)} ({rung} steps)", j, len(alive))
-            res = distill(run.model, base, run.states, waves, targets, replace(kd, steps=rung - run.steps),
-                          batch_seconds=batch_seconds, seed=rung_seed(seed, r), offset=run.steps, total=rungs[-1],
-                          opt_state=run.opt_state, teacher_cache=cache, device=device)
+            cfg, offset, total = rung_slice(rungs, r, run.steps, lr, warmup, schedule)
+            res = distill(run.model, base, run.states, waves, targets, cfg, batch_seconds=batch_seconds,
+                          seed=rung_seed(seed, r), offset=offset, total=total, opt_state=run.opt_state,
+                          teacher_cache=cache, device=device)
             run.steps, run.opt_state = rung, res["opt_state"]
             lps, w = scorer.score(run.model)
             kl = frame_kl(scorer.teacher, lps)
@@ -302,8 +309,8 @@ def run_finalists(folder: Path, rungs: tuple[int, ...] = RUNGS, kd_utterances: i
         out_rows.append(row)
     result = {"version": 1, "candidates": str(folder), "model": str(model_dir), "corpus": str(corpus), "study": name,
               "storage": storage_url, "rungs": list(rungs), "kd_utterances": len(waves), "min_kl": min_kl, "lr": lr,
-              "warmup": warmup, "batch_seconds": batch_seconds, "seed": seed, "device": device, "profile": prof,
-              "base": base_row,
+              "warmup": warmup, "schedule": schedule, "batch_seconds": batch_seconds, "seed": seed, "device": device,
+              "profile": prof, "base": base_row,
               "teacher_batches_cached": len(cache), "teacher_cache_hits": cache.hits, "rung_log": rung_log,
               "wer_limit_to_go_on": prune_limit, "eta": ETA,
               "finalists": out_rows, "seconds": round(clock() - t0, 1)}

@@ -377,7 +377,9 @@ def budget_picks(study: optuna.Study, sur: Surrogate, n: int = 24, size_ratios: 
                  speedups: tuple[float, ...] = SPEEDUPS) -> list[Pick]:
     """For each size budget (`Prediction.size` <= base / r) and latency budget (ms <= base / s) the study's
     least-KL policy within both, and the study's smallest and fastest policies; distinct
-    policies, at most `n`, spread over the KL range when more budgets are met than that."""
+    policies, the `n` least damaged (predicted KL) when there are more: a budget whose best try
+    is already far gone is the one to give up (docs/search.md, Picks, says what spreading them
+    over the KL range cost)."""
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     base_ms = sur.base_ms[sur.profile]
     found: dict[tuple, tuple[optuna.trial.FrozenTrial, list[str]]] = {}
@@ -394,6 +396,4 @@ def budget_picks(study: optuna.Study, sur: Surrogate, n: int = 24, size_ratios: 
             found.setdefault(sur.predict(sur.values_of(best)).key, (best, []))[1].append(label)
     picks = sorted((Pick(t.number, sur.predict(sur.values_of(t)), tuple(b)) for t, b in found.values()),
                    key=lambda p: p.prediction.kl)
-    if len(picks) > n:
-        picks = [picks[i] for i in sorted({round(j) for j in np.linspace(0, len(picks) - 1, n)})]
-    return picks
+    return picks[:n]
