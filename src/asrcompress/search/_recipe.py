@@ -4,9 +4,10 @@ corpus it was built from, and the figures the bench measured for it.
 `asrcompress compress --recipe FILE --out DIR` replays what the finalists stage did for that
 candidate, from the base model and the corpus alone: compress with the same calibration data,
 then distil rung by rung with the same seeds, learning-rate schedule and carried optimizer
-state, up to the rung whose model was kept (`best_steps`). On the same machine and thread count the weights come
-out identical; elsewhere they differ by float reassociation only. The recipe checks the base
-model's sha256 and the corpus's manifests, so a rebuild from other inputs is refused by name.
+state, up to the rung whose model was kept (`best_steps`). On the same machine and thread count
+the weights come out identical; elsewhere they differ by float reassociation only. The recipe
+checks the base model's sha256 and the corpus's manifests, so a rebuild from other inputs is
+refused by name.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ RECOVERY_FIELDS = ("rungs", "best_steps", "lr", "warmup", "batch_seconds", "seed
 # so every rung ends, and is judged, at a learning rate near 0; "single": one warm-up + cosine over
 # the last rung, so the first rungs are judged at full rate (recipes written before `schedule`
 # was recorded used it). On the bench's candidates at 100 steps, per-rung took dev KL from 0.143
-# to 0.072 (cand-03) and 0.154 to 0.121 (cand-06), and left a structural one alike (docs/search.md).
+# to 0.072 (cand-03) and 0.154 to about 0.12 (cand-06), and left a structural one alike (docs/search.md).
 SCHEDULES = ("per-rung", "single")
 
 
@@ -47,8 +48,6 @@ def rung_slice(rungs: tuple[int, ...], r: int, done: int, lr: float, warmup: flo
                schedule: str = "per-rung") -> tuple:
     """Rung `r` (0-based) of a finalist's recovery, `done` steps already run: (its DistillConfig,
     its `offset` and `total` on the learning-rate schedule), as `distill` takes them."""
-    from dataclasses import replace
-
     if schedule not in SCHEDULES:
         raise UserError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
     steps = rungs[r] - done
